@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what llm-router needs on a fresh Debian machine, idempotently:
+# redis-server, Java 17 and Maven from Debian (only those missing), then a
+# Python virtualenv in .venv with llm-router and its test extras.
+# Kafka's jars are resolved later by `llmrouter infra up` (Maven Central).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "bootstrap: installing ${missing[*]} from Debian"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "bootstrap: llm-router needs Python 3.11 or newer ($python is older)" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+echo "bootstrap: installing llm-router into .venv"
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".[test]"
