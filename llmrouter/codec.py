@@ -1,0 +1,148 @@
+"""Bytes on the wire <-> plain dicts, per the external contract.
+
+Values are Avro *single-object encoded* (Avro spec: marker ``C3 01``, the
+8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's parsing
+canonical form, then the binary body) or JSON objects. Requests may come in
+either form; what the router writes is Avro unless the settings say JSON.
+
+A reader resolves the writer schema by fingerprint in a :class:`SchemaStore`
+and reads it into the current (reader) schema, so a message written with an
+older schema version is still read after a field with a default was added.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from llmrouter import schemas
+from llmrouter.errors import UndecodableRequest
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = len(MAGIC) + 8
+
+
+def schema_fingerprint(parsed: dict[str, Any]) -> bytes:
+    """The 8-byte CRC-64-AVRO fingerprint, little-endian as single-object encoding wants it."""
+    value = int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
+    return struct.pack("<Q", value)
+
+
+class SchemaStore:
+    """Known writer schemas by fingerprint, and the reader schema per record name."""
+
+    def __init__(self) -> None:
+        self._writers: dict[bytes, dict[str, Any]] = {}
+        self._readers: dict[str, dict[str, Any]] = {}
+        self._reader_fingerprints: dict[str, bytes] = {}
+
+    @classmethod
+    def default(cls) -> SchemaStore:
+        """A store holding every schema in ``schemas/`` as reader and writer."""
+        store = cls()
+        for name in schemas.SCHEMA_NAMES:
+            store.set_reader(schemas.raw(name))
+        return store
+
+    def add_writer(self, schema: dict[str, Any]) -> bytes:
+        """Remember a schema messages may have been written with; returns its fingerprint."""
+        parsed = fastavro.parse_schema(schema, _write_hint=False)
+        fp = schema_fingerprint(parsed)
+        self._writers[fp] = parsed
+        return fp
+
+    def set_reader(self, schema: dict[str, Any]) -> None:
+        """Make ``schema`` the current version of its record (also a known writer)."""
+        parsed = fastavro.parse_schema(schema, _write_hint=False)
+        name = parsed["name"].rsplit(".", 1)[-1]
+        self._readers[name] = parsed
+        self._reader_fingerprints[name] = self.add_writer(schema)
+
+    def reader(self, name: str) -> dict[str, Any]:
+        return self._readers[name]
+
+    def writer(self, fp: bytes) -> dict[str, Any] | None:
+        return self._writers.get(fp)
+
+    def fingerprint_of(self, name: str) -> bytes:
+        return self._reader_fingerprints[name]
+
+
+class Codec:
+    """Encodes the router's records and decodes what upstream sends."""
+
+    def __init__(self, store: SchemaStore | None = None, *, output: str = "avro") -> None:
+        if output not in ("avro", "json"):
+            raise ValueError(f"output encoding must be 'avro' or 'json', not {output!r}")
+        self.store = store or SchemaStore.default()
+        self.output = output
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes:
+        """``record`` as record ``name`` in the configured output encoding."""
+        if self.output == "json":
+            return encode_json(record)
+        return self.encode_avro(name, record)
+
+    def encode_avro(self, name: str, record: dict[str, Any]) -> bytes:
+        """``record`` in Avro single-object encoding with the current schema of ``name``."""
+        buf = io.BytesIO()
+        buf.write(MAGIC)
+        buf.write(self.store.fingerprint_of(name))
+        fastavro.schemaless_writer(buf, self.store.reader(name), record)
+        return buf.getvalue()
+
+    def decode(self, name: str, data: bytes) -> dict[str, Any]:
+        """Read ``data`` (Avro single-object or a JSON object) as record ``name``.
+
+        Raises :class:`UndecodableRequest` with the reason when it is neither.
+        Field validation beyond the encoding is the caller's business.
+        """
+        if data is None or len(data) == 0:
+            raise UndecodableRequest("empty message value: expected Avro single-object encoding or a JSON object")
+        if data[:2] == MAGIC:
+            return self._decode_avro(name, data)
+        if data.lstrip()[:1] == b"{":
+            return _decode_json(data)
+        raise UndecodableRequest(
+            f"value is neither Avro single-object encoding (starts {data[:2].hex()!r}, want 'c301') nor a JSON object"
+        )
+
+    def _decode_avro(self, name: str, data: bytes) -> dict[str, Any]:
+        if len(data) < HEADER_LEN:
+            raise UndecodableRequest(f"Avro single-object header truncated: {len(data)} bytes, need at least {HEADER_LEN}")
+        fp = data[2:HEADER_LEN]
+        writer = self.store.writer(fp)
+        if writer is None:
+            raise UndecodableRequest(
+                f"unknown Avro schema fingerprint {fp[::-1].hex()} (CRC-64-AVRO): the writer schema is not registered"
+            )
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer, self.store.reader(name))
+        except Exception as exc:  # fastavro raises many types for a corrupt body
+            raise UndecodableRequest(f"Avro body does not match its schema: {exc}") from exc
+        return record
+
+
+def encode_json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode("utf-8")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def _decode_json(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UndecodableRequest(f"invalid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UndecodableRequest(f"JSON value is a {type(value).__name__}, not an object")
+    return value
