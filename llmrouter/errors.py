@@ -1,0 +1,125 @@
+"""The one error tree of llm-router.
+
+::
+
+    RouterError
+    ├── ConfigError                 settings or a provider config is invalid
+    ├── RequestError                a request cannot be served as asked (error_code)
+    │   ├── InvalidRequest          decoded, but fails validation  -> DLQ
+    │   └── UndecodableRequest      not Avro single-object, not JSON -> DLQ
+    ├── ModelLoadError              the local model cannot be loaded (memory, files)
+    └── ProviderError               a provider call failed (retriable or not)
+        ├── ProviderUnavailable     down, 5xx, overloaded            retriable
+        ├── ProviderTimeout         no answer in time                retriable
+        ├── RateLimited             429; carries retry_after_s       retriable
+        ├── MalformedReply          garbage in the reply             retriable
+        ├── AuthError               401/403                          not retriable
+        ├── BadRequest              400/422                          not retriable
+        └── ContextTooLong          prompt over the context window   not retriable
+
+Each error carries a stable ``code`` (it goes into ``LLMResult.error_code``)
+and, for provider errors, whether a retry could help.
+"""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """Base of every error llm-router raises on purpose."""
+
+    code = "internal_error"
+
+
+class ConfigError(RouterError):
+    """Settings or a provider configuration are invalid."""
+
+    code = "invalid_config"
+
+
+class RequestError(RouterError):
+    """A request cannot be served as asked."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(RequestError):
+    """The request decoded but does not satisfy the LLMRequest contract."""
+
+
+class UndecodableRequest(RequestError):
+    """The bytes are neither Avro single-object encoding nor a JSON object."""
+
+    code = "undecodable"
+
+
+class ModelLoadError(RouterError):
+    """The local model cannot be loaded (files missing, over max_memory)."""
+
+    code = "model_load_failed"
+
+
+class ProviderError(RouterError):
+    """A provider call failed."""
+
+    code = "provider_error"
+    retriable = False
+
+    def __init__(self, message: str, *, provider: str = "") -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class ProviderUnavailable(ProviderError):
+    code = "provider_unavailable"
+    retriable = True
+
+
+class ProviderTimeout(ProviderError):
+    code = "provider_timeout"
+    retriable = True
+
+
+class RateLimited(ProviderError):
+    code = "rate_limited"
+    retriable = True
+
+    def __init__(self, message: str, *, provider: str = "", retry_after_s: float | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.retry_after_s = retry_after_s
+
+
+class MalformedReply(ProviderError):
+    code = "malformed_reply"
+    retriable = True
+
+
+class AuthError(ProviderError):
+    code = "auth_error"
+
+
+class BadRequest(ProviderError):
+    code = "bad_request"
+
+
+class ContextTooLong(ProviderError):
+    code = "context_too_long"
+
+
+def error_for_status(status: int, message: str, *, provider: str = "", retry_after_s: float | None = None) -> ProviderError:
+    """Map an HTTP status from a provider to the error tree (the one place that does)."""
+    if status == 429:
+        return RateLimited(message, provider=provider, retry_after_s=retry_after_s)
+    if status in (401, 403):
+        return AuthError(message, provider=provider)
+    if status == 413:
+        return ContextTooLong(message, provider=provider)
+    if status in (400, 404, 422):
+        return BadRequest(message, provider=provider)
+    if status == 408:
+        return ProviderTimeout(message, provider=provider)
+    return ProviderUnavailable(message, provider=provider)

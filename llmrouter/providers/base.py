@@ -1,0 +1,113 @@
+"""The provider abstraction of specification F005.
+
+Every way of answering a prompt (the local ONNX model, each cloud API)
+implements :class:`LLMProvider`. The dispatcher knows nothing else about a
+provider: it asks for capabilities and a cost estimate, then calls
+``generate`` or ``stream``.
+
+A provider raises only :class:`llmrouter.errors.ProviderError` subclasses;
+the error says whether a retry could help (``retriable``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prompt:
+    """What a provider is asked to continue: plain text or chat messages."""
+
+    text: str = ""
+    messages: tuple[tuple[str, str], ...] = ()  # (role, content) pairs
+    max_tokens: int = 256
+    temperature: float = 0.0
+    seed: int | None = None
+
+    def as_text(self) -> str:
+        """The prompt as one string, for providers without a chat format."""
+        if self.text:
+            return self.text
+        return "".join(f"<|{role}|>\n{content}\n" for role, content in self.messages) + "<|assistant|>\n"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generation:
+    """A finished answer with the usage the provider reported."""
+
+    text: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str = "stop"  # stop | length
+
+
+@dataclass(frozen=True, kw_only=True)
+class Capabilities:
+    """What a provider can do, for routing and for the registry."""
+
+    models: tuple[str, ...]
+    context_tokens: int
+    streaming: bool = True
+    batching: bool = False
+    local: bool = False
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Health:
+    """The answer to a health check."""
+
+    healthy: bool
+    detail: str = ""
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamDelta:
+    """One piece of a streamed answer; the last one carries the generation."""
+
+    delta: str
+    final: Generation | None = None
+
+
+class LLMProvider(abc.ABC):
+    """One way of answering prompts (specification F005)."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def generate(self, prompt: Prompt) -> Generation:
+        """Answer ``prompt`` in one piece."""
+
+    @abc.abstractmethod
+    def stream(self, prompt: Prompt) -> AsyncIterator[StreamDelta]:
+        """Answer ``prompt`` token by token; the last delta has ``final`` set."""
+
+    @abc.abstractmethod
+    async def health_check(self) -> Health:
+        """Say whether the provider can take traffic now."""
+
+    @abc.abstractmethod
+    def get_capabilities(self) -> Capabilities:
+        """Describe models, context length and features."""
+
+    @abc.abstractmethod
+    def estimate_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Cost in US dollars of a call with these token counts."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` would take; a documented heuristic unless overridden.
+
+        The default is one token per four characters (rounded up), the usual
+        rule of thumb for English text with BPE vocabularies.
+        """
+        return max(1, -(-len(text) // 4))
+
+    async def start(self) -> None:
+        """Acquire resources (sessions, models). Called once before use."""
+
+    async def stop(self) -> None:
+        """Release what :meth:`start` acquired."""
