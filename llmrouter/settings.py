@@ -1,0 +1,256 @@
+"""Settings: one YAML file whose sections mirror the specification.
+
+Loaded once (:func:`load_settings`) and passed to whatever needs them; nothing
+reads settings from module globals. Order of precedence, lowest first:
+
+1. ``default_settings.yaml`` shipped with the package;
+2. the file named by ``--settings`` or ``$LLMROUTER_SETTINGS``, merged over it;
+3. environment overrides ``LLMROUTER__SECTION__KEY=value`` (double underscores
+   separate levels; values are parsed as YAML scalars);
+4. secrets, only from the environment (or a file outside the repository named
+   by ``LLMROUTER_SECRETS_FILE``): ``HF_TOKEN``, ``TOGETHER_API_KEY``,
+   ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``.
+
+Validation happens at start; an invalid file is refused with every problem
+listed, each with its dotted path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from llmrouter.errors import ConfigError
+from llmrouter.localmodel.config import parse_size
+
+PRIORITIES = ("critical", "high", "normal", "low")
+PROVIDER_NAMES = ("local", "huggingface", "together", "premium")
+SECRET_ENV = {
+    ("huggingface_config", "api_key"): "HF_TOKEN",
+    ("together_config", "api_key"): "TOGETHER_API_KEY",
+    ("premium_config", "openai_key"): "OPENAI_API_KEY",
+    ("premium_config", "claude_key"): "ANTHROPIC_API_KEY",
+}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(second|minute|hour|day)\s*$")
+_MONEY = re.compile(r"^\s*\$(\d+(?:\.\d+)?)\s*/\s*(day|month)\s*$")
+_PERIOD_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def parse_rate(text: str) -> tuple[float, float]:
+    """``"50/hour"`` -> (50 requests, 3600 seconds)."""
+    match = _RATE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a rate; write it like '50/hour' or '1000/minute'")
+    return float(match.group(1)), float(_PERIOD_S[match.group(2)])
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    request_partitions: int = Field(4, ge=1, description="partitions of each llm.requests.<priority> topic")
+    partitions: int = Field(4, ge=1, description="partitions of results, stream, dlq, events, alerts and internal topics")
+    replication_factor: int = Field(1, ge=1)
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+
+
+class WorkerSettings(_Section):
+    app_id: str = "llm-router"
+    datadir: Path = Path("var/worker")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+    result_encoding: Literal["avro", "json"] = "avro"
+    max_in_flight: int = Field(8, ge=1, description="requests dispatched at once per priority")
+    log_format: Literal["console", "json"] = "console"
+    session_timeout_s: float = Field(10.0, ge=6, le=300, description="how soon a dead worker's partitions move")
+
+
+class LimitsSettings(_Section):
+    max_prompt_chars: int = Field(32_000, ge=1)
+    max_tokens: int = Field(4096, ge=1)
+    default_timeout_s: float = Field(60.0, gt=0)
+
+
+class LocalConfig(_Section):
+    """Specification F011."""
+
+    enabled: bool = True
+    model_path: Path = Path("./models/tinyllama-1.1b-onnx")
+    max_memory: str = "1.5GB"
+    inference_threads: int = Field(4, ge=1)
+    quantization: Literal["int8", "none"] = "int8"
+    batch_size: int = Field(1, ge=1, le=64)
+
+    @field_validator("max_memory")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+
+class _CloudConfig(_Section):
+    api_key: SecretStr | None = None
+    endpoint: str | None = None
+    rate_limit: str = "60/minute"
+    models: list[str] = []
+    timeout: float = Field(30, gt=0)
+    retry_attempts: int = Field(3, ge=0)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+
+class HuggingFaceConfig(_CloudConfig):
+    """Specification F012."""
+
+
+class TogetherConfig(_CloudConfig):
+    """Specification F013."""
+
+    priority: Literal["low", "normal", "high"] = "normal"
+    cost_per_token: float = Field(0.0, ge=0)
+
+
+class PremiumConfig(_Section):
+    """Specification F014."""
+
+    openai_key: SecretStr | None = None
+    claude_key: SecretStr | None = None
+    usage_limit: str = "$10/month"
+    emergency_only: bool = True
+
+    @field_validator("usage_limit")
+    @classmethod
+    def _money(cls, value: str) -> str:
+        if not _MONEY.match(value):
+            raise ValueError(f"{value!r} is not a usage limit; write it like '$10/month'")
+        return value
+
+
+class ProviderLimits(_Section):
+    """One row of the specification's LLM_CONFIG table (§5.2)."""
+
+    max_concurrent: int = Field(ge=1)
+    timeout: float = Field(gt=0, description="seconds")
+    rate_limit: str | None = None
+    memory_limit: str | None = None
+
+
+class CacheConfig(_Section):
+    """The specification's CACHE_CONFIG (§5.2)."""
+
+    ttl_default: int = Field(3600, ge=0, description="seconds")
+    max_size: str = "256MB"
+    eviction_policy: Literal["LRU"] = "LRU"
+    compression: bool = True
+
+
+class Settings(_Section):
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    worker: WorkerSettings = WorkerSettings()
+    limits: LimitsSettings = LimitsSettings()
+    local_config: LocalConfig = LocalConfig()
+    huggingface_config: HuggingFaceConfig = HuggingFaceConfig()
+    together_config: TogetherConfig = TogetherConfig()
+    premium_config: PremiumConfig = PremiumConfig()
+    fallback_chain: list[str] = list(PROVIDER_NAMES)
+    llm_config: dict[str, ProviderLimits] = {}
+    cache_config: CacheConfig = CacheConfig()
+
+    @model_validator(mode="after")
+    def _chain(self) -> Settings:
+        unknown = [name for name in self.fallback_chain if name not in PROVIDER_NAMES]
+        if unknown:
+            raise ValueError(f"fallback_chain names unknown providers {unknown}; known: {list(PROVIDER_NAMES)}")
+        if len(set(self.fallback_chain)) != len(self.fallback_chain):
+            raise ValueError(f"fallback_chain lists a provider twice: {self.fallback_chain}")
+        return self
+
+    def limits_for(self, provider: str) -> ProviderLimits:
+        """The §5.2 row for ``provider``, or a conservative default."""
+        return self.llm_config.get(provider) or ProviderLimits(max_concurrent=4, timeout=30)
+
+    def topic(self, name: str) -> str:
+        """A contract topic name with the configured prefix."""
+        return f"{self.kafka.topic_prefix}{name}"
+
+
+def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the settings; raise :class:`ConfigError` listing every problem."""
+    env = os.environ if env is None else env
+    data = yaml.safe_load(resources.files("llmrouter").joinpath("default_settings.yaml").read_text()) or {}
+    path = path or env.get("LLMROUTER_SETTINGS")
+    if path:
+        try:
+            override = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"settings file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(override, dict):
+            raise ConfigError(f"settings file {path} must hold a mapping of sections, not {type(override).__name__}")
+        data = _merge(data, override)
+    data = _merge(data, _env_overrides(env))
+    data = _merge(data, _secrets(env))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings ({exc.error_count()} problem(s)): {problems}") from None
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith("LLMROUTER__"):
+            continue
+        path = [part.lower() for part in name[len("LLMROUTER__"):].split("__") if part]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw else raw
+    return out
+
+
+def _secrets(env: Mapping[str, str]) -> dict[str, Any]:
+    values = dict(env)
+    secrets_file = env.get("LLMROUTER_SECRETS_FILE")
+    if secrets_file:
+        try:
+            values.update(yaml.safe_load(Path(secrets_file).read_text()) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read secrets file {secrets_file}: {exc}") from exc
+    out: dict[str, Any] = {}
+    for (section, key), var in SECRET_ENV.items():
+        if values.get(var):
+            out.setdefault(section, {})[key] = str(values[var])
+    return out

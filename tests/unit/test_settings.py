@@ -1,0 +1,76 @@
+"""Settings: the shipped defaults, file and environment overrides, secrets, validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrouter.errors import ConfigError
+from llmrouter.settings import load_settings, parse_rate
+
+
+def test_the_defaults_mirror_the_specification():
+    """F011-F015 and the §5.2 tables are there with the specification's values."""
+    s = load_settings(env={})
+    assert s.local_config.inference_threads == 4 and s.local_config.quantization == "int8"
+    assert s.huggingface_config.rate_limit == "50/hour" and s.together_config.cost_per_token == 0.0002
+    assert s.premium_config.usage_limit == "$10/month" and s.premium_config.emergency_only
+    assert s.fallback_chain == ["local", "huggingface", "together", "premium"]
+    assert (s.limits_for("local").max_concurrent, s.limits_for("together").timeout) == (1, 15)
+    assert s.cache_config.ttl_default == 3600
+
+
+def test_a_settings_file_and_the_environment_override_the_defaults(tmp_path):
+    """File over defaults, LLMROUTER__SECTION__KEY over the file."""
+    path = tmp_path / "s.yaml"
+    path.write_text("kafka:\n  topic_prefix: 'staging.'\nworker:\n  web_port: 7000\n")
+    s = load_settings(path, env={"LLMROUTER__WORKER__WEB_PORT": "7001"})
+    assert s.topic("llm.results") == "staging.llm.results" and s.worker.web_port == 7001
+
+
+def test_secrets_come_only_from_the_environment_and_never_print():
+    """HF_TOKEN fills huggingface_config.api_key, which repr() does not reveal."""
+    s = load_settings(env={"HF_TOKEN": "hf_secret_value"})
+    assert s.huggingface_config.api_key.get_secret_value() == "hf_secret_value"
+    assert "hf_secret_value" not in repr(s) and "hf_secret_value" not in str(s.model_dump())
+
+
+def test_secrets_can_come_from_a_file_outside_the_repository(tmp_path):
+    """LLMROUTER_SECRETS_FILE names a YAML of the same variables."""
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("TOGETHER_API_KEY: tk\n")
+    s = load_settings(env={"LLMROUTER_SECRETS_FILE": str(secrets)})
+    assert s.together_config.api_key.get_secret_value() == "tk"
+
+
+def test_every_problem_is_listed_with_its_path(tmp_path):
+    """An invalid file is refused with each problem and where it is."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("worker:\n  web_port: 0\n  colour: blue\nlocal_config:\n  max_memory: lots\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    message = str(caught.value)
+    assert "worker.web_port" in message and "worker.colour" in message and "local_config.max_memory" in message
+
+
+@pytest.mark.parametrize("chain, problem", [(["local", "bogus"], "unknown providers"),
+                                            (["local", "local"], "twice")])
+def test_the_fallback_chain_names_known_providers_once(tmp_path, chain, problem):
+    """fallback_chain may only name local, huggingface, together, premium, each once."""
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(env={"LLMROUTER__FALLBACK_CHAIN": str(chain)})
+
+
+def test_a_missing_or_broken_file_is_a_config_error(tmp_path):
+    """Unreadable or non-mapping YAML gives a ConfigError naming the file."""
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.yaml", env={})
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_settings(tmp_path / "list.yaml", env={})
+
+
+def test_rates_are_parsed_into_count_and_period():
+    """'50/hour' -> (50, 3600); nonsense is refused with an example."""
+    assert parse_rate("50/hour") == (50.0, 3600.0) and parse_rate("1000/minute") == (1000.0, 60.0)
+    with pytest.raises(ValueError, match="1000/minute"):
+        parse_rate("fast")
