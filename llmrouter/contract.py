@@ -1,0 +1,225 @@
+"""The request and result records, and the rules a request must meet.
+
+Pure: no Kafka, no Faust, no clock of its own (time comes in as arguments).
+
+Two kinds of bad request are told apart:
+
+* *invalid* — the value decodes but is not an LLMRequest (no request_id, no
+  prompt, a field of the wrong type): :class:`InvalidRequest`, which sends the
+  original bytes to the DLQ (and, when a request_id is known, an ``error``
+  result so nobody waits for ever);
+* *not servable as asked* — a valid request whose parameters are over a limit
+  or name an unknown provider: a ``rejected`` result with a clear code, via
+  :func:`check_limits`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from llmrouter.errors import InvalidRequest
+from llmrouter.providers.base import Prompt
+
+PRIORITIES = ("critical", "high", "normal", "low")
+CACHE_POLICIES = ("use", "bypass", "refresh")
+STATUSES = ("ok", "error", "rejected", "timeout")
+MAX_REQUEST_ID_LEN = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """A validated LLMRequest plus what intake learnt about it."""
+
+    request_id: str
+    prompt: str | None = None
+    messages: tuple[tuple[str, str], ...] = ()
+    max_tokens: int = 256
+    temperature: float = 0.0
+    task_type: str = "general"
+    user_id: str | None = None
+    priority: str = "normal"
+    deadline_ms: int | None = None
+    timeout_ms: int | None = None
+    stream: bool = False
+    cache_policy: str = "use"
+    providers: tuple[str, ...] | None = None
+    reply_to: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    created_at_ms: int | None = None
+    seed: int | None = None
+    received_at_ms: int = 0  # set by intake
+
+    def to_prompt(self) -> Prompt:
+        return Prompt(
+            text=self.prompt or "",
+            messages=self.messages,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+
+    @property
+    def started_at_ms(self) -> int:
+        """When the clock for latency and timeouts starts: the producer's time if given."""
+        return self.created_at_ms if self.created_at_ms is not None else self.received_at_ms
+
+    def deadline_at_ms(self, default_timeout_s: float) -> int:
+        """The absolute time by which the request must be answered."""
+        if self.deadline_ms is not None:
+            return self.deadline_ms
+        timeout_ms = self.timeout_ms if self.timeout_ms is not None else int(default_timeout_s * 1000)
+        return self.started_at_ms + timeout_ms
+
+    def to_json(self) -> bytes:
+        """Internal form, for the repartitioned (by request_id) topics."""
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Request:
+        raw = json.loads(data)
+        raw["messages"] = tuple(tuple(m) for m in raw["messages"])
+        if raw["providers"] is not None:
+            raw["providers"] = tuple(raw["providers"])
+        return cls(**raw)
+
+
+def parse_request(raw: dict[str, Any], *, priority: str, received_at_ms: int) -> Request:
+    """Check a decoded LLMRequest and build a :class:`Request`; raise :class:`InvalidRequest`.
+
+    ``priority`` is the one of the topic the request came from: the topic
+    decides the queue, whatever the field says.
+    """
+    request_id = raw.get("request_id")
+    if not isinstance(request_id, str) or not request_id.strip():
+        raise InvalidRequest("request_id is missing or empty; it is the idempotency key and is required")
+    if len(request_id) > MAX_REQUEST_ID_LEN:
+        raise InvalidRequest(f"request_id is {len(request_id)} characters long; at most {MAX_REQUEST_ID_LEN}")
+    prompt = _optional(raw, "prompt", str)
+    messages = _messages(raw.get("messages"))
+    if not prompt and not messages:
+        raise InvalidRequest("the request has neither a prompt nor chat messages")
+    max_tokens = _typed(raw, "max_tokens", int, 256)
+    if max_tokens < 1:
+        raise InvalidRequest(f"max_tokens must be at least 1, not {max_tokens}")
+    temperature = float(_typed(raw, "temperature", (int, float), 0.0))
+    if not 0.0 <= temperature <= 2.0:
+        raise InvalidRequest(f"temperature must be between 0 and 2, not {temperature}")
+    cache_policy = _typed(raw, "cache_policy", str, "use")
+    if cache_policy not in CACHE_POLICIES:
+        raise InvalidRequest(f"cache_policy must be one of {', '.join(CACHE_POLICIES)}, not {cache_policy!r}")
+    providers = raw.get("providers")
+    if providers is not None and (not isinstance(providers, list) or not all(isinstance(p, str) for p in providers)):
+        raise InvalidRequest("providers must be a list of provider names or null")
+    metadata = raw.get("metadata") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InvalidRequest("metadata must be a map of strings to strings")
+    return Request(
+        request_id=request_id,
+        prompt=prompt,
+        messages=messages,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        task_type=_typed(raw, "task_type", str, "general"),
+        user_id=_optional(raw, "user_id", str),
+        priority=priority,
+        deadline_ms=_optional(raw, "deadline_ms", int),
+        timeout_ms=_optional(raw, "timeout_ms", int),
+        stream=_typed(raw, "stream", bool, False),
+        cache_policy=cache_policy,
+        providers=tuple(providers) if providers is not None else None,
+        reply_to=_optional(raw, "reply_to", str),
+        metadata=dict(metadata),
+        created_at_ms=_optional(raw, "created_at_ms", int),
+        seed=_optional(raw, "seed", int),
+        received_at_ms=received_at_ms,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refusal:
+    """Why a valid request is not served: goes out as a result with this status and code."""
+
+    status: str
+    code: str
+    message: str
+
+
+def check_limits(
+    request: Request, *, max_prompt_chars: int, max_tokens: int, known_providers: tuple[str, ...], now_ms: int,
+    default_timeout_s: float,
+) -> Refusal | None:
+    """The first reason ``request`` cannot be served as asked, or None."""
+    prompt_chars = len(request.prompt or "") + sum(len(content) for _, content in request.messages)
+    if prompt_chars > max_prompt_chars:
+        return Refusal(status="rejected", code="prompt_too_long",
+                       message=f"prompt is {prompt_chars} characters; the limit is {max_prompt_chars}")
+    if request.max_tokens > max_tokens:
+        return Refusal(status="rejected", code="max_tokens_too_large",
+                       message=f"max_tokens {request.max_tokens} is over the limit of {max_tokens}")
+    if request.providers is not None:
+        unknown = [name for name in request.providers if name not in known_providers]
+        if unknown:
+            return Refusal(status="rejected", code="unknown_provider",
+                           message=f"unknown provider(s) {unknown}; known: {list(known_providers)}")
+    if request.deadline_at_ms(default_timeout_s) <= now_ms:
+        return Refusal(status="timeout", code="deadline_exceeded",
+                       message="the request's deadline had passed before it was dispatched")
+    return None
+
+
+def result_record(
+    request: Request, *, status: str, now_ms: int, dispatched_at_ms: int | None = None, **fields: Any,
+) -> dict[str, Any]:
+    """An LLMResult (as a dict for the codec) for ``request``."""
+    assert status in STATUSES, status
+    started = request.started_at_ms
+    record: dict[str, Any] = {
+        "request_id": request.request_id,
+        "status": status,
+        "priority": request.priority,
+        "total_latency_ms": float(max(0, now_ms - started)),
+        "queue_latency_ms": float(max(0, (dispatched_at_ms or now_ms) - started)),
+        "completed_at_ms": now_ms,
+    }
+    record.update(fields)
+    return record
+
+
+def refusal_record(request: Request, refusal: Refusal, *, now_ms: int) -> dict[str, Any]:
+    return result_record(request, status=refusal.status, now_ms=now_ms,
+                         error_code=refusal.code, error_message=refusal.message)
+
+
+def _typed(raw: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = raw.get(name)
+    if value is None:
+        return default
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise InvalidRequest(f"{name} must be {_kind_name(kinds)}, not {type(value).__name__} {value!r:.40}")
+    return value
+
+
+def _optional(raw: dict[str, Any], name: str, kind: type) -> Any:
+    return _typed(raw, name, kind, None)
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}
+    return " or ".join(names.get(k.__name__, k.__name__) for k in kinds)
+
+
+def _messages(value: Any) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidRequest("messages must be a list of {role, content} objects")
+    out = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) \
+                or not isinstance(message.get("content"), str):
+            raise InvalidRequest(f"messages[{i}] must be an object with string fields role and content")
+        out.append((message["role"], message["content"]))
+    return tuple(out)

@@ -1,0 +1,35 @@
+"""Fast-path detection and the order providers are tried in."""
+
+from __future__ import annotations
+
+from llmrouter.contract import parse_request
+from llmrouter.routing import is_simple_task, plan_chain, route_of
+
+CHAIN = ["local", "huggingface", "together", "premium"]
+
+
+def request(**fields):
+    return parse_request({"request_id": "r", "prompt": "short", **fields}, priority="normal", received_at_ms=0)
+
+
+def test_a_short_simple_task_goes_to_the_local_model_first():
+    """Simple: the configured chain as it is, local first."""
+    assert is_simple_task(request())
+    assert plan_chain(request(), CHAIN) == CHAIN
+
+
+def test_a_complex_task_goes_to_the_cloud_first_and_keeps_local_as_last_resort():
+    """A long prompt, a long answer or a complex task type moves local to the end."""
+    for fields in ({"prompt": "x" * 5000}, {"max_tokens": 1024}, {"task_type": "code_generation"}):
+        assert not is_simple_task(request(**fields))
+        assert plan_chain(request(**fields), CHAIN) == ["huggingface", "together", "premium", "local"]
+
+
+def test_the_allow_list_narrows_the_chain_in_chain_order():
+    """providers=[...] keeps only those, in the chain's order."""
+    assert plan_chain(request(providers=["premium", "local"]), CHAIN) == ["local", "premium"]
+
+
+def test_route_names_the_path_taken():
+    """local model -> local, any other provider -> cloud, none -> none."""
+    assert (route_of("local"), route_of("together"), route_of(None)) == ("local", "cloud", "none")
