@@ -1,0 +1,51 @@
+"""Every Prometheus metric of the router, defined in one place (spec §7.1).
+
+Each app gets its own registry, so two workers in one process (tests) do not
+collide; ``/metrics`` on the Faust web server renders it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.request_duration_seconds = Histogram(
+            "llmrouter_request_duration_seconds", "From request creation to its result.",
+            ["priority", "route"], buckets=LATENCY_BUCKETS_S, registry=r)
+        self.request_total = Counter(
+            "llmrouter_request_total", "Results produced, by status.", ["priority", "status", "route"], registry=r)
+        self.active_connections = Gauge(
+            "llmrouter_active_connections", "Provider calls in flight.", ["provider"], registry=r)
+        self.cache_hits_total = Counter(
+            "llmrouter_cache_hits_total", "Answers served from a cache level.", ["level"], registry=r)
+        self.llm_tokens_used = Counter(
+            "llmrouter_llm_tokens_used", "Tokens used, by provider and kind.", ["provider", "kind"], registry=r)
+        self.provider_calls_total = Counter(
+            "llmrouter_provider_calls_total", "Provider attempts, by outcome.", ["provider", "outcome"], registry=r)
+        self.provider_errors_total = Counter(
+            "llmrouter_provider_errors_total", "Provider failures, by error code.", ["provider", "code"], registry=r)
+        self.dlq_total = Counter(
+            "llmrouter_dlq_total", "Messages written to the dead-letter topic.", ["code"], registry=r)
+        self.replays_total = Counter(
+            "llmrouter_replays_total", "Stored results re-emitted for a request delivered again.", registry=r)
+        self.memory_usage_bytes = Gauge(
+            "llmrouter_memory_usage_bytes", "Resident memory of the worker process.", registry=r)
+        self.cpu_usage_percent = Gauge(
+            "llmrouter_cpu_usage_percent", "CPU use of the worker process (100 = one core).", registry=r)
+        self._process = psutil.Process(os.getpid())
+
+    def sample_process(self) -> None:
+        """Refresh the process gauges (called from a timer)."""
+        self.memory_usage_bytes.set(self._process.memory_info().rss)
+        self.cpu_usage_percent.set(self._process.cpu_percent(interval=None))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
