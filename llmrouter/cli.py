@@ -1,0 +1,159 @@
+"""The ``llmrouter`` command.
+
+::
+
+    llmrouter infra up|down|status     local Kafka (KRaft, jars from Maven Central) + Redis
+    llmrouter topics create            create the router's topics
+    llmrouter worker                   run a router worker (Faust)
+    llmrouter send "prompt"            produce one request, print its result
+    llmrouter demo                     infra + worker + a sample workload, with a summary
+    llmrouter model build-tiny DIR     a small random-weight model of TinyLlama's shape
+    llmrouter model quantize SRC DST   int8 dynamic quantization (ONNX Runtime)
+
+Every command takes ``--settings FILE`` (or ``$LLMROUTER_SETTINGS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from llmrouter.contract import PRIORITIES
+from llmrouter.errors import ConfigError, RouterError
+from llmrouter.settings import Settings, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.settings)
+        return args.func(args, settings) or 0
+    except ConfigError as exc:
+        print(f"llmrouter: {exc}", file=sys.stderr)
+        return 2
+    except RouterError as exc:
+        print(f"llmrouter: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmrouter", description="Kafka-native LLM request router.")
+    parser.add_argument("--settings", help="settings YAML (default: $LLMROUTER_SETTINGS, else built-in defaults)")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    infra = sub.add_parser("infra", help="local Kafka + Redis").add_subparsers(required=True, metavar="ACTION")
+    p = infra.add_parser("up", help="start Kafka and Redis unless they already answer")
+    p.set_defaults(func=_infra_up)
+    p = infra.add_parser("down", help="stop what `infra up` started")
+    p.add_argument("--wipe", action="store_true", help="also delete their data")
+    p.set_defaults(func=_infra_down)
+    infra.add_parser("status", help="show both services").set_defaults(func=_infra_status)
+
+    topics = sub.add_parser("topics", help="topic administration").add_subparsers(required=True, metavar="ACTION")
+    topics.add_parser("create", help="create missing topics").set_defaults(func=_topics_create)
+
+    p = sub.add_parser("worker", help="run a router worker")
+    p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("send", help="send one request and print its result")
+    p.add_argument("prompt")
+    p.add_argument("--priority", default="normal", choices=PRIORITIES)
+    p.add_argument("--stream", action="store_true", help="print tokens as they arrive")
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--task-type", default="general")
+    p.add_argument("--request-id", help="idempotency key (default: a new UUID)")
+    p.add_argument("--encoding", default="avro", choices=["avro", "json"])
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")
+    p.add_argument("--json", action="store_true", help="print the whole result record as JSON")
+    p.set_defaults(func=_send)
+
+    p = sub.add_parser("demo", help="run the main job: infra, a worker and a sample workload")
+    p.add_argument("--requests", type=int, default=12, help="size of the sample workload")
+    p.add_argument("--keep-worker", action="store_true", help="leave the worker running afterwards")
+    p.set_defaults(func=_demo)
+
+    model = sub.add_parser("model", help="local model tools").add_subparsers(required=True, metavar="ACTION")
+    p = model.add_parser("build-tiny", help="build a small random-weight model of TinyLlama's shape")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=64)
+    p.set_defaults(func=_model_build_tiny)
+    p = model.add_parser("quantize", help="int8 dynamic quantization of an exported model")
+    p.add_argument("src", type=Path)
+    p.add_argument("dst", type=Path)
+    p.set_defaults(func=_model_quantize)
+    return parser
+
+
+def _infra_up(args: argparse.Namespace, settings: Settings) -> None:
+    from llmrouter import infra
+
+    infra.up(bootstrap=settings.kafka.bootstrap_servers, redis_url=settings.redis.url)
+
+
+def _infra_down(args: argparse.Namespace, settings: Settings) -> None:
+    from llmrouter import infra
+
+    infra.down(wipe=args.wipe)
+
+
+def _infra_status(args: argparse.Namespace, settings: Settings) -> None:
+    from llmrouter import infra
+
+    print(json.dumps(infra.status(bootstrap=settings.kafka.bootstrap_servers, redis_url=settings.redis.url),
+                     indent=2))
+
+
+def _topics_create(args: argparse.Namespace, settings: Settings) -> None:
+    from llmrouter.kafka_admin import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings))
+    print(f"created {len(created)} topic(s): {', '.join(created)}" if created else "all topics exist")
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> None:
+    import faust
+
+    from llmrouter.app import build_router
+    from llmrouter.kafka_admin import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    router = build_router(settings)
+    faust.Worker(router.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+
+
+def _send(args: argparse.Namespace, settings: Settings) -> int:
+    from llmrouter.sendcmd import send_one
+
+    return asyncio.run(send_one(settings, args))
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from llmrouter.demo import run_demo
+
+    return run_demo(settings, requests=args.requests, keep_worker=args.keep_worker)
+
+
+def _model_build_tiny(args: argparse.Namespace, settings: Settings) -> None:
+    from llmrouter.localmodel.build_tiny import build_tiny_model
+
+    path = build_tiny_model(args.dir, layers=args.layers, hidden=args.hidden)
+    print(f"tiny model written to {path}")
+
+
+def _model_quantize(args: argparse.Namespace, settings: Settings) -> None:
+    from llmrouter.localmodel.quantize import quantize_model
+
+    path = quantize_model(args.src, args.dst)
+    print(f"int8 model written to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
