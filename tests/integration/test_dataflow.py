@@ -1,0 +1,180 @@
+"""The request -> result dataflow through a real broker, RocksDB tables and the
+local ONNX model, driven by plain aiokafka clients as an upstream system would.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+
+import avro.io
+import avro.schema
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from llmrouter.client import RouterClient
+from llmrouter.codec import Codec
+from llmrouter.schemas import raw as raw_schema
+
+pytestmark = pytest.mark.kafka
+BOOTSTRAP = "127.0.0.1:9092"
+
+
+def avro_single_object(record: dict) -> bytes:
+    """Avro single-object encoding made with the reference `avro` library, not ours."""
+    raw = raw_schema("LLMRequest")
+    schema = avro.schema.parse(json.dumps(raw))
+    full = {f["name"]: f.get("default") for f in raw["fields"]} | record  # this writer does not fill defaults
+    body = io.BytesIO()
+    avro.io.DatumWriter(schema).write(full, avro.io.BinaryEncoder(body))
+    return b"\xc3\x01" + schema.fingerprint("CRC-64-AVRO")[::-1] + body.getvalue()
+
+
+async def read_topic_to_end(topic: str, partition_count: int, *, want: set[str], timeout_s: float = 60.0) -> dict[str, list]:
+    """Read ``topic`` from the beginning until every key in ``want`` was seen, then to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(partition_count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen: dict[str, list] = {}
+        deadline = time.monotonic() + timeout_s
+        while not want <= seen.keys() and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    seen.setdefault(m.key.decode() if m.key else "", []).append(m)
+        end = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    seen.setdefault(m.key.decode() if m.key else "", []).append(m)
+        return seen
+    finally:
+        await consumer.stop()
+
+
+async def test_avro_and_json_requests_each_get_exactly_one_result(worker):
+    """A request in Avro single-object encoding and one in JSON, produced by a plain
+    aiokafka producer, each get exactly one `ok` result on llm.results, keyed by request_id."""
+    settings = worker.settings
+    avro_id, json_id = f"avro-{uuid.uuid4()}", f"json-{uuid.uuid4()}"
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic("llm.requests.high"), avro_single_object(
+            {"request_id": avro_id, "prompt": "Say hello", "max_tokens": 8}))
+        await producer.send_and_wait(settings.topic("llm.requests.low"), json.dumps(
+            {"request_id": json_id, "prompt": "Say goodbye", "max_tokens": 8}).encode(), key=b"whatever")
+    finally:
+        await producer.stop()
+
+    results = await read_topic_to_end(settings.topic("llm.results"), settings.kafka.partitions, want={avro_id, json_id})
+    codec = Codec()
+    assert len(results[avro_id]) == 1 and len(results[json_id]) == 1
+    avro_result = codec.decode("LLMResult", results[avro_id][0].value)
+    json_result = codec.decode("LLMResult", results[json_id][0].value)
+    assert results[avro_id][0].value[:2] == b"\xc3\x01"  # results are Avro single-object by default
+    assert (avro_result["status"], avro_result["priority"], avro_result["provider"]) == ("ok", "high", "local")
+    assert (json_result["status"], json_result["priority"], json_result["route"]) == ("ok", "low", "local")
+    assert 1 <= avro_result["completion_tokens"] <= 8 and avro_result["prompt_tokens"] > 0
+    assert avro_result["attempts"][0]["provider"] == "local" and avro_result["attempts"][0]["outcome"] == "ok"
+
+
+async def test_bad_input_goes_to_dlq_with_original_bytes_and_the_stream_goes_on(worker):
+    """Undecodable bytes and an invalid request land in llm.dlq with their original bytes,
+    headers and a reason; the invalid one (it names a request_id) also gets an `error`
+    result; the request produced after them is still served."""
+    settings = worker.settings
+    garbage = b"\x00\xffthis is not a request"
+    invalid = json.dumps({"request_id": f"invalid-{uuid.uuid4()}", "max_tokens": 4}).encode()
+    invalid_id = json.loads(invalid)["request_id"]
+    async with RouterClient(settings) as client:
+        await client.send_raw(garbage, priority="normal", key=b"k1")
+        await client.send_raw(invalid, priority="normal")
+        good_id = await client.send({"prompt": "still there?", "max_tokens": 4}, priority="normal")
+        collected = await client.wait_for([good_id, invalid_id], timeout_s=60)
+        while len(collected.dead_letters) < 2:
+            await client.poll(1.0)
+
+    assert collected.results[good_id][0].record["status"] == "ok"
+    invalid_result = collected.results[invalid_id][0].record
+    assert (invalid_result["status"], invalid_result["error_code"]) == ("error", "invalid_request")
+    assert "neither a prompt nor chat messages" in invalid_result["error_message"]
+    by_value = {letter["original_value"]: letter for letter in collected.dead_letters}
+    assert by_value[garbage]["error_code"] == "undecodable"
+    assert "neither Avro single-object encoding" in by_value[garbage]["reason"]
+    assert by_value[garbage]["original_key"] == b"k1"
+    assert by_value[garbage]["source_topic"] == settings.topic("llm.requests.normal")
+    assert by_value[garbage]["source_offset"] >= 0
+    assert by_value[invalid]["request_id"] == invalid_id
+    assert by_value[invalid]["error_code"] == "invalid_request"
+
+
+async def test_a_request_delivered_again_re_emits_the_stored_result_without_a_model_call(worker):
+    """The same request_id sent twice: the second result is the stored one (same bytes,
+    marked with the replay header) and the local model was called once."""
+    calls_before = worker.metric("llmrouter_provider_calls_total", provider="local", outcome="ok")
+    request = {"request_id": f"dup-{uuid.uuid4()}", "prompt": "only once please", "max_tokens": 6}
+    async with RouterClient(worker.settings) as client:
+        await client.send(request, priority="critical")
+        await client.wait_for([request["request_id"]], timeout_s=60)
+        await client.send(request, priority="low", encoding="avro")
+        while len(client.collected.results[request["request_id"]]) < 2:
+            await client.poll(1.0)
+    first, second = client.collected.results[request["request_id"]]
+    assert not first.replay and second.replay
+    assert second.raw == first.raw
+    assert worker.metric("llmrouter_provider_calls_total", provider="local", outcome="ok") == calls_before + 1
+    status, stored = worker.get_json(f"/requests/{request['request_id']}/")
+    assert status == 200 and stored["text"] == first.record["text"]
+
+
+async def test_a_streamed_request_sends_chunks_that_join_to_the_result_text(worker):
+    """stream=true: StreamChunks on llm.stream, seq 0..n, the last one final, joined equal to the result."""
+    async with RouterClient(worker.settings) as client:
+        rid = await client.send({"prompt": "stream this", "max_tokens": 12, "stream": True}, priority="high")
+        collected = await client.wait_for([rid], timeout_s=60)
+    chunks = sorted(collected.chunks[rid], key=lambda c: c["seq"])
+    assert [c["seq"] for c in chunks] == list(range(len(chunks)))
+    assert chunks[-1]["final"] and not any(c["final"] for c in chunks[:-1])
+    assert "".join(c["delta"] for c in chunks) == collected.results[rid][0].record["text"]
+
+
+async def test_a_result_goes_to_the_requests_reply_to_topic(worker):
+    """reply_to names the topic the result is sent to instead of llm.results."""
+    reply_topic = worker.settings.topic("replies.team-a")
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    await admin.create_topics([NewTopic(reply_topic, 1, 1)])
+    await admin.close()
+    async with RouterClient(worker.settings, results_topic=reply_topic) as client:
+        rid = await client.send({"prompt": "reply elsewhere", "max_tokens": 4, "reply_to": reply_topic})
+        collected = await client.wait_for([rid], timeout_s=60)
+    assert collected.results[rid][0].record["status"] == "ok"
+
+
+async def test_requests_over_a_limit_are_rejected_with_a_clear_code(worker):
+    """Parameters over a limit or an unknown provider give a `rejected` result, never a silent drop."""
+    async with RouterClient(worker.settings) as client:
+        too_many = await client.send({"prompt": "x", "max_tokens": 100_000})
+        unknown = await client.send({"prompt": "x", "providers": ["nonesuch"]})
+        no_chain = await client.send({"prompt": "x", "providers": ["together"]})
+        collected = await client.wait_for([too_many, unknown, no_chain], timeout_s=60)
+    records = {rid: collected.results[rid][0].record for rid in (too_many, unknown, no_chain)}
+    assert (records[too_many]["status"], records[too_many]["error_code"]) == ("rejected", "max_tokens_too_large")
+    assert (records[unknown]["status"], records[unknown]["error_code"]) == ("rejected", "unknown_provider")
+    assert (records[no_chain]["status"], records[no_chain]["error_code"]) == ("error", "all_providers_unavailable")
+    assert "TOGETHER_API_KEY" in records[no_chain]["error_message"]
+
+
+async def test_health_reports_providers_and_redis(worker):
+    """/health says ready, lists the local model as available and an unconfigured cloud provider with its reason."""
+    health = worker.health()
+    assert health["ready"] is True and health["redis"]["ok"] is True
+    assert health["providers"]["local"] == {"available": True}
+    assert "HF_TOKEN" in health["providers"]["huggingface"]["reason"]
