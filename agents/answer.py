@@ -89,22 +89,23 @@ class Answerer:
                                               message=event.message)
             return
         rid = request.request_id
-        if rid in self._in_flight:  # the same request delivered twice while the first is still running
+        while rid in self._in_flight:  # the same request delivered again while the first is still running
             await asyncio.shield(self._in_flight[rid])
         if await self._replay(request):
             return
         self._in_flight[rid] = asyncio.get_running_loop().create_future()
         try:
-            record = await self._serve(request, event)
-        except Exception as exc:  # agent boundary
-            log.exception("answer_failed", request_id=rid)
-            record = result_record(request, status="error", now_ms=now_ms(), error_code="internal_error",
-                                   error_message=f"the router failed while answering: {exc!r}")
-            await self._publisher.dead_letter(reason=record["error_message"], code="internal_error",
-                                              message=event.message, request_id=rid)
-        finally:
+            try:
+                record = await self._serve(request, event)
+            except Exception as exc:  # agent boundary
+                log.exception("answer_failed", request_id=rid)
+                record = result_record(request, status="error", now_ms=now_ms(), error_code="internal_error",
+                                       error_message=f"the router failed while answering: {exc!r}")
+                await self._publisher.dead_letter(reason=record["error_message"], code="internal_error",
+                                                  message=event.message, request_id=rid)
+            await self._finish(request, record)
+        finally:  # a duplicate waiting on this request now finds the stored result
             self._in_flight.pop(rid).set_result(None)
-        await self._finish(request, record)
 
     async def _replay(self, request: Request) -> bool:
         stored = self._answered.get(request.request_id)

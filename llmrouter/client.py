@@ -101,16 +101,22 @@ class RouterClient:
         await self._producer.send_and_wait(self._settings.topic(REQUESTS.format(priority=priority)), value, key=key)
 
     async def wait_for(
-        self, request_ids: Iterable[str], *, timeout_s: float, on_chunk: Callable[[dict[str, Any]], None] | None = None,
+        self, request_ids: Iterable[str], *, timeout_s: float, results_each: int = 1, dead_letters: int = 0,
+        on_chunk: Callable[[dict[str, Any]], None] | None = None,
     ) -> Collected:
-        """Read results (chunks, dead letters) until every id in ``request_ids`` has a result, or the timeout."""
+        """Read until every id in ``request_ids`` has ``results_each`` results and at least
+        ``dead_letters`` dead letters arrived; raise TimeoutError after ``timeout_s``."""
         wanted = set(request_ids)
         deadline = time.monotonic() + timeout_s
-        while not wanted <= self.collected.results.keys():
+
+        def missing() -> list[str]:
+            return sorted(rid for rid in wanted if len(self.collected.results.get(rid, ())) < results_each)
+
+        while missing() or len(self.collected.dead_letters) < dead_letters:
             left = deadline - time.monotonic()
             if left <= 0:
-                missing = sorted(wanted - self.collected.results.keys())
-                raise TimeoutError(f"no result within {timeout_s}s for {len(missing)} request(s): {missing[:5]}")
+                raise TimeoutError(f"within {timeout_s}s: {len(missing())} request(s) short of {results_each} "
+                                   f"result(s) {missing()[:5]}, {len(self.collected.dead_letters)} dead letter(s)")
             await self.poll(min(left, 1.0), on_chunk=on_chunk)
         return self.collected
 

@@ -40,7 +40,8 @@ def run_demo(settings: Settings, *, requests: int, keep_worker: bool) -> int:
     if not model_path.is_dir():
         model_path = ensure_tiny_model(TINY_DIR)
         env["LLMROUTER__LOCAL_CONFIG__MODEL_PATH"] = str(model_path)
-        print(f"demo: no model at {settings.local_config.model_path}; using the tiny int8 model at {model_path}")
+        print(f"demo: no model at {settings.local_config.model_path}; using the tiny int8 model at {model_path} "
+              "(random weights: its text is noise, its latencies and token counts are real)")
     worker = WorkerProcess(settings, log_path=WORKER_LOG, env=env).start()
     try:
         worker.wait_ready(timeout_s=120)
@@ -82,9 +83,8 @@ async def _workload(settings: Settings, count: int) -> int:
         rejected = await client.send({"prompt": "too long an answer", "max_tokens": 10**6}, priority="low")
         sent.append((rejected, "low", "json", "over max_tokens"))
         await client.send_raw(b"\x00\x01 not a request", priority="high")
-        collected = await client.wait_for([rid for rid, *_ in sent], timeout_s=300)
-        while len(collected.results[first]) < 2 or not collected.dead_letters:
-            await client.poll(1.0)
+        await client.wait_for([rid for rid, *_ in sent], timeout_s=300, dead_letters=1)
+        collected = await client.wait_for([first], timeout_s=60, results_each=2)
     elapsed = time.monotonic() - started
     print(_summary(sent, collected.results, collected.chunks))
     replay = collected.results[first][1]

@@ -95,9 +95,7 @@ async def test_bad_input_goes_to_dlq_with_original_bytes_and_the_stream_goes_on(
         await client.send_raw(garbage, priority="normal", key=b"k1")
         await client.send_raw(invalid, priority="normal")
         good_id = await client.send({"prompt": "still there?", "max_tokens": 4}, priority="normal")
-        collected = await client.wait_for([good_id, invalid_id], timeout_s=60)
-        while len(collected.dead_letters) < 2:
-            await client.poll(1.0)
+        collected = await client.wait_for([good_id, invalid_id], timeout_s=60, dead_letters=2)
 
     assert collected.results[good_id][0].record["status"] == "ok"
     invalid_result = collected.results[invalid_id][0].record
@@ -122,14 +120,28 @@ async def test_a_request_delivered_again_re_emits_the_stored_result_without_a_mo
         await client.send(request, priority="critical")
         await client.wait_for([request["request_id"]], timeout_s=60)
         await client.send(request, priority="low", encoding="avro")
-        while len(client.collected.results[request["request_id"]]) < 2:
-            await client.poll(1.0)
+        await client.wait_for([request["request_id"]], timeout_s=60, results_each=2)
     first, second = client.collected.results[request["request_id"]]
     assert not first.replay and second.replay
     assert second.raw == first.raw
     assert worker.metric("llmrouter_provider_calls_total", provider="local", outcome="ok") == calls_before + 1
     status, stored = worker.get_json(f"/requests/{request['request_id']}/")
     assert status == 200 and stored["text"] == first.record["text"]
+
+
+async def test_copies_of_a_request_arriving_together_call_the_model_once(worker):
+    """Three copies of one request on three priorities at once: one model call, one
+    answer, two re-emitted copies of it."""
+    calls_before = worker.metric("llmrouter_provider_calls_total", provider="local", outcome="ok")
+    request = {"request_id": f"burst-{uuid.uuid4()}", "prompt": "all at once", "max_tokens": 16}
+    async with RouterClient(worker.settings) as client:
+        for priority in ("critical", "normal", "low"):
+            await client.send(request, priority=priority)
+        await client.wait_for([request["request_id"]], timeout_s=60, results_each=3)
+    received = client.collected.results[request["request_id"]]
+    assert sorted(r.replay for r in received) == [False, True, True]
+    assert len({r.raw for r in received}) == 1
+    assert worker.metric("llmrouter_provider_calls_total", provider="local", outcome="ok") == calls_before + 1
 
 
 async def test_a_streamed_request_sends_chunks_that_join_to_the_result_text(worker):
