@@ -12,15 +12,15 @@ import structlog
 
 
 def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
-    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    """``console``: key=value after Faust's own time and level; ``json``: one self-contained JSON object."""
+    if fmt == "json":
+        processors = [structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
+                      structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        processors = [structlog.processors.format_exc_info,
+                      structlog.processors.KeyValueRenderer(key_order=["event", "request_id"], drop_missing=True)]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[structlog.contextvars.merge_contextvars, *processors],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.stdlib.LoggerFactory(),  # through logging, as Faust's own lines go
         cache_logger_on_first_use=True,
