@@ -15,6 +15,7 @@ changelog, then send the result, then ack.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -33,7 +34,7 @@ log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
 
 
-def register(app: faust.App, topics: Topics, tables: Tables, answerer: Answerer, settings: Settings) -> None:
+def register(app: faust.App, topics: Topics, answerer: Answerer, settings: Settings) -> None:
     """Declare one answer agent per priority."""
     for priority in PRIORITIES:
         agent = ConcurrentAcks(answerer.answer, settings.worker.max_in_flight)
@@ -43,7 +44,7 @@ def register(app: faust.App, topics: Topics, tables: Tables, answerer: Answerer,
 class ConcurrentAcks:
     """Runs a handler per event, up to ``limit`` at once, acking each event when its handler ends."""
 
-    def __init__(self, handler: Any, limit: int) -> None:
+    def __init__(self, handler: Callable[[faust.EventT], Awaitable[None]], limit: int) -> None:
         self._handler = handler
         self._slots = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task] = set()

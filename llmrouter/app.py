@@ -70,7 +70,7 @@ def build_router(settings: Settings) -> Router:
     intake.register(app, topics, Codec(), publisher)
     answerer = answer.Answerer(settings=settings, tables=tables, dispatcher=dispatcher, publisher=publisher,
                                metrics=metrics, app=app)
-    answer.register(app, topics, tables, answerer, settings)
+    answer.register(app, topics, answerer, settings)
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics)
     views.register(router)
 

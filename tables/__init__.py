@@ -25,8 +25,11 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
     return Tables(
         answered=app.Table(
             "answered",
-            key_type=str,
-            value_type=None,  # JSON (the app default): the LLMResult record as a dict
+            # key_type=bytes makes faust keep keys raw (str keys are encoded as
+            # UTF-8), as on the accepted topics: a request_id hashes to the same
+            # partition everywhere, so table_route finds the owning worker.
+            key_type=bytes,
+            value_type=None,  # JSON: the LLMResult record as a dict
             partitions=settings.kafka.partitions,
             help="request_id -> stored LLMResult (idempotency)",
         ),

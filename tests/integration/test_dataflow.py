@@ -190,3 +190,20 @@ async def test_health_reports_providers_and_redis(worker):
     assert health["ready"] is True and health["redis"]["ok"] is True
     assert health["providers"]["local"] == {"available": True}
     assert "HF_TOKEN" in health["providers"]["huggingface"]["reason"]
+
+
+async def test_stored_results_are_changelogged_in_the_partition_of_their_request_id(worker):
+    """Every `answered` changelog record sits in the partition its request_id hashes to, the
+    same partition as the accepted topic it was answered from, so a rebalance moves a
+    request and its stored result together."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    async with RouterClient(worker.settings) as client:
+        ids = [await client.send({"prompt": f"spread {i}", "max_tokens": 2}) for i in range(6)]
+        await client.wait_for(ids, timeout_s=60)
+    count = worker.settings.kafka.partitions
+    changelog = await read_topic_to_end(f"{worker.settings.worker.app_id}-answered-changelog", count, want=set(ids))
+    partition_of = DefaultPartitioner()
+    for rid in ids:
+        (message,) = changelog[rid]
+        assert message.partition == partition_of(rid.encode(), list(range(count)), list(range(count)))
