@@ -30,7 +30,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from llmrouter.errors import ConfigError
 from llmrouter.localmodel.config import parse_size
 
-PRIORITIES = ("critical", "high", "normal", "low")
 PROVIDER_NAMES = ("local", "huggingface", "together", "premium")
 SECRET_ENV = {
     ("huggingface_config", "api_key"): "HF_TOKEN",
