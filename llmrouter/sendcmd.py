@@ -24,8 +24,13 @@ async def send_one(settings: Settings, args: argparse.Namespace) -> int:
 
     async with RouterClient(settings) as client:
         request_id = await client.send(request, priority=args.priority, encoding=args.encoding)
-        collected = await client.wait_for([request_id], timeout_s=args.timeout,
-                                          on_chunk=print_chunk if args.stream else None)
+        try:
+            collected = await client.wait_for([request_id], timeout_s=args.timeout,
+                                              on_chunk=print_chunk if args.stream else None)
+        except TimeoutError:
+            print(f"llmrouter: no result for {request_id} within {args.timeout:.0f}s; is a worker running "
+                  f"(`llmrouter worker`)? The request stays queued in Kafka.", file=sys.stderr)
+            return 1
     received = collected.results[request_id][0]
     record = received.record
     if args.stream:
