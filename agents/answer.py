@@ -15,6 +15,7 @@ changelog, then send the result, then ack.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -126,10 +127,7 @@ class Answerer:
             return refusal_record(request, refusal, now_ms=now_ms())
         dispatched_at = now_ms()
         time_left_s = (request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0
-        on_delta = None
-        if request.stream:
-            async def on_delta(seq: int, delta: str, final: bool, provider: str) -> None:
-                await self._publisher.chunk(request.request_id, seq, delta, final, provider)
+        on_delta = functools.partial(self._publisher.chunk, request.request_id) if request.stream else None
         outcome = await self._dispatcher.dispatch(
             request.to_prompt(), plan_chain(request, self._settings.fallback_chain),
             time_left_s=time_left_s, on_delta=on_delta)

@@ -160,3 +160,16 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def stop_started(label: str, pid_file: Path, ours: psutil.Process | None, echo: Echo,
+                 *, term_timeout_s: float = 30.0) -> None:
+    """Stop ``ours`` (the process ``up`` started, if still alive), drop its pid file, say what happened."""
+    pid = read_pid(pid_file)
+    if ours is not None:
+        echo(f"{label} (pid {pid}) {stop_process(ours, term_timeout_s=term_timeout_s)}")
+    elif pid is not None:
+        echo(f"{label}: pid file named {pid}, which is no longer our {label}; removed the stale pid file")
+    else:
+        echo(f"{label}: nothing started by llmrouter to stop")
+    pid_file.unlink(missing_ok=True)

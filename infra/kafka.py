@@ -46,6 +46,7 @@ from llmrouter.infra._process import (
     spawn_detached,
     split_host_port,
     stop_process,
+    stop_started,
     tail,
     write_pid,
 )
@@ -347,16 +348,7 @@ def _await_ready(state: KafkaState, bootstrap: str, pid: int, started: float, ec
 def down(*, state_dir: Path | None = None, wipe: bool = False, echo: Echo = print) -> None:
     """Stop the broker ``up`` started from ``state_dir`` (only that one); optionally wipe data."""
     state = KafkaState.under(state_dir)
-    pid = read_pid(state.pid_file)
-    ours = our_broker(state)
-    if ours is not None:
-        outcome = stop_process(ours, term_timeout_s=STOP_TIMEOUT_S)
-        echo(f"Kafka (pid {pid}) {outcome}")
-    elif pid is not None:
-        echo(f"Kafka: pid file named {pid}, which is no longer our broker; removed the stale pid file")
-    else:
-        echo("Kafka: nothing started by llmrouter to stop")
-    state.pid_file.unlink(missing_ok=True)
+    stop_started("Kafka", state.pid_file, our_broker(state), echo, term_timeout_s=STOP_TIMEOUT_S)
     if wipe:
         shutil.rmtree(state.data, ignore_errors=True)
         state.cluster_id_file.unlink(missing_ok=True)

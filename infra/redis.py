@@ -29,7 +29,7 @@ from llmrouter.infra._process import (
     port_open,
     read_pid,
     spawn_detached,
-    stop_process,
+    stop_started,
     tail,
     write_pid,
 )
@@ -140,15 +140,7 @@ def up(*, url: str = f"redis://127.0.0.1:{DEFAULT_PORT}/0", state_dir: Path | No
 def down(*, state_dir: Path | None = None, wipe: bool = False, echo: Echo = print) -> None:
     """Stop the Redis ``up`` started from ``state_dir`` (only that one); optionally wipe its folder."""
     state = RedisState.under(state_dir)
-    pid = read_pid(state.pid_file)
-    ours = our_server(state)
-    if ours is not None:
-        echo(f"Redis (pid {pid}) {stop_process(ours, term_timeout_s=STOP_TIMEOUT_S)}")
-    elif pid is not None:
-        echo(f"Redis: pid file named {pid}, which is no longer our server; removed the stale pid file")
-    else:
-        echo("Redis: nothing started by llmrouter to stop")
-    state.pid_file.unlink(missing_ok=True)
+    stop_started("Redis", state.pid_file, our_server(state), echo, term_timeout_s=STOP_TIMEOUT_S)
     if wipe:
         shutil.rmtree(state.root, ignore_errors=True)
         echo(f"Redis: wiped {state.root}")

@@ -13,7 +13,6 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest

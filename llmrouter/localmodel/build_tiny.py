@@ -118,7 +118,6 @@ def _attention(g: _Graph, x: str, i: int, s: TinyShape) -> str:
     """Grouped-query self-attention of layer ``i`` with rotary positions and the KV cache."""
     p = f"model.layers.{i}.self_attn"
     std = s.hidden**-0.5
-    n_rep = s.heads // s.kv_heads
     q = g.op("MatMul", x, g.weight(f"{p}.q_proj.weight", (s.hidden, s.heads * s.head_dim), std))
     k = g.op("MatMul", x, g.weight(f"{p}.k_proj.weight", (s.hidden, s.kv_heads * s.head_dim), std))
     v = g.op("MatMul", x, g.weight(f"{p}.v_proj.weight", (s.hidden, s.kv_heads * s.head_dim), std))
