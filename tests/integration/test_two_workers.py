@@ -1,0 +1,64 @@
+"""Two workers in one consumer group share the partitions: every request is
+answered once, and each worker's web view finds a stored result wherever it lives."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import yaml
+
+from llmrouter.client import RouterClient
+from llmrouter.settings import load_settings
+from tests.conftest import free_port, isolated_settings, start_worker
+
+pytestmark = pytest.mark.kafka
+REQUESTS = 24
+
+
+@pytest.fixture
+def two_workers(kafka_and_redis, tiny_model_dir, tmp_path):
+    settings, path = isolated_settings(tmp_path, tiny_model_dir)
+    first = start_worker(path, settings, tmp_path / "worker-1.log")
+    second_settings, second_path = _sibling(settings, path, tmp_path / "second")
+    second = start_worker(second_path, second_settings, tmp_path / "worker-2.log")
+    yield first, second
+    second.stop()
+    first.stop()
+
+
+def _sibling(settings, path, directory):
+    """The same worker settings with a web port and a data dir of its own."""
+    directory.mkdir()
+    data = yaml.safe_load(path.read_text())
+    data["worker"].update(web_port=free_port(), datadir=str(directory / "worker"))
+    sibling_path = directory / "settings.yaml"
+    sibling_path.write_text(yaml.safe_dump(data))
+    return load_settings(sibling_path, env={}), sibling_path
+
+
+async def test_two_workers_split_the_work_and_answer_each_request_once(two_workers):
+    """Both workers end up with partitions and answer requests; no request gets a second
+    model answer; /requests/{id}/ on either worker returns the stored result."""
+    first, second = two_workers
+    deadline = time.monotonic() + 60
+    while not (first.health()["kafka"]["assigned_partitions"] and second.health()["kafka"]["assigned_partitions"]):
+        assert time.monotonic() < deadline, "the group never gave both workers partitions"
+        await asyncio.sleep(0.2)
+    while first.health()["kafka"]["rebalancing"] or second.health()["kafka"]["rebalancing"]:
+        assert time.monotonic() < deadline, "the group kept rebalancing"
+        await asyncio.sleep(0.2)
+
+    async with RouterClient(first.settings) as client:
+        ids = [await client.send({"prompt": f"shared {i}", "max_tokens": 4}, priority=("high", "low")[i % 2])
+               for i in range(REQUESTS)]
+        collected = await client.wait_for(ids, timeout_s=120)
+
+    assert all(len(collected.results[rid]) == 1 and not collected.results[rid][0].replay for rid in ids)
+    calls = [w.metric("llmrouter_provider_calls_total", provider="local", outcome="ok") for w in (first, second)]
+    assert sum(calls) == REQUESTS and all(c > 0 for c in calls), calls
+    for rid in ids[:6]:
+        for worker in (first, second):
+            status, stored = worker.get_json(f"/requests/{rid}/")
+            assert status == 200 and stored["request_id"] == rid
