@@ -130,7 +130,7 @@ class Answerer:
         on_delta = functools.partial(self._publisher.chunk, request.request_id) if request.stream else None
         outcome = await self._dispatcher.dispatch(
             request.to_prompt(), plan_chain(request, self._settings.fallback_chain),
-            time_left_s=time_left_s, on_delta=on_delta)
+            time_left_s=time_left_s, priority=PRIORITIES.index(request.priority), on_delta=on_delta)
         self._count_attempts(outcome)
         record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms())
         if not outcome.ok:

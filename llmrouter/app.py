@@ -65,7 +65,7 @@ def build_router(settings: Settings) -> Router:
     providers = ProviderPool(settings, loop=app.loop, beacon=app.beacon)
     app.add_dependency(providers)
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
-    dispatcher = Dispatcher(providers.providers, timeouts_s=providers.timeouts_s())
+    dispatcher = Dispatcher(providers.providers, timeouts_s=providers.timeouts_s(), bulkheads=providers.bulkheads())
 
     intake.register(app, topics, Codec(), publisher)
     answerer = answer.Answerer(settings=settings, tables=tables, dispatcher=dispatcher, publisher=publisher,

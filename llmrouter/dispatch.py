@@ -7,7 +7,8 @@ with the outcome (result topic, DLQ, tables) is the agent's business.
 A provider that is not configured is skipped with its reason; a provider
 error that a retry could help moves on to the next provider; one that no
 provider could help (a bad request) ends the chain at once. The request's
-deadline bounds every call.
+deadline bounds every call, the wait for the provider's bulkhead included;
+the most urgent request waiting for a bulkhead gets the next free slot.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrouter.bulkhead import PriorityBulkhead
 from llmrouter.errors import MalformedReply, ProviderError, ProviderTimeout
 from llmrouter.providers.base import Generation, LLMProvider, Prompt
 
@@ -68,15 +71,19 @@ class Dispatcher:
         providers: Mapping[str, LLMProvider | Unavailable],
         *,
         timeouts_s: Mapping[str, float],
+        bulkheads: Mapping[str, PriorityBulkhead] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._providers = providers
         self._timeouts_s = timeouts_s
+        self._bulkheads = bulkheads or {}
         self._clock = clock
 
     async def dispatch(
-        self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, on_delta: OnDelta | None = None,
+        self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
+        on_delta: OnDelta | None = None,
     ) -> Dispatched:
+        """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead."""
         outcome = Dispatched()
         deadline = self._clock() + time_left_s
         seq = 0
@@ -94,7 +101,7 @@ class Dispatcher:
             started = self._clock()
             try:
                 timeout = min(left, self._timeouts_s.get(name, left))
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(timeout), self._slot(name, priority):
                     if on_delta is None:
                         generation = await provider.generate(prompt)
                     else:
@@ -122,6 +129,11 @@ class Dispatcher:
         else:
             outcome.error_message = "no provider in the chain may serve this request"
         return outcome
+
+
+    def _slot(self, name: str, priority: int) -> AbstractAsyncContextManager[None]:
+        bulkhead = self._bulkheads.get(name)
+        return bulkhead.slot(priority) if bulkhead else nullcontext()
 
 
 async def _stream(provider: LLMProvider, prompt: Prompt, on_delta: OnDelta, seq: int) -> tuple[Generation, int]:

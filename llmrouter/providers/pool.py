@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import mode
 import structlog
 
+from llmrouter.bulkhead import PriorityBulkhead
 from llmrouter.dispatch import Unavailable
 from llmrouter.errors import ModelLoadError
 from llmrouter.localmodel.config import LocalModelConfig, parse_size
@@ -39,6 +40,14 @@ class ProviderPool(mode.Service):
 
     def timeouts_s(self) -> Mapping[str, float]:
         return {name: self._settings.limits_for(name).timeout for name in self._settings.fallback_chain}
+
+    def bulkheads(self) -> Mapping[str, PriorityBulkhead]:
+        """Per provider, ``max_concurrent`` calls at once (times ``batch_size`` for the local
+        model, whose batching front needs that many callers to fill a batch)."""
+        capacity = {name: self._settings.limits_for(name).max_concurrent for name in self._settings.fallback_chain}
+        if "local" in capacity:
+            capacity["local"] *= self._settings.local_config.batch_size
+        return {name: PriorityBulkhead(n) for name, n in capacity.items()}
 
     async def on_start(self) -> None:
         for name in self._settings.fallback_chain:
