@@ -42,19 +42,20 @@ class WorkerProcess:
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        """Poll ``/health/`` until it says ready; fail with the log tail if the worker dies or is late."""
+    def wait_ready(self, timeout_s: float = 120.0, *, consuming_only: bool = False) -> None:
+        """Poll ``/health/`` until it says ready (or, with ``consuming_only``, until the worker
+        has partitions even if no provider can serve); fail with the log tail if it dies or is late."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc is None or self._proc.poll() is not None:
                 code = self._proc.returncode if self._proc else None
                 raise RouterError(f"the worker exited with {code}; last lines of {self.log_path}:\n{self.log_tail()}")
             try:
-                with urllib.request.urlopen(f"{self.base_url}/health/", timeout=2) as reply:
-                    if reply.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+                health = self.health()
+            except (urllib.error.URLError, OSError, ValueError):
+                health = {}
+            if health.get("ready") or (consuming_only and health.get("kafka", {}).get("assigned_partitions")):
+                return
             time.sleep(0.25)
         raise RouterError(f"the worker was not ready within {timeout_s:.0f}s; "
                           f"last lines of {self.log_path}:\n{self.log_tail()}")

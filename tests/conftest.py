@@ -77,9 +77,10 @@ def isolated_settings(directory: Path, model_dir: Path, **sections: dict) -> tup
     return settings, path
 
 
-def start_worker(settings_path: Path, settings: Settings, log_path: Path) -> WorkerProcess:
+def start_worker(settings_path: Path, settings: Settings, log_path: Path, *, consuming_only: bool = False,
+                 ) -> WorkerProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER")}
     env["LLMROUTER_SETTINGS"] = str(settings_path)
     worker = WorkerProcess(settings, log_path=log_path, env=env).start()
-    worker.wait_ready()
+    worker.wait_ready(consuming_only=consuming_only)
     return worker

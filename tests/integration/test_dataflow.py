@@ -171,17 +171,22 @@ async def test_a_result_goes_to_the_requests_reply_to_topic(worker):
 
 
 async def test_requests_over_a_limit_are_rejected_with_a_clear_code(worker):
-    """Parameters over a limit or an unknown provider give a `rejected` result, never a silent drop."""
+    """Parameters over a limit or an unknown provider give a `rejected` result, never a silent
+    drop; a request no configured provider may serve gets `error` and a replayable DLQ entry."""
     async with RouterClient(worker.settings) as client:
         too_many = await client.send({"prompt": "x", "max_tokens": 100_000})
         unknown = await client.send({"prompt": "x", "providers": ["nonesuch"]})
         no_chain = await client.send({"prompt": "x", "providers": ["together"]})
-        collected = await client.wait_for([too_many, unknown, no_chain], timeout_s=60)
+        collected = await client.wait_for([too_many, unknown, no_chain], timeout_s=60, dead_letters=1)
     records = {rid: collected.results[rid][0].record for rid in (too_many, unknown, no_chain)}
     assert (records[too_many]["status"], records[too_many]["error_code"]) == ("rejected", "max_tokens_too_large")
     assert (records[unknown]["status"], records[unknown]["error_code"]) == ("rejected", "unknown_provider")
     assert (records[no_chain]["status"], records[no_chain]["error_code"]) == ("error", "all_providers_unavailable")
     assert "TOGETHER_API_KEY" in records[no_chain]["error_message"]
+    (letter,) = [d for d in collected.dead_letters if d["request_id"] == no_chain]
+    assert letter["error_code"] == "all_providers_unavailable"
+    replayable = json.loads(letter["original_value"])  # a JSON LLMRequest: produce it again to retry
+    assert (replayable["request_id"], replayable["providers"]) == (no_chain, ["together"])
 
 
 async def test_health_reports_providers_and_redis(worker):
