@@ -207,7 +207,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")
+    print(f"wrote {plot(rows, args.out.with_suffix('.png'))}")
     return 0
+
+
+def plot(rows: list[Row], path: Path) -> Path:
+    """Decode tokens/s per thread count, ours beside the bare loop, one panel per weights kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = sorted({r.weights for r in rows})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        mine = [r for r in rows if r.weights == kind]
+        x = np.arange(len(mine))
+        ax.bar(x - 0.2, [r.engine.decode_tok_s for r in mine], 0.4, label="llm-router loop")
+        ax.bar(x + 0.2, [r.bare.decode_tok_s for r in mine], 0.4, label="bare ONNX Runtime loop")
+        ax.set_xticks(x, [f"{r.threads} thread{'s' if r.threads > 1 else ''}" for r in mine])
+        ax.set_title(f"{kind}: decode tokens/s (higher is better)")
+        ax.set_ylabel("tokens/s")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":
