@@ -65,7 +65,8 @@ def build_router(settings: Settings) -> Router:
     providers = ProviderPool(settings, loop=app.loop, beacon=app.beacon)
     app.add_dependency(providers)
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
-    dispatcher = Dispatcher(providers.providers, timeouts_s=providers.timeouts_s(), bulkheads=providers.bulkheads())
+    bulkheads = providers.bulkheads()
+    dispatcher = Dispatcher(providers.providers, timeouts_s=providers.timeouts_s(), bulkheads=bulkheads)
 
     intake.register(app, topics, Codec(), publisher)
     answerer = answer.Answerer(settings=settings, tables=tables, dispatcher=dispatcher, publisher=publisher,
@@ -77,5 +78,7 @@ def build_router(settings: Settings) -> Router:
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)
     async def sample_process() -> None:
         metrics.sample_process()
+        for name, bulkhead in bulkheads.items():
+            metrics.active_connections.labels(name).set(bulkhead.in_use)
 
     return router

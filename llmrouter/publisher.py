@@ -1,4 +1,4 @@
-"""The result producer: results, stream chunks, dead letters and events.
+"""The result producer: results, stream chunks and dead letters.
 
 Every send waits for the broker's acknowledgement, so an agent that acks its
 source message after a send knows the output is durable. Results go to the
@@ -56,10 +56,6 @@ class Publisher:
         key = request_id.encode() if request_id else None
         await self._send(self._topics.dlq.get_topic_name(), key, self._codec.encode("DeadLetter", record))
         self._metrics.dlq_total.labels(code).inc()
-
-    async def event(self, entity: str, kind: str, **data: str) -> None:
-        record = {"entity": entity, "kind": kind, "data": data, "at_ms": now_ms()}
-        await self._send(self._topics.events.get_topic_name(), entity.encode(), self._codec.encode("Event", record))
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)
