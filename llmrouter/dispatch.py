@@ -4,16 +4,22 @@ No Kafka and no Faust here: the dispatcher gets providers, a plan and a clock,
 and returns a :class:`Dispatched` with every attempt written down. What to do
 with the outcome (result topic, DLQ, tables) is the agent's business.
 
-A provider that is not configured is skipped with its reason; a provider
-error that a retry could help moves on to the next provider; one that no
-provider could help (a bad request) ends the chain at once. The request's
-deadline bounds every call, the wait for the provider's bulkhead included;
-the most urgent request waiting for a bulkhead gets the next free slot.
+A provider that is not configured is skipped with its reason. A failed call
+is tried again on the same provider when its error is retriable and the
+provider's :class:`RetryPolicy` allows (backoff with jitter, Retry-After
+honoured); otherwise the chain moves on, unless no provider could help (a bad
+request), which ends it at once. The request's deadline bounds every call,
+the wait for the provider's bulkhead included; the most urgent request waiting
+for a bulkhead gets the next free slot.
+
+When a streamed attempt fails after it has sent deltas, the first delta of the
+next attempt is flagged ``restart``: consumers drop the text received so far.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -23,8 +29,10 @@ from typing import Any
 from llmrouter.bulkhead import PriorityBulkhead
 from llmrouter.errors import MalformedReply, ProviderError, ProviderTimeout
 from llmrouter.providers.base import Generation, LLMProvider, Prompt
+from llmrouter.retry import NO_RETRY, RetryPolicy
 
-OnDelta = Callable[[int, str, bool, str], Awaitable[None]]  # (seq, delta, final, provider)
+OnDelta = Callable[[int, str, bool, str, bool], Awaitable[None]]  # (seq, delta, final, provider, restart)
+Admit = Callable[[str, float], str | None]  # (provider, estimated cost in USD) -> reason to skip, or None
 
 
 @dataclass(frozen=True)
@@ -63,21 +71,43 @@ class Unavailable:
     reason: str
 
 
+@dataclass(frozen=True)
+class ChainEntry:
+    """What the dispatcher needs of one provider: the provider and how to call it."""
+
+    provider: LLMProvider | Unavailable
+    timeout_s: float | None = None
+    bulkhead: PriorityBulkhead | None = None
+    retry: RetryPolicy = NO_RETRY
+
+
+def estimated_cost_usd(provider: LLMProvider, prompt: Prompt) -> float:
+    """The most a call can cost: the prompt's tokens (the provider's own count) plus max_tokens."""
+    return provider.estimate_cost(provider.count_tokens(prompt.as_text()), prompt.max_tokens)
+
+
 class Dispatcher:
-    """Tries providers in order, within the request's deadline."""
+    """Tries providers in order, within the request's deadline.
+
+    ``entries`` is read at every dispatch, so a registry may add, replace and
+    remove providers while the dispatcher runs. ``admit`` (budget checks) may
+    refuse a provider before the call, given the estimated cost.
+    """
 
     def __init__(
         self,
-        providers: Mapping[str, LLMProvider | Unavailable],
+        entries: Mapping[str, ChainEntry],
         *,
-        timeouts_s: Mapping[str, float],
-        bulkheads: Mapping[str, PriorityBulkhead] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+        admit: Admit | None = None,
     ) -> None:
-        self._providers = providers
-        self._timeouts_s = timeouts_s
-        self._bulkheads = bulkheads or {}
+        self._entries = entries
         self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._admit = admit
 
     async def dispatch(
         self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
@@ -85,43 +115,23 @@ class Dispatcher:
     ) -> Dispatched:
         """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead."""
         outcome = Dispatched()
-        deadline = self._clock() + time_left_s
-        seq = 0
+        call = _Call(prompt, on_delta, self._clock() + time_left_s)
         for name in plan:
-            provider = self._providers.get(name)
-            if provider is None or isinstance(provider, Unavailable):
-                reason = provider.reason if provider else "not registered"
-                outcome.attempts.append(Attempt(name, "skipped", error_code="provider_unavailable", error=reason))
+            entry = self._entries.get(name)
+            provider = entry.provider if entry else Unavailable("not registered")
+            if isinstance(provider, Unavailable):
+                outcome.attempts.append(Attempt(name, "skipped", error_code="provider_unavailable",
+                                                error=provider.reason))
                 continue
-            left = deadline - self._clock()
-            if left <= 0:
-                outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
-                                                error="no time left before the request's deadline"))
-                break
-            started = self._clock()
-            try:
-                timeout = min(left, self._timeouts_s.get(name, left))
-                async with asyncio.timeout(timeout), self._slot(name, priority):
-                    if on_delta is None:
-                        generation = await provider.generate(prompt)
-                    else:
-                        generation, seq = await _stream(provider, prompt, on_delta, seq)
-            except TimeoutError:
-                outcome.attempts.append(Attempt(name, "timeout", _ms(self._clock() - started), "provider_timeout",
-                                                f"no answer within {timeout:.1f}s"))
+            refusal = self._admit(name, estimated_cost_usd(provider, prompt)) if self._admit else None
+            if refusal is not None:
+                outcome.attempts.append(Attempt(name, "skipped", error_code="budget_exceeded", error=refusal))
                 continue
-            except ProviderError as exc:
-                kind = "timeout" if isinstance(exc, ProviderTimeout) else "error"
-                outcome.attempts.append(Attempt(name, kind, _ms(self._clock() - started), exc.code, str(exc)))
-                if exc.retriable:
-                    continue
-                outcome.error_code, outcome.error_message = exc.code, str(exc)
+            done = await self._try_provider(name, entry, provider, call, priority, outcome)
+            if done:
                 return outcome
-            outcome.attempts.append(Attempt(name, "ok", _ms(self._clock() - started)))
-            outcome.generation = generation
-            outcome.provider = name
-            outcome.cost_usd = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
-            return outcome
+            if call.deadline_passed(self._clock()):
+                break
         outcome.error_code = "all_providers_unavailable"
         if outcome.attempts:
             tried = "; ".join(f"{a.provider}: {a.error}" for a in outcome.attempts)
@@ -130,22 +140,72 @@ class Dispatcher:
             outcome.error_message = "no provider in the chain may serve this request"
         return outcome
 
+    async def _try_provider(
+        self, name: str, entry: ChainEntry, provider: LLMProvider, call: _Call, priority: int, outcome: Dispatched,
+    ) -> bool:
+        """Call one provider, retrying as its policy allows; True when the dispatch is over."""
+        retries = 0
+        while True:
+            left = call.deadline - self._clock()
+            if left <= 0:
+                outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
+                                                error="no time left before the request's deadline"))
+                return False
+            timeout = min(left, entry.timeout_s or left)
+            started = self._clock()
+            try:
+                async with asyncio.timeout(timeout), _slot(entry.bulkhead, priority):
+                    generation = await call.run(provider)
+            except TimeoutError:
+                error: ProviderError = ProviderTimeout(f"no answer within {timeout:.1f}s", provider=name)
+            except ProviderError as exc:
+                error = exc
+            else:
+                outcome.attempts.append(Attempt(name, "ok", _ms(self._clock() - started)))
+                outcome.generation, outcome.provider = generation, name
+                outcome.cost_usd = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
+                return True
+            kind = "timeout" if isinstance(error, ProviderTimeout) else "error"
+            outcome.attempts.append(Attempt(name, kind, _ms(self._clock() - started), error.code, str(error)))
+            if not error.retriable and not error.next_provider_may_help:
+                outcome.error_code, outcome.error_message = error.code, str(error)
+                return True
+            wait = entry.retry.wait_before_retry(error, retries_done=retries, rng=self._rng,
+                                                 time_left_s=call.deadline - self._clock())
+            if wait is None:
+                return False
+            await self._sleep(wait)
+            retries += 1
 
-    def _slot(self, name: str, priority: int) -> AbstractAsyncContextManager[None]:
-        bulkhead = self._bulkheads.get(name)
-        return bulkhead.slot(priority) if bulkhead else nullcontext()
+
+class _Call:
+    """One request's prompt, stream callback and deadline, shared by its attempts."""
+
+    def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float) -> None:
+        self.prompt, self.on_delta, self.deadline = prompt, on_delta, deadline
+        self.seq = 0  # stream chunks sent so far, over every attempt
+
+    def deadline_passed(self, now: float) -> bool:
+        return now >= self.deadline
+
+    async def run(self, provider: LLMProvider) -> Generation:
+        if self.on_delta is None:
+            return await provider.generate(self.prompt)
+        restart = self.seq > 0  # an earlier attempt sent text: tell consumers to drop it
+        final: Generation | None = None
+        async for piece in provider.stream(self.prompt):
+            if piece.final is not None:
+                final = piece.final
+            await self.on_delta(self.seq, piece.delta, piece.final is not None, provider.name, restart)
+            self.seq += 1
+            restart = False
+        if final is None:
+            raise MalformedReply(f"{provider.name} ended its stream without a final piece", provider=provider.name)
+        return final
 
 
-async def _stream(provider: LLMProvider, prompt: Prompt, on_delta: OnDelta, seq: int) -> tuple[Generation, int]:
-    final: Generation | None = None
-    async for piece in provider.stream(prompt):
-        if piece.final is not None:
-            final = piece.final
-        await on_delta(seq, piece.delta, piece.final is not None, provider.name)
-        seq += 1
-    if final is None:
-        raise MalformedReply(f"{provider.name} ended its stream without a final piece", provider=provider.name)
-    return final, seq
+def _slot(bulkhead: PriorityBulkhead | None, priority: int) -> AbstractAsyncContextManager[None]:
+    return bulkhead.slot(priority) if bulkhead else nullcontext()
 
 
 def _ms(seconds: float) -> float:

@@ -8,17 +8,18 @@
     │   ├── InvalidRequest          decoded, but fails validation  -> DLQ
     │   └── UndecodableRequest      not Avro single-object, not JSON -> DLQ
     ├── ModelLoadError              the local model cannot be loaded (memory, files)
-    └── ProviderError               a provider call failed (retriable or not)
-        ├── ProviderUnavailable     down, 5xx, overloaded            retriable
-        ├── ProviderTimeout         no answer in time                retriable
-        ├── RateLimited             429; carries retry_after_s       retriable
-        ├── MalformedReply          garbage in the reply             retriable
-        ├── AuthError               401/403                          not retriable
-        ├── BadRequest              400/422                          not retriable
-        └── ContextTooLong          prompt over the context window   not retriable
+    └── ProviderError               a provider call failed      retry?  next provider?
+        ├── ProviderUnavailable     down, 5xx, overloaded         yes      yes
+        ├── ProviderTimeout         no answer in time             yes      yes
+        ├── RateLimited             429; carries retry_after_s    yes      yes
+        ├── MalformedReply          garbage, a cut stream         yes      yes
+        ├── AuthError               401/403                       no       yes
+        ├── ContextTooLong          prompt over the window        no       yes (a larger window may fit)
+        └── BadRequest              400/404/422                   no       no  (the request itself is bad)
 
 Each error carries a stable ``code`` (it goes into ``LLMResult.error_code``)
-and, for provider errors, whether a retry could help.
+and, for provider errors, whether a retry of the same provider could help
+(``retriable``) and whether another provider could (``next_provider_may_help``).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class ProviderError(RouterError):
 
     code = "provider_error"
     retriable = False
+    next_provider_may_help = True
 
     def __init__(self, message: str, *, provider: str = "") -> None:
         super().__init__(message)
@@ -104,6 +106,7 @@ class AuthError(ProviderError):
 
 class BadRequest(ProviderError):
     code = "bad_request"
+    next_provider_may_help = False
 
 
 class ContextTooLong(ProviderError):

@@ -32,8 +32,11 @@ class Publisher:
         topic = reply_to or self._topics.results.get_topic_name()
         await self._send(topic, record["request_id"].encode(), self._codec.encode("LLMResult", record), headers)
 
-    async def chunk(self, request_id: str, seq: int, delta: str, final: bool, provider: str | None) -> None:
-        record = {"request_id": request_id, "seq": seq, "delta": delta, "final": final, "provider": provider}
+    async def chunk(
+        self, request_id: str, seq: int, delta: str, final: bool, provider: str | None, restart: bool = False,
+    ) -> None:
+        record = {"request_id": request_id, "seq": seq, "delta": delta, "final": final, "provider": provider,
+                  "restart": restart}
         await self._send(self._topics.stream.get_topic_name(), request_id.encode(),
                          self._codec.encode("StreamChunk", record))
 
@@ -56,6 +59,11 @@ class Publisher:
         key = request_id.encode() if request_id else None
         await self._send(self._topics.dlq.get_topic_name(), key, self._codec.encode("DeadLetter", record))
         self._metrics.dlq_total.labels(code).inc()
+
+    async def event(self, entity: str, kind: str, data: dict[str, str]) -> None:
+        """An audit-trail entry on llm.events, keyed by entity."""
+        record = {"entity": entity, "kind": kind, "data": data, "at_ms": now_ms()}
+        await self._send(self._topics.events.get_topic_name(), entity.encode(), self._codec.encode("Event", record))
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)

@@ -19,6 +19,8 @@ async def send_one(settings: Settings, args: argparse.Namespace) -> int:
 
     def print_chunk(chunk: dict[str, Any]) -> None:
         if chunk["request_id"] == request_id:
+            if chunk.get("restart"):
+                sys.stdout.write(f"\n[the stream broke; answering again with {chunk['provider']}]\n")
             sys.stdout.write(chunk["delta"])
             sys.stdout.flush()
 

@@ -7,9 +7,15 @@ reads settings from module globals. Order of precedence, lowest first:
 2. the file named by ``--settings`` or ``$LLMROUTER_SETTINGS``, merged over it;
 3. environment overrides ``LLMROUTER__SECTION__KEY=value`` (double underscores
    separate levels; values are parsed as YAML scalars);
-4. secrets, only from the environment (or a file outside the repository named
-   by ``LLMROUTER_SECRETS_FILE``): ``HF_TOKEN``, ``TOGETHER_API_KEY``,
-   ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``.
+Secrets are not settings: API keys come only from the environment or a file
+outside the repository (:mod:`llmrouter.secrets`). A provider section names the
+variable that holds its key (``api_key_env``; by default ``HF_TOKEN``,
+``TOGETHER_API_KEY``, ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``).
+
+The providers (F001, F051) are the F011-F014 sections plus any under
+``providers:`` (e.g. an OpenAI-compatible server of your own); each becomes a
+:class:`ProviderSpec`. ``premium`` in the fallback chain stands for the two
+premium providers, ``openai`` then ``anthropic``.
 
 Validation happens at start; an invalid file is refused with every problem
 listed, each with its dotted path.
@@ -25,18 +31,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmrouter.errors import ConfigError
 from llmrouter.localmodel.config import parse_size
+from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_record
 
-PROVIDER_NAMES = ("local", "huggingface", "together", "premium")
-SECRET_ENV = {
-    ("huggingface_config", "api_key"): "HF_TOKEN",
-    ("together_config", "api_key"): "TOGETHER_API_KEY",
-    ("premium_config", "openai_key"): "OPENAI_API_KEY",
-    ("premium_config", "claude_key"): "ANTHROPIC_API_KEY",
-}
+BUILTIN_PROVIDERS = ("local", "huggingface", "together", "openai", "anthropic")
+PREMIUM = "premium"  # in fallback_chain: the premium providers, in this order
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(second|minute|hour|day)\s*$")
 _MONEY = re.compile(r"^\s*\$(\d+(?:\.\d+)?)\s*/\s*(day|month)\s*$")
 _PERIOD_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -101,12 +103,15 @@ class LocalConfig(_Section):
 
 
 class _CloudConfig(_Section):
-    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(None, description="variable holding the key; None = the kind's usual one")
     endpoint: str | None = None
     rate_limit: str = "60/minute"
     models: list[str] = []
     timeout: float = Field(30, gt=0)
     retry_attempts: int = Field(3, ge=0)
+    context_tokens: int = Field(0, ge=0, description="0 = the kind's usual context window")
+    price_input_per_1k_usd: float = Field(0.0, ge=0)
+    price_output_per_1k_usd: float = Field(0.0, ge=0)
 
     @field_validator("rate_limit")
     @classmethod
@@ -120,19 +125,24 @@ class HuggingFaceConfig(_CloudConfig):
 
 
 class TogetherConfig(_CloudConfig):
-    """Specification F013."""
+    """Specification F013. ``cost_per_token`` prices input and output alike unless
+    the per-1k prices are set."""
 
     priority: Literal["low", "normal", "high"] = "normal"
     cost_per_token: float = Field(0.0, ge=0)
 
 
-class PremiumConfig(_Section):
-    """Specification F014."""
+class PremiumVendorConfig(_CloudConfig):
+    """One premium API (OpenAI or Anthropic) under F014."""
 
-    openai_key: SecretStr | None = None
-    claude_key: SecretStr | None = None
+
+class PremiumConfig(_Section):
+    """Specification F014: OpenAI and Anthropic, used only when the rest of the chain cannot answer."""
+
     usage_limit: str = "$10/month"
     emergency_only: bool = True
+    openai: PremiumVendorConfig = PremiumVendorConfig()
+    anthropic: PremiumVendorConfig = PremiumVendorConfig()
 
     @field_validator("usage_limit")
     @classmethod
@@ -160,6 +170,14 @@ class CacheConfig(_Section):
     compression: bool = True
 
 
+class RegistrySettings(_Section):
+    """The provider registry (F001, F051, F052)."""
+
+    health_check_interval_s: float = Field(30.0, gt=0, description="seconds between health checks per provider")
+    catch_up_timeout_s: float = Field(10.0, gt=0, description="how long a starting worker reads llm.providers")
+    stats_window: int = Field(100, ge=1, description="recent calls behind the latency and error-rate figures")
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -169,22 +187,74 @@ class Settings(_Section):
     huggingface_config: HuggingFaceConfig = HuggingFaceConfig()
     together_config: TogetherConfig = TogetherConfig()
     premium_config: PremiumConfig = PremiumConfig()
-    fallback_chain: list[str] = list(PROVIDER_NAMES)
+    providers: dict[str, dict[str, Any]] = Field({}, description="more providers by name (ProviderConfig fields)")
+    fallback_chain: list[str] = ["local", "huggingface", "together", PREMIUM]
     llm_config: dict[str, ProviderLimits] = {}
     cache_config: CacheConfig = CacheConfig()
+    registry: RegistrySettings = RegistrySettings()
 
     @model_validator(mode="after")
     def _chain(self) -> Settings:
-        unknown = [name for name in self.fallback_chain if name not in PROVIDER_NAMES]
+        clash = sorted(set(self.providers) & set(BUILTIN_PROVIDERS + (PREMIUM,)))
+        if clash:
+            raise ValueError(f"providers: {clash} are built in; configure them in their own sections")
+        for name, fields in self.providers.items():
+            try:
+                spec_from_record({**fields, "name": name}, source="settings")
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        known = list(BUILTIN_PROVIDERS) + list(self.providers) + [PREMIUM]
+        unknown = [name for name in self.fallback_chain if name not in known]
         if unknown:
-            raise ValueError(f"fallback_chain names unknown providers {unknown}; known: {list(PROVIDER_NAMES)}")
-        if len(set(self.fallback_chain)) != len(self.fallback_chain):
+            raise ValueError(f"fallback_chain names unknown providers {unknown}; known: {known}")
+        chain = self.chain()
+        if len(set(chain)) != len(chain):
             raise ValueError(f"fallback_chain lists a provider twice: {self.fallback_chain}")
         return self
 
+    def chain(self) -> list[str]:
+        """The fallback chain with ``premium`` spelt out as its providers."""
+        out: list[str] = []
+        for name in self.fallback_chain:
+            out += list(PREMIUM_KINDS) if name == PREMIUM else [name]
+        return out
+
+    def provider_specs(self) -> dict[str, ProviderSpec]:
+        """Every provider the settings file defines, by name."""
+        specs = {"local": self._local_spec(),
+                 "huggingface": self._cloud_spec("huggingface", self.huggingface_config),
+                 "together": self._cloud_spec("together", self.together_config)}
+        for kind in PREMIUM_KINDS:
+            specs[kind] = self._cloud_spec(kind, getattr(self.premium_config, kind),
+                                           emergency_only=self.premium_config.emergency_only)
+        for name, fields in self.providers.items():
+            specs[name] = spec_from_record({**fields, "name": name}, source="settings")
+        return specs
+
+    def _local_spec(self) -> ProviderSpec:
+        limits = self.limits_for("local")
+        return ProviderSpec(name="local", kind="local", models=(self.local_config.model_path.name,),
+                            timeout_s=limits.timeout, max_concurrent=limits.max_concurrent, retry_attempts=0,
+                            enabled=self.local_config.enabled)
+
+    def _cloud_spec(self, name: str, config: _CloudConfig, *, emergency_only: bool = False) -> ProviderSpec:
+        row = self.llm_config.get(name) or (self.llm_config.get(PREMIUM) if name in PREMIUM_KINDS else None)
+        price_in, price_out = config.price_input_per_1k_usd, config.price_output_per_1k_usd
+        if isinstance(config, TogetherConfig) and not (price_in or price_out):
+            price_in = price_out = config.cost_per_token * 1000.0
+        return ProviderSpec(
+            name=name, kind=name, endpoint=config.endpoint, api_key_env=config.api_key_env,
+            models=tuple(config.models), rate_limit=(row.rate_limit if row and row.rate_limit else config.rate_limit),
+            timeout_s=row.timeout if row else config.timeout, max_concurrent=row.max_concurrent if row else 4,
+            retry_attempts=config.retry_attempts, context_tokens=config.context_tokens,
+            price_input_per_1k_usd=price_in, price_output_per_1k_usd=price_out, emergency_only=emergency_only)
+
     def limits_for(self, provider: str) -> ProviderLimits:
         """The §5.2 row for ``provider``, or a conservative default."""
-        return self.llm_config.get(provider) or ProviderLimits(max_concurrent=4, timeout=30)
+        row = self.llm_config.get(provider)
+        if row is None and provider in PREMIUM_KINDS:
+            row = self.llm_config.get(PREMIUM)
+        return row or ProviderLimits(max_concurrent=4, timeout=30)
 
     def topic(self, name: str) -> str:
         """A contract topic name with the configured prefix."""
@@ -207,7 +277,6 @@ def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | No
             raise ConfigError(f"settings file {path} must hold a mapping of sections, not {type(override).__name__}")
         data = _merge(data, override)
     data = _merge(data, _env_overrides(env))
-    data = _merge(data, _secrets(env))
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
@@ -237,19 +306,4 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = yaml.safe_load(raw) if raw else raw
-    return out
-
-
-def _secrets(env: Mapping[str, str]) -> dict[str, Any]:
-    values = dict(env)
-    secrets_file = env.get("LLMROUTER_SECRETS_FILE")
-    if secrets_file:
-        try:
-            values.update(yaml.safe_load(Path(secrets_file).read_text()) or {})
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read secrets file {secrets_file}: {exc}") from exc
-    out: dict[str, Any] = {}
-    for (section, key), var in SECRET_ENV.items():
-        if values.get(var):
-            out.setdefault(section, {})[key] = str(values[var])
     return out

@@ -1,5 +1,6 @@
-"""The fallback chain: skip what cannot serve, move on after a retriable error,
-stop at one no provider could help, and write every attempt down.
+"""The fallback chain: skip what cannot serve, retry what a retry could help,
+move on after what another provider could help, stop at what none could, and
+write every attempt down.
 
 The providers here stand in for cloud APIs at the provider interface; the
 local model has its own tests against real ONNX Runtime.
@@ -10,8 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from llmrouter.dispatch import Dispatcher, Unavailable
-from llmrouter.errors import AuthError, ProviderUnavailable
+import random
+
+from llmrouter.dispatch import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
+from llmrouter.errors import AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderUnavailable, RateLimited
 from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta
 
 PROMPT = Prompt(text="hi", max_tokens=4)
@@ -20,14 +23,18 @@ PROMPT = Prompt(text="hi", max_tokens=4)
 class Scripted(LLMProvider):
     """Answers, fails or hangs as told."""
 
-    def __init__(self, name: str, *, error: Exception | None = None, hang: bool = False, price: float = 0.0):
+    def __init__(self, name: str, *, error: Exception | None = None, hang: bool = False, price: float = 0.0,
+                 errors: list[Exception] | None = None):
         self.name, self._error, self._hang, self._price = name, error, hang, price
+        self._errors = list(errors or [])  # raised one per call, before answering
         self.calls = 0
 
     async def generate(self, prompt: Prompt) -> Generation:
         self.calls += 1
         if self._hang:
             await asyncio.Event().wait()
+        if self._errors:
+            raise self._errors.pop(0)
         if self._error:
             raise self._error
         return Generation(text=f"{self.name} says hi", model=f"{self.name}-m", prompt_tokens=2, completion_tokens=3)
@@ -47,12 +54,32 @@ class Scripted(LLMProvider):
         return self._price * (prompt_tokens + completion_tokens)
 
 
+class Sleeps:
+    """Records the waits the dispatcher asks for instead of sleeping."""
+
+    def __init__(self):
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def dispatcher(providers: dict, *, timeouts_s: dict | None = None, retries: dict | None = None, **kwargs) -> Dispatcher:
+    from llmrouter.retry import RetryPolicy
+
+    timeouts_s, retries = timeouts_s or {}, retries or {}
+    entries = {name: ChainEntry(p, timeout_s=timeouts_s.get(name), retry=RetryPolicy(attempts=retries.get(name, 0)))
+               for name, p in providers.items()}
+    kwargs.setdefault("sleep", Sleeps())
+    return Dispatcher(entries, rng=random.Random(7), **kwargs)
+
+
 async def test_the_first_provider_that_answers_wins_and_its_cost_is_counted():
     """An unavailable entry is skipped with its reason; a 5xx moves on; the next answers."""
     down = Scripted("hf", error=ProviderUnavailable("503 from upstream"))
     up = Scripted("together", price=0.5)
-    dispatcher = Dispatcher({"local": Unavailable("no model"), "hf": down, "together": up}, timeouts_s={})
-    outcome = await dispatcher.dispatch(PROMPT, ["local", "hf", "together"], time_left_s=5)
+    outcome = await dispatcher({"local": Unavailable("no model"), "hf": down, "together": up}).dispatch(
+        PROMPT, ["local", "hf", "together"], time_left_s=5)
     assert outcome.ok and outcome.provider == "together" and outcome.cost_usd == 2.5
     assert [(a.provider, a.outcome, a.error_code) for a in outcome.attempts] == [
         ("local", "skipped", "provider_unavailable"), ("hf", "error", "provider_unavailable"),
@@ -60,20 +87,68 @@ async def test_the_first_provider_that_answers_wins_and_its_cost_is_counted():
     assert outcome.attempts[0].error == "no model"
 
 
-async def test_a_non_retriable_error_ends_the_chain_at_once():
-    """An auth error is not something the next provider fixes... but it is this provider's
-    problem only; bad requests and auth both stop the chain with their code."""
-    bad = Scripted("hf", error=AuthError("401 invalid token"))
-    never = Scripted("together")
-    outcome = await Dispatcher({"hf": bad, "together": never}, timeouts_s={}).dispatch(
+async def test_an_auth_error_is_not_retried_but_the_next_provider_is_tried():
+    """A bad key is this provider's problem: no retry of it, the next provider answers."""
+    bad, good = Scripted("hf", error=AuthError("401 invalid token")), Scripted("together")
+    outcome = await dispatcher({"hf": bad, "together": good}, retries={"hf": 3}).dispatch(
         PROMPT, ["hf", "together"], time_left_s=5)
-    assert not outcome.ok and outcome.error_code == "auth_error" and never.calls == 0
+    assert outcome.provider == "together" and bad.calls == 1
+    assert outcome.attempts[0].error_code == "auth_error"
+
+
+async def test_a_context_too_long_error_moves_on_to_a_provider_with_a_larger_window():
+    """Not retried on the same provider, but another provider may fit the prompt."""
+    small, large = Scripted("hf", error=ContextTooLong("2048 max")), Scripted("premium")
+    outcome = await dispatcher({"hf": small, "premium": large}, retries={"hf": 3}).dispatch(
+        PROMPT, ["hf", "premium"], time_left_s=5)
+    assert outcome.provider == "premium" and small.calls == 1
+
+
+async def test_a_bad_request_ends_the_chain_at_once():
+    """A request the provider calls malformed would be refused by the next one too: stop with its code."""
+    bad, never = Scripted("hf", error=BadRequest("400 temperature out of range")), Scripted("together")
+    outcome = await dispatcher({"hf": bad, "together": never}).dispatch(PROMPT, ["hf", "together"], time_left_s=5)
+    assert not outcome.ok and outcome.error_code == "bad_request" and never.calls == 0
+
+
+async def test_a_retriable_error_is_retried_on_the_same_provider_with_backoff():
+    """Two 5xx then an answer: three calls to one provider, two jittered waits within the cap."""
+    flaky = Scripted("hf", errors=[ProviderUnavailable("500"), MalformedReply("cut stream")])
+    sleeps = Sleeps()
+    outcome = await dispatcher({"hf": flaky}, retries={"hf": 3}, sleep=sleeps).dispatch(
+        PROMPT, ["hf"], time_left_s=5)
+    assert outcome.provider == "hf" and flaky.calls == 3
+    assert [a.outcome for a in outcome.attempts] == ["error", "error", "ok"]
+    assert len(sleeps.waits) == 2 and 0 <= sleeps.waits[0] <= 0.1 and 0 <= sleeps.waits[1] <= 0.2
+
+
+async def test_retries_stop_at_the_limit_and_the_chain_moves_on():
+    """retry_attempts 2 means three calls at most; then the next provider."""
+    down, up = Scripted("hf", error=ProviderUnavailable("503")), Scripted("together")
+    outcome = await dispatcher({"hf": down, "together": up}, retries={"hf": 2}).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5)
+    assert down.calls == 3 and outcome.provider == "together"
+
+
+async def test_a_short_retry_after_is_waited_for_and_a_long_one_is_not():
+    """Retry-After 1 s: wait it and retry. Retry-After 60 s: move on to the next provider at once."""
+    sleeps = Sleeps()
+    limited = Scripted("hf", errors=[RateLimited("429", retry_after_s=1.0)])
+    outcome = await dispatcher({"hf": limited}, retries={"hf": 3}, sleep=sleeps).dispatch(
+        PROMPT, ["hf"], time_left_s=5)
+    assert outcome.provider == "hf" and sleeps.waits == [1.0]
+
+    sleeps = Sleeps()
+    busy, other = Scripted("hf", error=RateLimited("429", retry_after_s=60.0)), Scripted("together")
+    outcome = await dispatcher({"hf": busy, "together": other}, retries={"hf": 3}, sleep=sleeps).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5)
+    assert outcome.provider == "together" and busy.calls == 1 and sleeps.waits == []
 
 
 async def test_a_slow_provider_times_out_and_the_next_one_answers():
     """The per-provider timeout bounds a call; the attempt says timeout."""
     slow, fast = Scripted("hf", hang=True), Scripted("together")
-    outcome = await Dispatcher({"hf": slow, "together": fast}, timeouts_s={"hf": 0.05}).dispatch(
+    outcome = await dispatcher({"hf": slow, "together": fast}, timeouts_s={"hf": 0.05}).dispatch(
         PROMPT, ["hf", "together"], time_left_s=5)
     assert outcome.provider == "together"
     assert (outcome.attempts[0].outcome, outcome.attempts[0].error_code) == ("timeout", "provider_timeout")
@@ -81,8 +156,8 @@ async def test_a_slow_provider_times_out_and_the_next_one_answers():
 
 async def test_an_exhausted_chain_says_all_providers_unavailable_with_every_reason():
     """Nobody answers: error code all_providers_unavailable, the message lists each reason."""
-    outcome = await Dispatcher({"a": Unavailable("no key"), "b": Scripted("b", error=ProviderUnavailable("down"))},
-                               timeouts_s={}).dispatch(PROMPT, ["a", "b", "c"], time_left_s=5)
+    outcome = await dispatcher({"a": Unavailable("no key"), "b": Scripted("b", error=ProviderUnavailable("down"))}
+                               ).dispatch(PROMPT, ["a", "b", "c"], time_left_s=5)
     assert outcome.error_code == "all_providers_unavailable"
     assert "a: no key" in outcome.error_message and "b: down" in outcome.error_message
     assert "c: not registered" in outcome.error_message
@@ -90,25 +165,62 @@ async def test_an_exhausted_chain_says_all_providers_unavailable_with_every_reas
 
 async def test_an_empty_plan_is_an_error_not_a_hang():
     """An allow-list that leaves nothing gives all_providers_unavailable at once."""
-    outcome = await Dispatcher({}, timeouts_s={}).dispatch(PROMPT, [], time_left_s=5)
+    outcome = await dispatcher({}).dispatch(PROMPT, [], time_left_s=5)
     assert outcome.error_code == "all_providers_unavailable" and outcome.attempts == []
 
 
 async def test_no_time_left_skips_the_rest_of_the_chain():
     """A deadline already spent skips providers with deadline_exceeded instead of calling them."""
     never = Scripted("a")
-    outcome = await Dispatcher({"a": never}, timeouts_s={}).dispatch(PROMPT, ["a"], time_left_s=0)
+    outcome = await dispatcher({"a": never}).dispatch(PROMPT, ["a"], time_left_s=0)
     assert never.calls == 0 and outcome.attempts[0].error_code == "deadline_exceeded"
 
 
+async def test_the_budget_hook_sees_the_estimate_and_can_skip_a_provider():
+    """admit() gets the estimated cost (prompt tokens + max_tokens at the provider's price) before the call."""
+    paid, free = Scripted("premium", price=0.5), Scripted("local")
+    asked = []
+
+    def admit(name: str, estimate: float) -> str | None:
+        asked.append((name, estimate))
+        return "monthly budget of $10 spent" if name == "premium" else None
+
+    outcome = await dispatcher({"premium": paid, "local": free}, admit=admit).dispatch(
+        PROMPT, ["premium", "local"], time_left_s=5)
+    assert asked[0] == ("premium", estimated_cost_usd(paid, PROMPT)) == ("premium", 0.5 * (1 + 4))
+    assert paid.calls == 0 and outcome.provider == "local"
+    assert (outcome.attempts[0].outcome, outcome.attempts[0].error_code) == ("skipped", "budget_exceeded")
+
+
 async def test_streaming_hands_each_delta_on_in_order_and_flags_the_last():
-    """on_delta gets (seq, delta, final, provider) for every piece; the generation is the final one."""
+    """on_delta gets (seq, delta, final, provider, restart) for every piece; the generation is the final one."""
     seen = []
 
-    async def on_delta(seq, delta, final, provider):
-        seen.append((seq, delta, final, provider))
+    async def on_delta(seq, delta, final, provider, restart):
+        seen.append((seq, delta, final, provider, restart))
 
-    outcome = await Dispatcher({"t": Scripted("t")}, timeouts_s={}).dispatch(
-        PROMPT, ["t"], time_left_s=5, on_delta=on_delta)
-    assert seen == [(0, "t sa", False, "t"), (1, "ys hi", True, "t")]
+    outcome = await dispatcher({"t": Scripted("t")}).dispatch(PROMPT, ["t"], time_left_s=5, on_delta=on_delta)
+    assert seen == [(0, "t sa", False, "t", False), (1, "ys hi", True, "t", False)]
     assert outcome.generation.text == "t says hi"
+
+
+class CutStream(Scripted):
+    """Sends one delta, then its stream breaks."""
+
+    async def stream(self, prompt: Prompt) -> AsyncIterator[StreamDelta]:
+        self.calls += 1
+        yield StreamDelta(delta="half an ans")
+        raise MalformedReply("stream cut before [DONE]")
+
+
+async def test_a_stream_cut_midway_falls_over_and_flags_the_restart():
+    """The next provider's first delta says restart, so consumers drop the half answer; seq keeps counting."""
+    seen = []
+
+    async def on_delta(seq, delta, final, provider, restart):
+        seen.append((seq, provider, final, restart))
+
+    outcome = await dispatcher({"a": CutStream("a"), "b": Scripted("b")}).dispatch(
+        PROMPT, ["a", "b"], time_left_s=5, on_delta=on_delta)
+    assert outcome.provider == "b"
+    assert seen == [(0, "a", False, False), (1, "b", False, True), (2, "b", True, False)]

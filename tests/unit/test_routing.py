@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmrouter.contract import parse_request
-from llmrouter.routing import is_simple_task, plan_chain, route_of
+from llmrouter.routing import effective_chain, is_simple_task, plan_chain, route_of
 
 CHAIN = ["local", "huggingface", "together", "premium"]
 
@@ -28,6 +28,22 @@ def test_a_complex_task_goes_to_the_cloud_first_and_keeps_local_as_last_resort()
 def test_the_allow_list_narrows_the_chain_in_chain_order():
     """providers=[...] keeps only those, in the chain's order."""
     assert plan_chain(request(providers=["premium", "local"]), CHAIN) == ["local", "premium"]
+
+
+def test_emergency_only_providers_come_after_local_even_for_a_complex_task():
+    """F014: premium APIs are tried only when everything else, the local model included, could not answer."""
+    chain = ["local", "huggingface", "openai", "anthropic"]
+    emergency = {"openai", "anthropic"}
+    assert plan_chain(request(), chain, emergency=emergency) == chain
+    assert plan_chain(request(task_type="code_generation"), chain, emergency=emergency) == [
+        "huggingface", "local", "openai", "anthropic"]
+
+
+def test_providers_registered_at_run_time_join_after_the_configured_chain():
+    """Configured names keep their order (absent ones drop out); the others follow in registration order."""
+    configured = ["local", "huggingface", "together", "openai"]
+    registered = ["local", "together", "openai", "my-vllm", "ollama"]
+    assert effective_chain(configured, registered) == ["local", "together", "openai", "my-vllm", "ollama"]
 
 
 def test_route_names_the_path_taken():

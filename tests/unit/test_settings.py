@@ -15,6 +15,7 @@ def test_the_defaults_mirror_the_specification():
     assert s.huggingface_config.rate_limit == "50/hour" and s.together_config.cost_per_token == 0.0002
     assert s.premium_config.usage_limit == "$10/month" and s.premium_config.emergency_only
     assert s.fallback_chain == ["local", "huggingface", "together", "premium"]
+    assert s.chain() == ["local", "huggingface", "together", "openai", "anthropic"]
     assert (s.limits_for("local").max_concurrent, s.limits_for("together").timeout) == (1, 15)
     assert s.cache_config.ttl_default == 3600
 
@@ -27,19 +28,31 @@ def test_a_settings_file_and_the_environment_override_the_defaults(tmp_path):
     assert s.topic("llm.results") == "staging.llm.results" and s.worker.web_port == 7001
 
 
-def test_secrets_come_only_from_the_environment_and_never_print():
-    """HF_TOKEN fills huggingface_config.api_key, which repr() does not reveal."""
-    s = load_settings(env={"HF_TOKEN": "hf_secret_value"})
-    assert s.huggingface_config.api_key.get_secret_value() == "hf_secret_value"
-    assert "hf_secret_value" not in repr(s) and "hf_secret_value" not in str(s.model_dump())
+def test_the_settings_define_every_provider_of_the_specification():
+    """F012-F014 become provider specs: keys by variable name only, §5.2 limits, prices per 1k tokens."""
+    specs = load_settings(env={}).provider_specs()
+    assert list(specs) == ["local", "huggingface", "together", "openai", "anthropic"]
+    hf, together, openai = specs["huggingface"], specs["together"], specs["openai"]
+    assert (hf.key_env, hf.rate_limit, hf.retry_attempts, hf.max_concurrent) == ("HF_TOKEN", "50/hour", 3, 5)
+    assert hf.models == ("google/flan-t5-large", "microsoft/DialoGPT-large")
+    assert (together.timeout_s, together.price_input_per_1k_usd) == (15, 0.2)  # §5.2 timeout; F013 cost_per_token
+    assert openai.emergency_only and specs["anthropic"].key_env == "ANTHROPIC_API_KEY"
+    assert not hasattr(hf, "api_key")  # a spec names the variable, never holds the key
 
 
-def test_secrets_can_come_from_a_file_outside_the_repository(tmp_path):
-    """LLMROUTER_SECRETS_FILE names a YAML of the same variables."""
-    secrets = tmp_path / "secrets.yaml"
-    secrets.write_text("TOGETHER_API_KEY: tk\n")
-    s = load_settings(env={"LLMROUTER_SECRETS_FILE": str(secrets)})
-    assert s.together_config.api_key.get_secret_value() == "tk"
+def test_premium_in_the_chain_stands_for_openai_then_anthropic():
+    """F015's 'Premium APIs' is spelt out; extra providers from the file may join the chain."""
+    s = load_settings(env={
+        "LLMROUTER__PROVIDERS": "{my-vllm: {kind: openai_compatible, endpoint: 'http://gpu:8000/v1', api_key_env: ''}}",
+        "LLMROUTER__FALLBACK_CHAIN": "[my-vllm, local, premium]"})
+    assert s.chain() == ["my-vllm", "local", "openai", "anthropic"]
+    assert s.provider_specs()["my-vllm"].key_env is None
+
+
+def test_an_invalid_extra_provider_is_refused_with_its_reason():
+    """A provider under providers: is checked like a registration."""
+    with pytest.raises(ConfigError, match="needs an endpoint"):
+        load_settings(env={"LLMROUTER__PROVIDERS": "{mine: {kind: openai_compatible}}"})
 
 
 def test_every_problem_is_listed_with_its_path(tmp_path):
@@ -55,7 +68,7 @@ def test_every_problem_is_listed_with_its_path(tmp_path):
 @pytest.mark.parametrize("chain, problem", [(["local", "bogus"], "unknown providers"),
                                             (["local", "local"], "twice")])
 def test_the_fallback_chain_names_known_providers_once(tmp_path, chain, problem):
-    """fallback_chain may only name local, huggingface, together, premium, each once."""
+    """fallback_chain may only name known providers, each once."""
     with pytest.raises(ConfigError, match=problem):
         load_settings(env={"LLMROUTER__FALLBACK_CHAIN": str(chain)})
 
