@@ -1,0 +1,19 @@
+"""A simulated cloud LLM provider for load-testing routing (``llmrouter simulate``).
+
+One port speaks three vendors' real wire formats -- OpenAI chat completions,
+the Hugging Face Inference API and Anthropic messages -- with configurable
+latency, fault rates, 429 bursts, scripted outcomes and a control API under
+``/_sim/``. User documentation: docs/simulator.md.
+
+Modules: :mod:`.profile` (pure decisions: the profile, outcome choice,
+latency, reply text), :mod:`.formats` (pure wire formats), :mod:`.server`
+(the aiohttp server), :mod:`.cli` (the ``simulate`` subcommand).
+"""
+
+from __future__ import annotations
+
+from llmrouter.simulator.cli import add_simulate_parser
+from llmrouter.simulator.profile import SimProfile
+from llmrouter.simulator.server import Simulator, run_simulator
+
+__all__ = ["SimProfile", "Simulator", "add_simulate_parser", "run_simulator"]
