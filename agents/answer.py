@@ -27,7 +27,8 @@ from llmrouter.dispatch import Dispatched, Dispatcher
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.routing import plan_chain, route_of
-from llmrouter.settings import PROVIDER_NAMES, Settings
+from llmrouter.registry import ProviderRegistry
+from llmrouter.settings import Settings
 from llmrouter.tables import Tables
 from llmrouter.topics import Topics
 
@@ -73,8 +74,9 @@ class ConcurrentAcks:
 class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, dispatcher: Dispatcher, publisher: Publisher,
-        metrics: Metrics, app: faust.App,
+        metrics: Metrics, app: faust.App, registry: ProviderRegistry,
     ) -> None:
+        self._registry = registry
         self._settings = settings
         self._answered = tables.answered
         self._dispatcher = dispatcher
@@ -121,17 +123,19 @@ class Answerer:
     async def _serve(self, request: Request, event: faust.EventT) -> dict[str, Any]:
         limits = self._settings.limits
         refusal = check_limits(request, max_prompt_chars=limits.max_prompt_chars, max_tokens=limits.max_tokens,
-                               known_providers=PROVIDER_NAMES, now_ms=now_ms(),
+                               known_providers=self._registry.names(), now_ms=now_ms(),
                                default_timeout_s=limits.default_timeout_s)
         if refusal is not None:
             return refusal_record(request, refusal, now_ms=now_ms())
         dispatched_at = now_ms()
         time_left_s = (request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0
         on_delta = functools.partial(self._publisher.chunk, request.request_id) if request.stream else None
+        plan = plan_chain(request, self._registry.chain(), emergency=self._registry.emergency())
         outcome = await self._dispatcher.dispatch(
-            request.to_prompt(), plan_chain(request, self._settings.fallback_chain),
-            time_left_s=time_left_s, priority=PRIORITIES.index(request.priority), on_delta=on_delta)
+            request.to_prompt(), plan, time_left_s=time_left_s, priority=PRIORITIES.index(request.priority),
+            on_delta=on_delta)
         self._count_attempts(outcome)
+        self._registry.observe(outcome)
         record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms())
         if not outcome.ok:
             await self._publisher.dead_letter(

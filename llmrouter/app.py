@@ -16,8 +16,9 @@ from llmrouter.codec import Codec
 from llmrouter.dispatch import Dispatcher
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
-from llmrouter.providers.pool import ProviderPool
 from llmrouter.publisher import Publisher
+from llmrouter.registry import ProviderRegistry
+from llmrouter.secrets import Secrets
 from llmrouter.settings import Settings
 from llmrouter.tables import Tables, declare_tables
 from llmrouter.topics import Topics, declare_topics
@@ -31,11 +32,12 @@ class Router:
     settings: Settings
     topics: Topics
     tables: Tables
-    providers: ProviderPool
+    providers: ProviderRegistry
     metrics: Metrics
 
 
-def build_router(settings: Settings) -> Router:
+def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
+    """The worker's app; API keys come from ``secrets`` (default: the environment and LLMROUTER_SECRETS_FILE)."""
     configure_logging(settings.worker.log_format)
     worker = settings.worker
     app = faust.App(
@@ -62,15 +64,15 @@ def build_router(settings: Settings) -> Router:
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()
-    providers = ProviderPool(settings, loop=app.loop, beacon=app.beacon)
+    providers = ProviderRegistry(settings, secrets or Secrets.load(), metrics,
+                                 providers_topic=topics.providers.get_topic_name(), loop=app.loop, beacon=app.beacon)
     app.add_dependency(providers)
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
-    bulkheads = providers.bulkheads()
-    dispatcher = Dispatcher(providers.providers, timeouts_s=providers.timeouts_s(), bulkheads=bulkheads)
+    dispatcher = Dispatcher(providers.entries)
 
     intake.register(app, topics, Codec(), publisher)
     answerer = answer.Answerer(settings=settings, tables=tables, dispatcher=dispatcher, publisher=publisher,
-                               metrics=metrics, app=app)
+                               metrics=metrics, app=app, registry=providers)
     answer.register(app, topics, answerer, settings)
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics)
     views.register(router)
@@ -78,7 +80,14 @@ def build_router(settings: Settings) -> Router:
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)
     async def sample_process() -> None:
         metrics.sample_process()
-        for name, bulkhead in bulkheads.items():
+        for name, bulkhead in providers.bulkheads().items():
             metrics.active_connections.labels(name).set(bulkhead.in_use)
+
+    @app.task
+    async def publish_registry_events() -> None:
+        """Provider changes this worker applied, onto llm.events (the audit trail)."""
+        while True:
+            entity, kind, data = await providers.events.get()
+            await publisher.event(entity, kind, data)
 
     return router

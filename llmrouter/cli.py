@@ -6,6 +6,8 @@
     llmrouter topics create            create the router's topics
     llmrouter worker                   run a router worker (Faust)
     llmrouter send "prompt"            produce one request, print its result
+    llmrouter providers list|register|remove   the provider registry (llm.providers)
+    llmrouter simulate                 a local stand-in for the cloud APIs (OpenAI, HF, Anthropic)
     llmrouter demo                     infra + worker + a sample workload, with a summary
     llmrouter model build-tiny DIR     a small random-weight model of TinyLlama's shape
     llmrouter model quantize SRC DST   int8 dynamic quantization (ONNX Runtime)
@@ -73,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")
     p.add_argument("--json", action="store_true", help="print the whole result record as JSON")
     p.set_defaults(func=_send)
+
+    from llmrouter import providerscmd
+    from llmrouter.simulator.cli import add_simulate_parser
+
+    providerscmd.add_parser(sub)
+    add_simulate_parser(sub)
 
     p = sub.add_parser("demo", help="run the main job: infra, a worker and a sample workload")
     p.add_argument("--requests", type=int, default=12, help="size of the sample workload")

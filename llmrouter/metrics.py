@@ -32,6 +32,10 @@ class Metrics:
             "llmrouter_provider_calls_total", "Provider attempts, by outcome.", ["provider", "outcome"], registry=r)
         self.provider_errors_total = Counter(
             "llmrouter_provider_errors_total", "Provider failures, by error code.", ["provider", "code"], registry=r)
+        self.provider_cost_usd_total = Counter(
+            "llmrouter_provider_cost_usd_total", "US dollars spent, by provider.", ["provider"], registry=r)
+        self.provider_healthy = Gauge(
+            "llmrouter_provider_healthy", "1 if the provider's last health check passed.", ["provider"], registry=r)
         self.dlq_total = Counter(
             "llmrouter_dlq_total", "Messages written to the dead-letter topic.", ["code"], registry=r)
         self.replays_total = Counter(

@@ -3,6 +3,8 @@
 * ``/health``  — liveness and readiness, with each dependency (Kafka
   assignment, providers, Redis) and why it is not ready;
 * ``/metrics`` — Prometheus text format;
+* ``/providers/`` — the registry: each provider's configuration (never a
+  key), availability, capabilities, health, latency, error rate and cost;
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
   the worker that owns the key (``table_route``).
 """
@@ -47,6 +49,11 @@ def register(router: Router) -> None:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(router.metrics.render(), content_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.page("/providers/")
+    class Providers(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"worker": router.providers.worker_id, "providers": router.providers.describe()})
 
     @app.page("/requests/{request_id}/")
     @app.table_route(table=answered, match_info="request_id")

@@ -74,10 +74,13 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)
 
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(f"{self.base_url}{path}", timeout=5) as reply:
+            return reply.read().decode()
+
     def metric(self, name: str, **labels: str) -> float:
         """The current value of one sample on ``/metrics/`` (0 when absent)."""
-        with urllib.request.urlopen(f"{self.base_url}/metrics/", timeout=5) as reply:
-            text = reply.read().decode()
+        text = self.get_text("/metrics/")
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):

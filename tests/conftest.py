@@ -12,15 +12,21 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llmrouter import infra
 from llmrouter.kafka_admin import ensure_topics
+from llmrouter.providers.spec import DEFAULT_KEY_ENV
 from llmrouter.settings import Settings, load_settings
+from llmrouter.simulator import SimProfile, Simulator
 from llmrouter.workerproc import WorkerProcess
 
 from llmrouter.localmodel.build_tiny import build_tiny_model
@@ -78,9 +84,71 @@ def isolated_settings(directory: Path, model_dir: Path, **sections: dict) -> tup
 
 
 def start_worker(settings_path: Path, settings: Settings, log_path: Path, *, consuming_only: bool = False,
-                 ) -> WorkerProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER")}
+                 env: dict[str, str] | None = None) -> WorkerProcess:
+    """A worker in a child process; API keys only from ``env`` (a developer's own keys never leak into tests)."""
+    hidden = set(DEFAULT_KEY_ENV.values()) | {"LLMROUTER_SECRETS_FILE"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER") and k not in hidden} | (env or {})
     env["LLMROUTER_SETTINGS"] = str(settings_path)
     worker = WorkerProcess(settings, log_path=log_path, env=env).start()
     worker.wait_ready(consuming_only=consuming_only)
     return worker
+
+
+class SimulatorThread:
+    """Provider simulators served by an event loop in a thread of their own, so that
+    blocking test helpers (a worker's start, its web views) never stall them."""
+
+    def __init__(self, *profiles: SimProfile) -> None:
+        self._profiles = profiles
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="simulators", daemon=True)
+        self.sims: list[Simulator] = []
+
+    def __enter__(self) -> SimulatorThread:
+        self._thread.start()
+        self.sims = [Simulator(profile) for profile in self._profiles]
+        for sim in self.sims:
+            self.run(sim.start("127.0.0.1", 0))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sim in self.sims:
+            self.run(sim.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def run(self, coro: Any) -> Any:
+        """Run a coroutine on the simulators' loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=30)
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Call a simulator method on its loop (scripts, stats, profile updates)."""
+        async def call() -> Any:
+            return fn(*args)
+        return self.run(call())
+
+
+async def read_topic_to_end(topic: str, partition_count: int, *, want: set[str], timeout_s: float = 60.0) -> dict[str, list]:
+    """Read ``topic`` from the beginning until every key in ``want`` was seen, then to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(partition_count)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen: dict[str, list] = {}
+        deadline = time.monotonic() + timeout_s
+        while not want <= seen.keys() and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    seen.setdefault(m.key.decode() if m.key else "", []).append(m)
+        end = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                for m in messages:
+                    seen.setdefault(m.key.decode() if m.key else "", []).append(m)
+        return seen
+    finally:
+        await consumer.stop()
+
+

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import uuid
 
 import avro.io
 import avro.schema
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from llmrouter.client import RouterClient
 from llmrouter.codec import Codec
 from llmrouter.schemas import raw as raw_schema
+from tests.conftest import read_topic_to_end
 
 pytestmark = pytest.mark.kafka
 BOOTSTRAP = "127.0.0.1:9092"
@@ -30,30 +30,6 @@ def avro_single_object(record: dict) -> bytes:
     body = io.BytesIO()
     avro.io.DatumWriter(schema).write(full, avro.io.BinaryEncoder(body))
     return b"\xc3\x01" + schema.fingerprint("CRC-64-AVRO")[::-1] + body.getvalue()
-
-
-async def read_topic_to_end(topic: str, partition_count: int, *, want: set[str], timeout_s: float = 60.0) -> dict[str, list]:
-    """Read ``topic`` from the beginning until every key in ``want`` was seen, then to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(partition_count)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        seen: dict[str, list] = {}
-        deadline = time.monotonic() + timeout_s
-        while not want <= seen.keys() and time.monotonic() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for m in messages:
-                    seen.setdefault(m.key.decode() if m.key else "", []).append(m)
-        end = await consumer.end_offsets(partitions)
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                for m in messages:
-                    seen.setdefault(m.key.decode() if m.key else "", []).append(m)
-        return seen
-    finally:
-        await consumer.stop()
 
 
 async def test_avro_and_json_requests_each_get_exactly_one_result(worker):

@@ -1,0 +1,282 @@
+"""The provider registry service: owns every provider of a worker.
+
+Providers come from the settings file and from the compacted ``llm.providers``
+topic (key: provider name; value: a ``ProviderConfig``; a null value removes
+the provider). A starting worker reads the topic to its end before it serves
+(``registry.catch_up_timeout_s``), then follows it, so a registration reaches
+every worker within about a second. A record that fails validation is refused
+with its reason on ``llm.events`` and never applied.
+
+An entry that cannot take traffic stays in the registry as
+:class:`~llmrouter.dispatch.Unavailable` with its reason (no API key, model
+files missing, disabled): the dispatcher skips it and says why, ``/health``
+and ``/providers/`` show it. Nothing here crashes the worker.
+
+Each change is published on ``llm.events`` by every worker that applies it
+(``data.worker`` says which); records replayed at start-up are applied
+without events, since they are not changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import mode
+import structlog
+
+from llmrouter.bulkhead import PriorityBulkhead
+from llmrouter.codec import Codec
+from llmrouter.dispatch import ChainEntry, Dispatched, Unavailable
+from llmrouter.errors import ConfigError, ModelLoadError, RequestError
+from llmrouter.localmodel.config import LocalModelConfig, parse_size
+from llmrouter.metrics import Metrics
+from llmrouter.providers.base import LLMProvider
+from llmrouter.providers.spec import ProviderSpec, spec_from_record
+from llmrouter.registry.reader import CompactedTopicReader
+from llmrouter.registry.stats import ProviderStats
+from llmrouter.retry import RetryPolicy
+from llmrouter.routing import effective_chain
+from llmrouter.secrets import Secrets
+from llmrouter.settings import Settings
+
+log = structlog.get_logger("llmrouter.registry")
+
+HEALTH_CHECK_TIMEOUT_S = 5.0
+Event = tuple[str, str, dict[str, str]]  # (entity, kind, data)
+
+
+class ProviderRegistry(mode.Service):
+    """Builds, replaces and removes providers; keeps their figures."""
+
+    def __init__(self, settings: Settings, secrets: Secrets, metrics: Metrics, *, providers_topic: str,
+                 worker_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self._secrets = secrets
+        self._metrics = metrics
+        self._codec = Codec()
+        self._reader = CompactedTopicReader(settings.kafka.bootstrap_servers, providers_topic)
+        self.worker_id = worker_id or f"{socket.gethostname()}:{settings.worker.web_port}"
+        self.entries: dict[str, ChainEntry] = {}  # read by the dispatcher at every request
+        self.specs: dict[str, ProviderSpec] = {}
+        self.stats: dict[str, ProviderStats] = {}
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self._retiring: set[asyncio.Task] = set()
+        self._live = False  # False while replaying the topic at start-up
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        for spec in self._settings.provider_specs().values():
+            await self._install(spec)
+        await self._reader.start()
+        caught_up = await self._reader.read_to_end(self.apply, timeout_s=self._settings.registry.catch_up_timeout_s)
+        if not caught_up:
+            log.warning("registry_catch_up_incomplete", timeout_s=self._settings.registry.catch_up_timeout_s)
+        self._live = True
+        log.info("registry_ready", providers={name: self._state(name) for name in self.entries})
+
+    async def on_stop(self) -> None:
+        await self._reader.stop()
+        for task in list(self._retiring):
+            task.cancel()
+        for entry in self.entries.values():
+            if isinstance(entry.provider, LLMProvider):
+                await entry.provider.stop()
+
+    @mode.Service.task
+    async def _follow_registrations(self) -> None:
+        await self._reader.follow(self.apply)
+
+    @mode.Service.task
+    async def _check_health_periodically(self) -> None:
+        while not self.should_stop:
+            await self.check_health()
+            await self.sleep(self._settings.registry.health_check_interval_s)
+
+    # -- what the router asks ----------------------------------------------------------------------
+
+    def chain(self) -> list[str]:
+        """Provider names in fallback order: the configured chain, then providers registered at run time."""
+        return effective_chain(self._settings.chain(), list(self.entries))
+
+    def emergency(self) -> frozenset[str]:
+        return frozenset(name for name, spec in self.specs.items() if spec.emergency_only)
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.entries)
+
+    def observe(self, outcome: Dispatched) -> None:
+        """Fold one request's attempts into the providers' figures."""
+        for attempt in outcome.attempts:
+            stats = self.stats.get(attempt.provider)
+            if stats is None or attempt.outcome == "skipped":
+                continue
+            stats.record_call(ok=attempt.outcome == "ok", latency_ms=attempt.latency_ms)
+        if outcome.ok and outcome.provider in self.stats:
+            gen = outcome.generation
+            self.stats[outcome.provider].record_usage(prompt_tokens=gen.prompt_tokens,
+                                                      completion_tokens=gen.completion_tokens,
+                                                      cost_usd=outcome.cost_usd)
+            self._metrics.provider_cost_usd_total.labels(outcome.provider).inc(outcome.cost_usd)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per provider: can it take traffic, and if not, why (for /health)."""
+        return {name: self._state(name) for name in self.entries}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Everything known of each provider, in chain order (for /providers/); never a key."""
+        now = time.monotonic()
+        out = []
+        for name in self.chain():
+            spec, entry = self.specs[name], self.entries[name]
+            item: dict[str, Any] = {**spec.to_record(), "source": spec.source, **self._state(name)}
+            item.pop("api_key_env")
+            item["key_env"] = spec.key_env
+            if isinstance(entry.provider, LLMProvider):
+                caps = entry.provider.get_capabilities()
+                item["capabilities"] = {"models": list(caps.models), "context_tokens": caps.context_tokens,
+                                        "streaming": caps.streaming, "batching": caps.batching,
+                                        "tags": list(caps.tags)}
+                pool_stats = getattr(entry.provider, "pool_stats", None)
+                if pool_stats is not None:
+                    item["pool"] = pool_stats()
+            item["stats"] = self.stats[name].snapshot(now_s=now)
+            item["in_flight"] = entry.bulkhead.in_use if entry.bulkhead else 0
+            out.append(item)
+        return out
+
+    def bulkheads(self) -> Mapping[str, PriorityBulkhead]:
+        return {name: e.bulkhead for name, e in self.entries.items() if e.bulkhead is not None}
+
+    # -- changes -----------------------------------------------------------------------------------
+
+    async def apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        """Apply one ``llm.providers`` record: register, update or (null value) remove."""
+        name = key.decode("utf-8", "replace") if key else ""
+        where = {"offset": str(offset), "worker": self.worker_id}
+        if value is None:
+            if name in self.entries and name != "local":
+                await self._remove(name)
+                self._event(name, "provider_removed", where)
+            return
+        try:
+            if not name:
+                raise ConfigError("a provider record needs its provider name as the key")
+            spec = spec_from_record(self._codec.decode("ProviderConfig", value), source="topic")
+            if spec.name != name:
+                raise ConfigError(f"the record's name {spec.name!r} differs from its key {name!r}")
+            if name == "local":
+                raise ConfigError("the local provider is configured in the settings file (local_config)")
+        except (ConfigError, RequestError) as exc:
+            log.warning("provider_refused", provider=name, reason=str(exc), offset=offset)
+            self._event(name or "?", "provider_refused", {**where, "reason": str(exc)})
+            return
+        kind = "provider_updated" if name in self.entries else "provider_registered"
+        await self._install(spec)
+        self._event(name, kind, {**where, "kind": spec.kind, "endpoint": spec.base_url,
+                                 "available": str(self._state(name)["available"]).lower()})
+
+    async def check_health(self) -> None:
+        """Ask every available provider whether it can take traffic; keep the answers."""
+        checks = {name: e.provider for name, e in self.entries.items() if isinstance(e.provider, LLMProvider)}
+        results = await asyncio.gather(*(self._check(p) for p in checks.values()))
+        now = time.monotonic()
+        for name, (healthy, detail, latency_ms) in zip(checks, results):
+            if name in self.stats:
+                self.stats[name].record_health(healthy=healthy, detail=detail, latency_ms=latency_ms, at_s=now)
+                self._metrics.provider_healthy.labels(name).set(1 if healthy else 0)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _check(self, provider: LLMProvider) -> tuple[bool, str, float]:
+        try:
+            async with asyncio.timeout(HEALTH_CHECK_TIMEOUT_S):
+                health = await provider.health_check()
+        except TimeoutError:
+            return False, f"no health answer within {HEALTH_CHECK_TIMEOUT_S:.0f}s", HEALTH_CHECK_TIMEOUT_S * 1000
+        return health.healthy, health.detail, health.latency_s * 1000.0
+
+    async def _install(self, spec: ProviderSpec) -> None:
+        provider = await self._build(spec)
+        capacity = spec.max_concurrent
+        if spec.kind == "local":  # the batching front needs that many callers to fill a batch
+            capacity *= self._settings.local_config.batch_size
+        old = self.entries.get(spec.name)
+        self.specs[spec.name] = spec
+        self.entries[spec.name] = ChainEntry(provider, timeout_s=spec.timeout_s, bulkhead=PriorityBulkhead(capacity),
+                                             retry=RetryPolicy(attempts=spec.retry_attempts))
+        self.stats.setdefault(spec.name, ProviderStats(window=self._settings.registry.stats_window))
+        if old is not None:
+            self._retire(old, spec.timeout_s)
+        log.info("provider_installed", provider=spec.name, kind=spec.kind, source=spec.source,
+                 **self._state(spec.name))
+
+    async def _remove(self, name: str) -> None:
+        entry = self.entries.pop(name)
+        self.specs.pop(name, None)
+        self._retire(entry, entry.timeout_s or 30.0)
+        log.info("provider_removed", provider=name)
+
+    def _retire(self, entry: ChainEntry, grace_s: float) -> None:
+        """Stop a replaced or removed provider once calls already in flight on it have had their time."""
+        if not isinstance(entry.provider, LLMProvider):
+            return
+
+        async def stop_later(provider: LLMProvider) -> None:
+            try:
+                await asyncio.sleep(grace_s)
+            finally:
+                await provider.stop()
+
+        task = asyncio.ensure_future(stop_later(entry.provider))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _build(self, spec: ProviderSpec) -> LLMProvider | Unavailable:
+        if not spec.enabled:
+            return Unavailable("disabled in its configuration")
+        if spec.kind == "local":
+            return await self._build_local()
+        key = self._secrets.get(spec.key_env)
+        if spec.key_env and key is None:
+            return Unavailable(f"not configured: no API key (set {spec.key_env})")
+        from llmrouter.providers.cloud import build_cloud_provider
+
+        provider = build_cloud_provider(spec, key)
+        await provider.start()
+        return provider
+
+    async def _build_local(self) -> LLMProvider | Unavailable:
+        local = self._settings.local_config
+        if not local.model_path.is_dir():
+            return Unavailable(
+                f"no model at {local.model_path}: export one (see README) or run `llmrouter model build-tiny DIR`")
+        from llmrouter.providers.local import LocalProvider  # onnxruntime is heavy; import when used
+
+        limits = self._settings.limits_for("local")
+        provider = LocalProvider(LocalModelConfig(
+            model_path=local.model_path, max_memory_bytes=parse_size(local.max_memory),
+            inference_threads=local.inference_threads, quantization=local.quantization,
+            batch_size=local.batch_size, max_concurrent=limits.max_concurrent, timeout_s=limits.timeout,
+        ))
+        try:
+            await provider.start()
+        except ModelLoadError as exc:
+            log.error("local_model_refused", reason=str(exc))
+            return Unavailable(f"model not loaded: {exc}")
+        return provider
+
+    def _state(self, name: str) -> dict[str, Any]:
+        provider = self.entries[name].provider
+        if isinstance(provider, LLMProvider):
+            return {"available": True}
+        return {"available": False, "reason": provider.reason}
+
+    def _event(self, name: str, kind: str, data: dict[str, str]) -> None:
+        if self._live:
+            self.events.put_nowait((f"provider:{name}", kind, data))
