@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 from llmrouter.codec import Codec
 from llmrouter.errors import ConfigError
 from llmrouter.kafka_admin import ensure_topics
-from llmrouter.providers.spec import KINDS, spec_from_record
+from llmrouter.providers.spec import KINDS, ProviderSpec, spec_from_record
 from llmrouter.registry.reader import CompactedTopicReader
 from llmrouter.settings import Settings
 from llmrouter.topics import PROVIDERS
@@ -65,7 +65,7 @@ def register_command(args: argparse.Namespace, settings: Settings) -> int:
     spec = spec_from_record(record)  # ConfigError -> exit 2 with every problem
     import asyncio
 
-    asyncio.run(_produce(settings, spec.name, Codec().encode_avro("ProviderConfig", spec.to_record())))
+    asyncio.run(produce_registration(settings, spec.name, spec))
     where = spec.base_url or "(the vendor's API)"
     print(f"registered {spec.name} ({spec.kind} at {where}); running workers apply it within seconds")
     return 0
@@ -74,7 +74,7 @@ def register_command(args: argparse.Namespace, settings: Settings) -> int:
 def remove_command(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    asyncio.run(_produce(settings, args.name, None))
+    asyncio.run(produce_registration(settings, args.name, None))
     print(f"removed {args.name}; running workers stop sending it traffic within seconds")
     return 0
 
@@ -135,7 +135,9 @@ def format_table(providers: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
 
-async def _produce(settings: Settings, name: str, value: bytes | None) -> None:
+async def produce_registration(settings: Settings, name: str, spec: ProviderSpec | None) -> None:
+    """Register (or, with None, remove) ``name`` on every worker: one record on llm.providers."""
+    value = Codec().encode_avro("ProviderConfig", spec.to_record()) if spec is not None else None
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     await producer.start()

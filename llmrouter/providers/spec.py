@@ -126,6 +126,8 @@ def spec_from_record(record: Any, *, source: str = "topic") -> ProviderSpec:
     endpoint = record.get("endpoint")
     if endpoint is not None and not _is_http_url(endpoint):
         problems.append(f"endpoint {endpoint!r} is not an http(s) URL")
+    if kind in CLOUD_KINDS and not record.get("models"):
+        problems.append(f"a {kind} provider needs at least one model (the first is asked for by default)")
     if kind == "openai_compatible" and not endpoint:
         problems.append("an openai_compatible provider needs an endpoint (its base URL, e.g. http://host:8000/v1)")
     health = record.get("health_check_url")

@@ -25,20 +25,21 @@ class CompactedTopicReader:
         self._consumer: AIOKafkaConsumer | None = None  # made in start(): aiokafka wants a running loop
         self._partitions: list[TopicPartition] = []
 
-    async def start(self) -> None:
+    async def start(self, *, timeout_s: float = 10.0) -> None:
+        """Subscribe with no group (every partition is ours) and wait for the assignment."""
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap_servers, group_id=None, enable_auto_commit=False,
-            auto_offset_reset="earliest")
+            auto_offset_reset="earliest")  # no group, no committed offsets: always from the beginning
         await self._consumer.start()
-        await self._consumer.topics()  # fetches metadata, so the partitions are known
-        numbers = self._consumer.partitions_for_topic(self._topic)
-        if not numbers:
-            log.warning("registry_topic_missing", topic=self._topic,
-                        hint="run `llmrouter topics create`; registrations are not followed until it exists")
-            return
-        self._partitions = [TopicPartition(self._topic, n) for n in sorted(numbers)]
-        self._consumer.assign(self._partitions)
-        await self._consumer.seek_to_beginning(*self._partitions)
+        self._consumer.subscribe([self._topic])
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self._consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("registry_topic_missing", topic=self._topic,
+                            hint="run `llmrouter topics create`; registrations are followed once it exists")
+                return
+            await asyncio.sleep(0.05)  # the assignment comes with the next metadata answer
+        self._partitions = sorted(self._consumer.assignment())
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -51,16 +52,20 @@ class CompactedTopicReader:
         ends = await self._consumer.end_offsets(self._partitions)
         try:
             async with asyncio.timeout(timeout_s):
-                while any(await self._consumer.position(tp) < end for tp, end in ends.items()):
+                while await self._behind(ends):
                     await self._read_batch(handler)
         except TimeoutError:
             return False
         return True
 
+    async def _behind(self, ends: dict[TopicPartition, int]) -> bool:
+        for tp, end in ends.items():
+            if await self._consumer.position(tp) < end:
+                return True
+        return False
+
     async def follow(self, handler: Handler) -> None:
         """Hand on every new record, until cancelled."""
-        if not self._partitions:
-            return
         while True:
             await self._read_batch(handler)
 

@@ -1,5 +1,6 @@
 """Two workers in one consumer group share the partitions: every request is
-answered once, and each worker's web view finds a stored result wherever it lives."""
+answered once, each worker's web view finds a stored result wherever it lives,
+and a provider registration reaches both."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 import yaml
 
 from llmrouter.client import RouterClient
+from llmrouter.providerscmd import produce_registration
+from llmrouter.providers.spec import ProviderSpec
 from llmrouter.settings import load_settings
 from tests.conftest import free_port, isolated_settings, start_worker
 
@@ -17,8 +20,9 @@ pytestmark = pytest.mark.kafka
 REQUESTS = 24
 
 
-@pytest.fixture
-def two_workers(kafka_and_redis, tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def two_workers(kafka_and_redis, tiny_model_dir, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("two-workers")
     settings, path = isolated_settings(tmp_path, tiny_model_dir)
     first = start_worker(path, settings, tmp_path / "worker-1.log")
     second_settings, second_path = _sibling(settings, path, tmp_path / "second")
@@ -62,3 +66,22 @@ async def test_two_workers_split_the_work_and_answer_each_request_once(two_worke
         for worker in (first, second):
             status, stored = worker.get_json(f"/requests/{rid}/")
             assert status == 200 and stored["request_id"] == rid
+
+
+async def test_a_registration_reaches_every_worker_within_seconds(two_workers):
+    """Each worker reads the whole llm.providers topic (no consumer group), so both list a provider
+    registered once, and both drop it when it is removed."""
+    first, second = two_workers
+    spec = ProviderSpec(name="shared-vllm", kind="openai_compatible", endpoint="http://127.0.0.1:9/v1",
+                        api_key_env="", models=("m",))
+    started = time.monotonic()
+    await produce_registration(first.settings, spec.name, spec)
+    for present in (True, False):
+        listed = set()
+        while listed != {present}:
+            assert time.monotonic() - started < 10, f"not every worker saw it within 10 s: {listed}"
+            listed = {("shared-vllm" in {p["name"] for p in w.get_json("/providers/")[1]["providers"]})
+                      for w in (first, second)}
+            await asyncio.sleep(0.1)
+        if present:
+            await produce_registration(first.settings, spec.name, None)

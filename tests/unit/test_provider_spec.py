@@ -19,6 +19,7 @@ def test_a_minimal_registration_gets_the_kinds_defaults():
 def test_an_openai_compatible_server_needs_an_endpoint_and_may_need_no_key():
     """api_key_env '' means no key; the base URL loses its trailing slash."""
     spec = spec_from_record({"name": "vllm", "kind": "openai_compatible", "endpoint": "http://gpu:8000/v1/",
+                             "models": ["m"],
                              "api_key_env": ""})
     assert spec.key_env is None and spec.base_url == "http://gpu:8000/v1"
 
@@ -28,6 +29,8 @@ def test_every_problem_of_a_bad_registration_is_named_in_one_sentence():
     with pytest.raises(ConfigError) as caught:
         spec_from_record({"name": "Bad Name!", "kind": "gemini", "endpoint": "ftp://x", "timeout_s": 0,
                           "max_concurrent": 0, "models": [""], "rate_limit": "fast", "colour": "blue"})
+    with pytest.raises(ConfigError, match="needs at least one model"):
+        spec_from_record({"name": "vllm", "kind": "openai_compatible", "endpoint": "http://gpu:8000/v1"})
     message = str(caught.value)
     for part in ("name 'Bad Name!'", "kind 'gemini'", "endpoint 'ftp://x'", "timeout_s", "max_concurrent",
                  "models", "rate_limit 'fast'", "unknown field(s) ['colour']"):

@@ -43,7 +43,8 @@ def test_the_settings_define_every_provider_of_the_specification():
 def test_premium_in_the_chain_stands_for_openai_then_anthropic():
     """F015's 'Premium APIs' is spelt out; extra providers from the file may join the chain."""
     s = load_settings(env={
-        "LLMROUTER__PROVIDERS": "{my-vllm: {kind: openai_compatible, endpoint: 'http://gpu:8000/v1', api_key_env: ''}}",
+        "LLMROUTER__PROVIDERS":
+            "{my-vllm: {kind: openai_compatible, endpoint: 'http://gpu:8000/v1', api_key_env: '', models: [m]}}",
         "LLMROUTER__FALLBACK_CHAIN": "[my-vllm, local, premium]"})
     assert s.chain() == ["my-vllm", "local", "openai", "anthropic"]
     assert s.provider_specs()["my-vllm"].key_env is None
