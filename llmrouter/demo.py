@@ -2,27 +2,39 @@
 
 Brings up Kafka and Redis unless they answer, makes sure a local model exists
 (a tiny model of TinyLlama's shape, int8, when no real export is configured),
-starts a worker, sends a mixed-priority workload through Kafka — Avro and
-JSON, one streamed request, one duplicate, one undecodable, one over a
-limit — and prints what came back.
+starts the provider simulator in place of the cloud APIs and a worker, sends
+a mixed-priority workload through Kafka — Avro and JSON, one streamed request,
+one duplicate, one undecodable, one over a limit — and prints what came back.
+Then the cloud scene: complex tasks go to Hugging Face first, an overloaded
+Hugging Face fails over to Together, a 429 is waited out, and a provider
+registered at run time takes traffic. Nothing paid is ever called: the
+premium providers stay unconfigured in the demo's worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from llmrouter import infra
 from llmrouter.client import RouterClient
 from llmrouter.contract import PRIORITIES
+from llmrouter.providers.spec import ProviderSpec
+from llmrouter.providerscmd import produce_registration
 from llmrouter.settings import Settings
+from llmrouter.simulator.process import SimulatorProcess
 from llmrouter.workerproc import WorkerProcess
 
 TINY_DIR = Path("var/models/tiny-llama")
 WORKER_LOG = Path("var/logs/demo-worker.log")
+SIM_LOG = Path("var/logs/demo-simulator.log")
+SIM_KEY_ENV = "LLMROUTER_DEMO_SIM_KEY"  # a throwaway key the simulator demands and the worker sends
+PAID_KEY_ENVS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLMROUTER_SECRETS_FILE")
 PROMPTS = (
     "Summarize: Kafka keeps an ordered log per partition.",
     "Classify the sentiment of: the router answered quickly.",
@@ -42,16 +54,30 @@ def run_demo(settings: Settings, *, requests: int, keep_worker: bool) -> int:
         env["LLMROUTER__LOCAL_CONFIG__MODEL_PATH"] = str(model_path)
         print(f"demo: no model at {settings.local_config.model_path}; using the tiny int8 model at {model_path} "
               "(random weights: its text is noise, its latencies and token counts are real)")
+    key = uuid.uuid4().hex
+    sim = SimulatorProcess(log_path=SIM_LOG, env={**os.environ, SIM_KEY_ENV: key},
+                           args=["--latency-ms", "40", "--latency-sigma", "0.3", "--api-key-env", SIM_KEY_ENV])
+    sim.start()
+    print(f"demo: provider simulator at {sim.base_url} stands in for Hugging Face and Together "
+          f"(log {SIM_LOG}); premium APIs stay unconfigured, so nothing paid is called")
+    env = {k: v for k, v in env.items() if k not in PAID_KEY_ENVS} | {
+        "LLMROUTER__HUGGINGFACE_CONFIG__ENDPOINT": sim.base_urls()["huggingface"],
+        "LLMROUTER__TOGETHER_CONFIG__ENDPOINT": sim.base_urls()["openai"],
+        "HF_TOKEN": key, "TOGETHER_API_KEY": key, SIM_KEY_ENV: key}
     worker = WorkerProcess(settings, log_path=WORKER_LOG, env=env).start()
     try:
         worker.wait_ready(timeout_s=120)
         print(f"demo: worker ready (pid {worker.pid}, log {WORKER_LOG}); sending {requests} requests")
-        return asyncio.run(_workload(settings, requests))
+        local = asyncio.run(_workload(settings, requests))
+        cloud = asyncio.run(_cloud_scene(settings, worker, sim))
+        return local or cloud
     finally:
         if keep_worker:
-            print(f"demo: worker left running (pid {worker.pid}); stop it with `kill {worker.pid}`")
+            print(f"demo: worker (pid {worker.pid}) and simulator left running; stop them with "
+                  f"`kill {worker.pid}` and `pkill -f 'llmrouter simulate'`")
         else:
             worker.stop()
+            sim.stop()
 
 
 def ensure_tiny_model(base: Path) -> Path:
@@ -109,3 +135,55 @@ def _summary(sent: list[tuple[str, str, str, str]], results: dict[str, list[Any]
                      f"{(r['provider'] or '-'):9} {r['total_latency_ms']:7.0f}ms "
                      f"{r['prompt_tokens']:>3}+{r['completion_tokens']:<3}  {text!r} {note}")
     return "\n".join(lines)
+
+
+async def _cloud_scene(settings: Settings, worker: WorkerProcess, sim: SimulatorProcess) -> int:
+    """Complex tasks through the cloud part of the chain, with faults forced on the simulator."""
+    print("\ncloud providers (the simulator, speaking the Hugging Face and OpenAI wire formats):")
+    code_task = {"prompt": "Write a function that reverses a linked list.", "task_type": "code_generation",
+                 "max_tokens": 24}
+    rows: list[tuple[str, dict[str, Any]]] = []
+    async with RouterClient(settings) as client:
+        rows.append(("complex task: cloud first", await _ask(client, code_task)))
+        rows.append(("the same, streamed", await _ask(client, {**code_task, "stream": True})))
+        sim.script(["overloaded"] * 4, flavor="huggingface")
+        rows.append(("hugging face overloaded", await _ask(client, code_task)))
+        sim.script(["rate_limited"], flavor="huggingface")
+        rows.append(("hugging face 429, Retry-After 1s", await _ask(client, code_task)))
+        spec = ProviderSpec(name="demo-vllm", kind="openai_compatible", endpoint=sim.base_urls()["openai"],
+                            api_key_env=SIM_KEY_ENV, models=("demo-llama-8b",))
+        await produce_registration(settings, spec.name, spec)
+        waited = await _until_listed(worker, spec.name)
+        served = await _ask(client, {**code_task, "providers": [spec.name]})
+        rows.append((f"registered at run time (seen in {waited * 1000:.0f}ms)", served))
+        await produce_registration(settings, spec.name, None)
+    for label, record in rows:
+        print(f"  {label:34} {record['status']:6} {record['total_latency_ms']:6.0f}ms  {_path(record)}")
+    stats = sim.stats()
+    print(f"simulator saw {stats['requests']} over {stats['connections_opened']} connection(s); "
+          f"outcomes {dict((k, v) for k, v in stats['outcomes'].items() if v)}")
+    return 0 if all(record["status"] == "ok" for _, record in rows) else 1
+
+
+async def _ask(client: RouterClient, request: dict[str, Any]) -> dict[str, Any]:
+    rid = await client.send(request, priority="high")
+    return (await client.wait_for([rid], timeout_s=60)).results[rid][0].record
+
+
+async def _until_listed(worker: WorkerProcess, name: str, timeout_s: float = 15.0) -> float:
+    started = time.monotonic()
+    while name not in {p["name"] for p in worker.get_json("/providers/")[1]["providers"]}:
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"the worker did not list {name} within {timeout_s:.0f}s")
+        await asyncio.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _path(record: dict[str, Any]) -> str:
+    """The attempts, repeats folded: 'huggingface provider_unavailable x4 -> together ok'."""
+    tried = [a for a in record["attempts"] if a["outcome"] != "skipped"]
+    steps = []
+    for (provider, code), group in itertools.groupby(tried, key=lambda a: (a["provider"], a["error_code"] or "ok")):
+        count = len(list(group))
+        steps.append(f"{provider} {code}" + (f" x{count}" if count > 1 else ""))
+    return " -> ".join(steps)
