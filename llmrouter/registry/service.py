@@ -66,7 +66,7 @@ class ProviderRegistry(mode.Service):
         self.stats: dict[str, ProviderStats] = {}
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._retiring: set[asyncio.Task] = set()
-        self._live = False  # False while replaying the topic at start-up
+        self.live = False  # False while replaying the topic at start-up
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -77,7 +77,7 @@ class ProviderRegistry(mode.Service):
         caught_up = await self._reader.read_to_end(self.apply, timeout_s=self._settings.registry.catch_up_timeout_s)
         if not caught_up:
             log.warning("registry_catch_up_incomplete", timeout_s=self._settings.registry.catch_up_timeout_s)
-        self._live = True
+        self.live = True
         log.info("registry_ready", providers={name: self._state(name) for name in self.entries})
 
     async def on_stop(self) -> None:
@@ -202,7 +202,13 @@ class ProviderRegistry(mode.Service):
         return health.healthy, health.detail, health.latency_s * 1000.0
 
     async def _install(self, spec: ProviderSpec) -> None:
-        provider = await self._build(spec)
+        try:
+            provider = await self._build(spec)
+        except ConfigError as exc:
+            provider = Unavailable(f"invalid configuration: {exc}")
+        except Exception as exc:  # registry boundary: one provider that cannot start must not stop the worker
+            log.exception("provider_start_failed", provider=spec.name)
+            provider = Unavailable(f"could not be started: {exc!r}")
         capacity = spec.max_concurrent
         if spec.kind == "local":  # the batching front needs that many callers to fill a batch
             capacity *= self._settings.local_config.batch_size
@@ -278,5 +284,5 @@ class ProviderRegistry(mode.Service):
         return {"available": False, "reason": provider.reason}
 
     def _event(self, name: str, kind: str, data: dict[str, str]) -> None:
-        if self._live:
+        if self.live:
             self.events.put_nowait((f"provider:{name}", kind, data))

@@ -65,6 +65,16 @@ def wait_for_listing(worker: WorkerProcess, name: str, *, present: bool, timeout
     raise AssertionError(f"{name} still {'absent' if present else 'present'} after {timeout_s}s")
 
 
+def wait_for_model(worker: WorkerProcess, name: str, model: str, timeout_s: float = 15.0) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        listed = {p["name"]: p for p in worker.get_json("/providers/")[1]["providers"]}
+        if name in listed and listed[name]["models"] == [model]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{name} was not updated to {model} within {timeout_s}s")
+
+
 async def test_an_unconfigured_provider_is_shown_and_skipped_with_its_reason(bare_worker):
     """No key: /health says which variable to set; a request gets all_providers_unavailable listing why."""
     worker, _ = bare_worker
@@ -82,7 +92,8 @@ async def test_an_unconfigured_provider_is_shown_and_skipped_with_its_reason(bar
 
 async def test_a_registered_provider_takes_traffic_and_a_removed_one_stops(bare_worker, sim: SimulatorThread):
     """`providers register` -> listed within seconds -> serves requests over a pool of at most
-    max_concurrent connections; `providers remove` -> unlisted -> no more calls reach it."""
+    max_concurrent connections; registering the name again updates it (new model, new prices);
+    `providers remove` -> unlisted -> no more calls reach it. Each change is an event."""
     worker, settings_path = bare_worker
     server = sim.sims[0]
     done = cli(settings_path, "providers", "register", "runtime-sim", "--kind", "openai_compatible",
@@ -102,6 +113,15 @@ async def test_a_registered_provider_takes_traffic_and_a_removed_one_stops(bare_
     assert stats["requests"]["openai"] == 10
     assert 1 <= stats["connections_opened"] <= 2  # a cold pool: 10 sequential calls reuse its connections
 
+    done = cli(settings_path, "providers", "register", "runtime-sim", "--kind", "openai_compatible",
+               "--endpoint", server.base_urls()["openai"], "--api-key-env", "", "--model", "sim-llama-2")
+    assert done.returncode == 0, done.stderr
+    wait_for_model(worker, "runtime-sim", "sim-llama-2")
+    async with RouterClient(worker.settings) as client:
+        rid = await client.send({"prompt": "updated?", "max_tokens": 4})
+        record = (await client.wait_for([rid], timeout_s=60)).results[rid][0].record
+    assert (record["provider"], record["model"], record["cost_usd"]) == ("runtime-sim", "sim-llama-2", 0.0)
+
     listing = cli(settings_path, "providers", "list")
     assert listing.returncode == 0 and "runtime-sim" in listing.stdout and "available" in listing.stdout
 
@@ -114,10 +134,10 @@ async def test_a_registered_provider_takes_traffic_and_a_removed_one_stops(bare_
         results = (await client.wait_for([rid, allow], timeout_s=60)).results
     assert results[rid][0].record["error_code"] == "all_providers_unavailable"
     assert results[allow][0].record["error_code"] == "unknown_provider"
-    assert sim.call(server.stats)["requests"]["openai"] == 10
+    assert sim.call(server.stats)["requests"]["openai"] == 11
 
-    events = await read_events(worker, "provider:runtime-sim", count=2)
-    assert [e["kind"] for e in events] == ["provider_registered", "provider_removed"]
+    events = await read_events(worker, "provider:runtime-sim", count=3)
+    assert [e["kind"] for e in events] == ["provider_registered", "provider_updated", "provider_removed"]
     assert events[0]["data"]["endpoint"] == server.base_urls()["openai"] and events[0]["data"]["available"] == "true"
 
 
