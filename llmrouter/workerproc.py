@@ -89,13 +89,7 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        terminate(self._proc, timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: the worker gets no chance to flush, commit or say goodbye."""
@@ -108,3 +102,15 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def terminate(proc: subprocess.Popen | None, timeout_s: float) -> None:
+    """SIGTERM a child, then SIGKILL it if it has not exited within ``timeout_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrouter.errors import RouterError
+from llmrouter.workerproc import terminate
 
 
 class SimulatorProcess:
@@ -61,14 +61,7 @@ class SimulatorProcess:
         return self._call("POST", "/_sim/script", {"outcomes": outcomes, "flavor": flavor})
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        terminate(self._proc, timeout_s)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
