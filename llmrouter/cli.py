@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--task-type", default="general")
+    p.add_argument("--provider", action="append", dest="providers", metavar="NAME",
+                   help="only this provider (repeat for an allow-list in chain order)")
     p.add_argument("--request-id", help="idempotency key (default: a new UUID)")
     p.add_argument("--encoding", default="avro", choices=["avro", "json"])
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result")

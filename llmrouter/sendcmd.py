@@ -16,6 +16,8 @@ async def send_one(settings: Settings, args: argparse.Namespace) -> int:
                                "temperature": args.temperature, "task_type": args.task_type, "stream": args.stream}
     if args.request_id:
         request["request_id"] = args.request_id
+    if args.providers:
+        request["providers"] = args.providers
 
     def print_chunk(chunk: dict[str, Any]) -> None:
         if chunk["request_id"] == request_id:

@@ -51,6 +51,13 @@ def test_send_streams_tokens_and_json_prints_the_whole_record(cli_worker):
     assert done.stdout.startswith(record["text"])
 
 
+def test_send_with_an_unknown_provider_prints_the_rejection(cli_worker):
+    """--provider narrows the chain; a name no worker knows is rejected with the known ones listed."""
+    done = run("send", "who?", "--provider", "nobody", env={"LLMROUTER_SETTINGS": str(cli_worker)})
+    assert done.returncode == 1 and done.stdout.startswith("[rejected] ")
+    assert "unknown_provider" in done.stdout and "'local'" in done.stdout
+
+
 def test_sending_an_answered_request_id_again_says_it_was_replayed(cli_worker):
     """The same --request-id twice: the second answer is the stored result."""
     env = {"LLMROUTER_SETTINGS": str(cli_worker)}
