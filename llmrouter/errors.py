@@ -9,7 +9,8 @@
     │   └── UndecodableRequest      not Avro single-object, not JSON -> DLQ
     ├── ModelLoadError              the local model cannot be loaded (memory, files)
     └── ProviderError               a provider call failed      retry?  next provider?
-        ├── ProviderUnavailable     down, 5xx, overloaded         yes      yes
+        ├── ProviderUnavailable     down, 5xx, overloaded;        yes      yes
+        │                           may carry retry_after_s
         ├── ProviderTimeout         no answer in time             yes      yes
         ├── RateLimited             429; carries retry_after_s    yes      yes
         ├── MalformedReply          garbage, a cut stream         yes      yes
@@ -65,15 +66,16 @@ class ModelLoadError(RouterError):
 
 
 class ProviderError(RouterError):
-    """A provider call failed."""
+    """A provider call failed; ``retry_after_s`` is how long the provider asked us to wait, if it said."""
 
     code = "provider_error"
     retriable = False
     next_provider_may_help = True
 
-    def __init__(self, message: str, *, provider: str = "") -> None:
+    def __init__(self, message: str, *, provider: str = "", retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.provider = provider
+        self.retry_after_s = retry_after_s
 
 
 class ProviderUnavailable(ProviderError):
@@ -89,10 +91,6 @@ class ProviderTimeout(ProviderError):
 class RateLimited(ProviderError):
     code = "rate_limited"
     retriable = True
-
-    def __init__(self, message: str, *, provider: str = "", retry_after_s: float | None = None) -> None:
-        super().__init__(message, provider=provider)
-        self.retry_after_s = retry_after_s
 
 
 class MalformedReply(ProviderError):
@@ -125,4 +123,4 @@ def error_for_status(status: int, message: str, *, provider: str = "", retry_aft
         return BadRequest(message, provider=provider)
     if status == 408:
         return ProviderTimeout(message, provider=provider)
-    return ProviderUnavailable(message, provider=provider)
+    return ProviderUnavailable(message, provider=provider, retry_after_s=retry_after_s)

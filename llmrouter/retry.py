@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from llmrouter.errors import ProviderError, RateLimited
+from llmrouter.errors import ProviderError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +47,7 @@ class RetryPolicy:
         if not error.retriable or retries_done >= self.attempts:
             return None
         wait = self.backoff_s(retries_done, rng)
-        if isinstance(error, RateLimited) and error.retry_after_s is not None:
+        if error.retry_after_s is not None:  # a 429's Retry-After, a 503's, Hugging Face's estimated_time
             wait = max(wait, error.retry_after_s)
         if wait > self.max_wait_s or wait >= time_left_s:
             return None

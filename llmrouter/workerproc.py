@@ -32,6 +32,11 @@ class WorkerProcess:
         return self._proc.pid if self._proc else None
 
     @property
+    def returncode(self) -> int | None:
+        """The exit code once the worker has exited, else None."""
+        return self._proc.poll() if self._proc else None
+
+    @property
     def base_url(self) -> str:
         return f"http://{self.settings.worker.web_host}:{self.settings.worker.web_port}"
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import ConsumerStoppedError
 
 log = structlog.get_logger("llmrouter.registry")
 
@@ -65,9 +66,12 @@ class CompactedTopicReader:
         return False
 
     async def follow(self, handler: Handler) -> None:
-        """Hand on every new record, until cancelled."""
-        while True:
-            await self._read_batch(handler)
+        """Hand on every new record, until cancelled or stopped."""
+        try:
+            while True:
+                await self._read_batch(handler)
+        except ConsumerStoppedError:
+            return
 
     async def _read_batch(self, handler: Handler) -> None:
         batches = await self._consumer.getmany(timeout_ms=500)

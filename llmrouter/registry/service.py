@@ -80,7 +80,8 @@ class ProviderRegistry(mode.Service):
         self.live = True
         log.info("registry_ready", providers={name: self._state(name) for name in self.entries})
 
-    async def on_stop(self) -> None:
+    async def on_shutdown(self) -> None:
+        """After mode has cancelled this service's tasks (the topic follower among them)."""
         await self._reader.stop()
         for task in list(self._retiring):
             task.cancel()

@@ -214,8 +214,9 @@ async def test_each_fault_maps_to_its_error_class(provider: HttpProvider, sim: C
                                                   error: type[ProviderError], retriable: bool) -> None:
     """A scripted fault raises its error class with the right retriable flag, naming the provider.
 
-    A 429 carries the simulator's Retry-After (1 s). HTTP errors name the
-    status; vendor messages are quoted at most ~200 characters.
+    A 429 carries the simulator's Retry-After (1 s), and so does Hugging Face's
+    503 "model loading" (its estimated_time). HTTP errors name the status;
+    vendor messages are quoted at most ~200 characters.
     """
     await sim.script(provider.spec.kind, outcome)
     with pytest.raises(error) as caught:
@@ -227,6 +228,8 @@ async def test_each_fault_maps_to_its_error_class(provider: HttpProvider, sim: C
         assert "HTTP " in str(exc)
     if outcome == "rate_limited":
         assert isinstance(exc, RateLimited) and exc.retry_after_s == 1.0
+    if outcome == "overloaded" and provider.spec.kind == "huggingface":
+        assert exc.retry_after_s == 1.0
 
 
 async def test_an_error_event_inside_a_stream_is_provider_unavailable(provider: HttpProvider, sim: Control) -> None:

@@ -172,3 +172,13 @@ async def read_events(worker: WorkerProcess, entity: str, *, count: int, timeout
         events = [codec.decode("Event", m.value) for m in seen.get(entity, [])]
         if len(events) >= count or time.monotonic() > deadline:
             return events
+
+
+def test_a_worker_following_registrations_stops_cleanly_on_sigterm(kafka_and_redis, tiny_model_dir, tmp_path):
+    """The registry's topic follower is stopped before its consumer: SIGTERM ends the worker with exit
+    code 0 and no crash in its log."""
+    settings, path = isolated_settings(tmp_path, tiny_model_dir, local_config={"enabled": False})
+    worker = start_worker(path, settings, tmp_path / "worker.log", consuming_only=True)
+    worker.stop()
+    assert worker.returncode == 0, worker.log_tail()
+    assert "crash" not in worker.log_path.read_text().lower()

@@ -46,6 +46,12 @@ def test_retry_after_sets_the_least_wait_and_a_long_one_means_move_on():
                                     rng=RNG) is None
 
 
+def test_an_overloaded_provider_asking_for_a_long_wait_is_left_for_the_next_one():
+    """Hugging Face's 503 'model loading, estimated_time 20' is not retried: moving on is better."""
+    loading = ProviderUnavailable("503 model loading", retry_after_s=20.0)
+    assert RetryPolicy(attempts=3).wait_before_retry(loading, retries_done=0, time_left_s=60, rng=RNG) is None
+
+
 def test_a_policy_with_nonsense_values_is_refused():
     """Negative attempts or a base over the cap are configuration errors."""
     with pytest.raises(ValueError, match="attempts"):
