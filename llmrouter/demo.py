@@ -5,7 +5,7 @@ Brings up Kafka and Redis unless they answer, makes sure a local model exists
 starts the provider simulator in place of the cloud APIs and a worker, sends
 a mixed-priority workload through Kafka — Avro and JSON, one streamed request,
 one duplicate, one undecodable, one over a limit — and prints what came back.
-Then the cloud scene: complex tasks go to Hugging Face first, an overloaded
+Then the cloud scene: complex tasks go to Hugging Face first, a failing
 Hugging Face fails over to Together, a 429 is waited out, and a provider
 registered at run time takes traffic. Nothing paid is ever called: the
 premium providers stay unconfigured in the demo's worker.
@@ -146,8 +146,8 @@ async def _cloud_scene(settings: Settings, worker: WorkerProcess, sim: Simulator
     async with RouterClient(settings) as client:
         rows.append(("complex task: cloud first", await _ask(client, code_task)))
         rows.append(("the same, streamed", await _ask(client, {**code_task, "stream": True})))
-        sim.script(["overloaded"] * 4, flavor="huggingface")
-        rows.append(("hugging face overloaded", await _ask(client, code_task)))
+        sim.script(["server_error"] * 4, flavor="huggingface")
+        rows.append(("hugging face failing (500)", await _ask(client, code_task)))
         sim.script(["rate_limited"], flavor="huggingface")
         rows.append(("hugging face 429, Retry-After 1s", await _ask(client, code_task)))
         spec = ProviderSpec(name="demo-vllm", kind="openai_compatible", endpoint=sim.base_urls()["openai"],
@@ -158,7 +158,7 @@ async def _cloud_scene(settings: Settings, worker: WorkerProcess, sim: Simulator
         rows.append((f"registered at run time (seen in {waited * 1000:.0f}ms)", served))
         await produce_registration(settings, spec.name, None)
     for label, record in rows:
-        print(f"  {label:34} {record['status']:6} {record['total_latency_ms']:6.0f}ms  {_path(record)}")
+        print(f"  {label:38} {record['status']:6} {record['total_latency_ms']:6.0f}ms  {_path(record)}")
     stats = sim.stats()
     print(f"simulator saw {stats['requests']} over {stats['connections_opened']} connection(s); "
           f"outcomes {dict((k, v) for k, v in stats['outcomes'].items() if v)}")

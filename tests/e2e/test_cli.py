@@ -86,7 +86,7 @@ def test_invalid_settings_exit_2_with_the_problem(tmp_path):
 def test_the_demo_serves_a_mixed_workload_through_kafka(kafka_and_redis, tmp_path):
     """`llmrouter demo` in an empty folder: builds the tiny int8 model, starts the simulator and a
     worker, and every request comes back, the duplicate re-emitted and the garbage dead-lettered; in the
-    cloud scene an overloaded Hugging Face fails over to Together and a run-time provider serves."""
+    cloud scene a failing Hugging Face fails over to Together and a run-time provider serves."""
     env = {"LLMROUTER__KAFKA__TOPIC_PREFIX": f"demo-{tmp_path.name}.", "LLMROUTER__WORKER__APP_ID": tmp_path.name,
            "LLMROUTER__WORKER__WEB_PORT": str(free_port())}
     done = run("demo", "--requests", "8", env=env, cwd=tmp_path, timeout=300)
