@@ -66,6 +66,21 @@ def test_sending_an_answered_request_id_again_says_it_was_replayed(cli_worker):
     assert "replayed" not in first.stdout and "(replayed stored result)" in second.stdout
 
 
+def test_providers_list_without_a_worker_shows_the_configuration(kafka_and_redis, tiny_model_dir, tmp_path):
+    """No worker answers: the settings' providers and llm.providers' registrations are listed as
+    configured, and stderr says that live figures need a worker."""
+    settings, path = isolated_settings(tmp_path, tiny_model_dir)
+    env = {"LLMROUTER_SETTINGS": str(path)}
+    registered = run("providers", "register", "mine", "--kind", "openai_compatible", "--endpoint",
+                     "http://127.0.0.1:9/v1", "--model", "m", "--api-key-env", "", env=env)
+    assert registered.returncode == 0, registered.stderr
+    done = run("providers", "list", env=env)
+    assert done.returncode == 0 and "no worker answered" in done.stderr
+    rows = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert list(rows) == ["local", "huggingface", "together", "openai", "anthropic", "mine"]
+    assert "topic" in rows["mine"] and "configured" in rows["mine"] and "emergency only" in rows["openai"]
+
+
 def test_model_build_tiny_and_quantize_make_a_loadable_int8_model(tmp_path):
     """`model build-tiny` then `model quantize` leave model.onnx, config.json and tokenizer.json."""
     built = run("model", "build-tiny", str(tmp_path / "m"))
