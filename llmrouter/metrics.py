@@ -30,6 +30,9 @@ class Metrics:
             "llmrouter_llm_tokens_used", "Tokens used, by provider and kind.", ["provider", "kind"], registry=r)
         self.provider_calls_total = Counter(
             "llmrouter_provider_calls_total", "Provider attempts, by outcome.", ["provider", "outcome"], registry=r)
+        self.provider_call_duration_seconds = Histogram(
+            "llmrouter_provider_call_duration_seconds", "One provider attempt, by outcome (retries count apart).",
+            ["provider", "outcome"], buckets=LATENCY_BUCKETS_S, registry=r)
         self.provider_errors_total = Counter(
             "llmrouter_provider_errors_total", "Provider failures, by error code.", ["provider", "code"], registry=r)
         self.provider_cost_usd_total = Counter(

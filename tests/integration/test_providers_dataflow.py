@@ -147,6 +147,12 @@ async def test_every_provider_answers_streams_and_maps_each_error_class(cloud_wo
     assert [problem for problems in wrong for problem in problems] == []
     cost = cloud_worker.metric("llmrouter_provider_cost_usd_total", provider="together")
     assert cost > 0  # F013's price per token, charged from the reported usage
+    for name in PROVIDERS:  # every attempt is timed: 2 per retried case, 1 per other case
+        calls = cloud_worker.metric("llmrouter_provider_call_duration_seconds_count", provider=name, outcome="ok")
+        assert calls >= 2 + len(RETRIED)
+        timeouts = cloud_worker.metric("llmrouter_provider_call_duration_seconds_count", provider=name,
+                                       outcome="timeout")
+        assert timeouts == 1
 
 
 async def test_sequential_requests_reuse_the_providers_pooled_connections(cloud_worker: WorkerProcess,
