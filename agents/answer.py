@@ -161,10 +161,11 @@ class Answerer:
     def _count_attempts(self, outcome: Dispatched) -> None:
         for attempt in outcome.attempts:
             self._metrics.provider_calls_total.labels(attempt.provider, attempt.outcome).inc()
-            if attempt.outcome != "skipped":
-                self._metrics.provider_call_duration_seconds.labels(attempt.provider, attempt.outcome).observe(
-                    attempt.latency_ms / 1000.0)
-            if attempt.error_code and attempt.outcome != "skipped":
+            if attempt.outcome == "skipped":
+                continue
+            self._metrics.provider_call_duration_seconds.labels(attempt.provider, attempt.outcome).observe(
+                attempt.latency_ms / 1000.0)
+            if attempt.error_code:
                 self._metrics.provider_errors_total.labels(attempt.provider, attempt.error_code).inc()
         if outcome.ok:
             gen = outcome.generation
