@@ -11,6 +11,7 @@ shows what the settings file and the topic configure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
@@ -63,8 +64,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def register_command(args: argparse.Namespace, settings: Settings) -> int:
     record = registration_record(args)
     spec = spec_from_record(record)  # ConfigError -> exit 2 with every problem
-    import asyncio
-
     asyncio.run(produce_registration(settings, spec.name, spec))
     where = spec.base_url or "(the vendor's API)"
     print(f"registered {spec.name} ({spec.kind} at {where}); running workers apply it within seconds")
@@ -72,16 +71,12 @@ def register_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def remove_command(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
     asyncio.run(produce_registration(settings, args.name, None))
     print(f"removed {args.name}; running workers stop sending it traffic within seconds")
     return 0
 
 
 def list_command(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
     url = (args.worker or f"http://{settings.worker.web_host}:{settings.worker.web_port}").rstrip("/")
     view = asyncio.run(_worker_view(url))
     if view is None:

@@ -141,12 +141,10 @@ def spec_from_record(record: Any, *, source: str = "topic") -> ProviderSpec:
     rate = record.get("rate_limit")
     if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
         problems.append(f"rate_limit {rate!r} must look like '1000/minute'")
-    for key, low in (("timeout_s", 0.0), ("price_input_per_1k_usd", 0.0), ("price_output_per_1k_usd", 0.0)):
-        value = record.get(key, 0.0 if key != "timeout_s" else 30.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low \
-                or (key == "timeout_s" and value == 0):
-            problems.append(f"{key} must be a {'positive' if key == 'timeout_s' else 'non-negative'} number, "
-                            f"not {value!r}")
+    for key, positive in (("timeout_s", True), ("price_input_per_1k_usd", False), ("price_output_per_1k_usd", False)):
+        value = record.get(key, 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (positive and value == 0):
+            problems.append(f"{key} must be a {'positive' if positive else 'non-negative'} number, not {value!r}")
     for key, low in (("max_concurrent", 1), ("retry_attempts", 0), ("context_tokens", 0)):
         value = record.get(key, low)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:

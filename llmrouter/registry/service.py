@@ -248,7 +248,7 @@ class ProviderRegistry(mode.Service):
         if not spec.enabled:
             return Unavailable("disabled in its configuration")
         if spec.kind == "local":
-            return await self._build_local()
+            return await self._build_local(spec)
         key = self._secrets.get(spec.key_env)
         if spec.key_env and key is None:
             return Unavailable(f"not configured: no API key (set {spec.key_env})")
@@ -258,18 +258,17 @@ class ProviderRegistry(mode.Service):
         await provider.start()
         return provider
 
-    async def _build_local(self) -> LLMProvider | Unavailable:
+    async def _build_local(self, spec: ProviderSpec) -> LLMProvider | Unavailable:
         local = self._settings.local_config
         if not local.model_path.is_dir():
             return Unavailable(
                 f"no model at {local.model_path}: export one (see README) or run `llmrouter model build-tiny DIR`")
         from llmrouter.providers.local import LocalProvider  # onnxruntime is heavy; import when used
 
-        limits = self._settings.limits_for("local")
         provider = LocalProvider(LocalModelConfig(
             model_path=local.model_path, max_memory_bytes=parse_size(local.max_memory),
             inference_threads=local.inference_threads, quantization=local.quantization,
-            batch_size=local.batch_size, max_concurrent=limits.max_concurrent, timeout_s=limits.timeout,
+            batch_size=local.batch_size, max_concurrent=spec.max_concurrent, timeout_s=spec.timeout_s,
         ))
         try:
             await provider.start()

@@ -16,6 +16,7 @@ import random
 from llmrouter.dispatch import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
 from llmrouter.errors import AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderUnavailable, RateLimited
 from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta
+from llmrouter.retry import RetryPolicy
 
 PROMPT = Prompt(text="hi", max_tokens=4)
 
@@ -65,8 +66,6 @@ class Sleeps:
 
 
 def dispatcher(providers: dict, *, timeouts_s: dict | None = None, retries: dict | None = None, **kwargs) -> Dispatcher:
-    from llmrouter.retry import RetryPolicy
-
     timeouts_s, retries = timeouts_s or {}, retries or {}
     entries = {name: ChainEntry(p, timeout_s=timeouts_s.get(name), retry=RetryPolicy(attempts=retries.get(name, 0)))
                for name, p in providers.items()}
