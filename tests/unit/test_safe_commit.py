@@ -1,0 +1,86 @@
+"""The consumer's commit rule, driven through faust's own consumer class (no broker):
+what ``SafeCommitConsumer`` would commit as messages are delivered and acked in any
+order. faust's stream does the delivering in the worker; here the test plays it.
+
+These are white-box tests of faust-streaming 0.15.3 internals on purpose: an upgrade
+that changes ``_new_offset`` / ``_filter_committable_offsets`` / ``ack`` fails here."""
+
+from __future__ import annotations
+
+import pytest
+from faust.types import TP, Message
+
+from llmrouter.runtime.faust_app import RouterApp
+from llmrouter.runtime.kafka import SafeCommitConsumer
+
+TOPIC = "llm.router.accepted.normal"
+TP0 = TP(TOPIC, 0)
+
+
+@pytest.fixture
+def consumer():
+    app = RouterApp("safe-commit-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app.consumer_generation_id = 7
+    consumer = app.consumer
+    assert isinstance(consumer, SafeCommitConsumer)
+    app.topics.acks_enabled_for = lambda topic: True  # what faust answers for a topic an agent reads
+    return consumer
+
+
+def deliver(consumer, offset: int, *, generation: int = 7) -> Message:
+    """What faust's stream does when it hands a message to an agent: track it as unacked."""
+    message = Message(TOPIC, 0, offset, 0.0, 0, None, b"k", b"v", None, tp=TP0, generation_id=generation)
+    message.tracked = True
+    consumer.unacked.add(message)
+    return message
+
+
+def committable(consumer) -> int | None:
+    return consumer._filter_committable_offsets([TP0]).get(TP0)
+
+
+def test_a_slow_message_at_the_head_is_never_committed_past(consumer):
+    """Offset 0 in flight, 1..60 acked: faust 0.15.3 would commit 61; we hold at 0."""
+    messages = [deliver(consumer, offset) for offset in range(61)]
+    for message in messages[1:]:
+        consumer.ack(message)
+    assert committable(consumer) in (None, 0)
+    consumer.ack(messages[0])
+    assert committable(consumer) == 61
+
+
+def test_one_in_flight_message_right_after_the_committed_offset_holds_the_commit(consumer):
+    """Committed 100 (the next to read), 100 in flight, 101..104 acked: nothing past 100."""
+    consumer._committed_offset[TP0] = 100
+    head, *rest = [deliver(consumer, offset) for offset in range(100, 105)]
+    for message in rest:
+        consumer.ack(message)
+    assert committable(consumer) is None
+    consumer.ack(head)
+    assert committable(consumer) == 105
+
+
+def test_acks_in_any_order_commit_only_the_finished_prefix(consumer):
+    """10 messages finishing in a shuffled order: each commit point is the first unfinished offset."""
+    messages = [deliver(consumer, offset) for offset in range(10)]
+    order = [3, 1, 0, 7, 2, 9, 4, 8, 5, 6]
+    points = []
+    for offset in order:
+        consumer.ack(messages[offset])
+        point = committable(consumer)
+        if point is not None:
+            consumer._committed_offset[TP0] = point
+        points.append(consumer._committed_offset[TP0])
+    assert points == [0, 0, 2, 2, 4, 4, 5, 5, 6, 10]
+
+
+def test_an_ack_from_before_the_last_rebalance_does_not_count(consumer):
+    """faust acks stale events it skips; offset 11 acked from generation 6 must not let a
+    commit pass 10 and 11 delivered again in generation 7."""
+    stale = deliver(consumer, 11, generation=6)
+    again = [deliver(consumer, 10), deliver(consumer, 11)]
+    consumer._committed_offset[TP0] = 10
+    consumer.ack(stale)
+    assert committable(consumer) is None
+    consumer.ack(again[0])
+    assert committable(consumer) == 11
