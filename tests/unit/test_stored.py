@@ -1,0 +1,34 @@
+"""The answered table's compact record."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrouter.core.stored import StoredAnswer
+
+
+def test_a_stored_answer_round_trips_with_its_result_bytes_untouched():
+    """to_bytes/from_bytes keep status, time, delivered flag and the result bytes as they were."""
+    answer = StoredAnswer(result=b"\xc3\x01\x00\xffresult", status="rejected", stored_at_ms=1_700_000_000_123)
+    again = StoredAnswer.from_bytes(answer.to_bytes())
+    assert again == answer and not again.delivered
+    assert StoredAnswer.from_bytes(answer.as_delivered().to_bytes()).delivered
+
+
+def test_the_record_is_eleven_bytes_plus_the_result():
+    """Compact: a fixed 11-byte header in front of the encoded result."""
+    assert len(StoredAnswer(result=b"x" * 100, status="ok", stored_at_ms=0).to_bytes()) == 111
+
+
+def test_an_answer_older_than_the_idempotency_window_is_expired():
+    """stored 2 h ago with a 1 h window: expired; with a 3 h window: not."""
+    answer = StoredAnswer(result=b"r", status="ok", stored_at_ms=0)
+    assert answer.expired(now_ms=7_200_000, window_s=3600)
+    assert not answer.expired(now_ms=7_200_000, window_s=3 * 3600)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x01\x00", b"{\"request_id\": \"old-json-record\"}"])
+def test_something_else_is_refused_with_the_reason(data):
+    """A value that is not a version-1 record raises ValueError saying so."""
+    with pytest.raises(ValueError, match="not a stored answer"):
+        StoredAnswer.from_bytes(data)
