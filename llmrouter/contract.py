@@ -10,13 +10,15 @@ Two kinds of bad request are told apart:
   result so nobody waits for ever);
 * *not servable as asked* — a valid request whose parameters are over a limit
   or name an unknown provider: a ``rejected`` result with a clear code, via
-  :func:`check_limits`.
+  :func:`check_size` and :func:`check_reply_to` (intake) and
+  :func:`check_dispatch` (answer stage).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from llmrouter.errors import InvalidRequest
@@ -72,18 +74,6 @@ class Request:
         timeout_ms = self.timeout_ms if self.timeout_ms is not None else int(default_timeout_s * 1000)
         return self.started_at_ms + timeout_ms
 
-    def to_json(self) -> bytes:
-        """Internal form, for the repartitioned (by request_id) topics."""
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Request:
-        raw = json.loads(data)
-        raw["messages"] = tuple(tuple(m) for m in raw["messages"])
-        if raw["providers"] is not None:
-            raw["providers"] = tuple(raw["providers"])
-        return cls(**raw)
-
 
 def parse_request(raw: dict[str, Any], *, priority: str, received_at_ms: int) -> Request:
     """Check a decoded LLMRequest and build a :class:`Request`; raise :class:`InvalidRequest`.
@@ -96,6 +86,8 @@ def parse_request(raw: dict[str, Any], *, priority: str, received_at_ms: int) ->
         raise InvalidRequest("request_id is missing or empty; it is the idempotency key and is required")
     if len(request_id) > MAX_REQUEST_ID_LEN:
         raise InvalidRequest(f"request_id is {len(request_id)} characters long; at most {MAX_REQUEST_ID_LEN}")
+    if not _is_utf8(request_id):
+        raise InvalidRequest("request_id is not valid Unicode text (a lone surrogate?); it keys every result")
     prompt = _optional(raw, "prompt", str)
     messages = _messages(raw.get("messages"))
     if not prompt and not messages:
@@ -115,6 +107,9 @@ def parse_request(raw: dict[str, Any], *, priority: str, received_at_ms: int) ->
     metadata = raw.get("metadata") or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise InvalidRequest("metadata must be a map of strings to strings")
+    seed = _optional(raw, "seed", int)
+    if seed is not None and not 0 <= seed < 2**63:
+        raise InvalidRequest(f"seed must be between 0 and 2**63 - 1, not {seed}")
     return Request(
         request_id=request_id,
         prompt=prompt,
@@ -132,7 +127,7 @@ def parse_request(raw: dict[str, Any], *, priority: str, received_at_ms: int) ->
         reply_to=_optional(raw, "reply_to", str),
         metadata=dict(metadata),
         created_at_ms=_optional(raw, "created_at_ms", int),
-        seed=_optional(raw, "seed", int),
+        seed=seed,
         received_at_ms=received_at_ms,
     )
 
@@ -146,11 +141,8 @@ class Refusal:
     message: str
 
 
-def check_limits(
-    request: Request, *, max_prompt_chars: int, max_tokens: int, known_providers: tuple[str, ...], now_ms: int,
-    default_timeout_s: float,
-) -> Refusal | None:
-    """The first reason ``request`` cannot be served as asked, or None."""
+def check_size(request: Request, *, max_prompt_chars: int, max_tokens: int) -> Refusal | None:
+    """The first size limit ``request`` is over, or None (checked at intake, before forwarding)."""
     prompt_chars = len(request.prompt or "") + sum(len(content) for _, content in request.messages)
     if prompt_chars > max_prompt_chars:
         return Refusal(status="rejected", code="prompt_too_long",
@@ -158,6 +150,30 @@ def check_limits(
     if request.max_tokens > max_tokens:
         return Refusal(status="rejected", code="max_tokens_too_large",
                        message=f"max_tokens {request.max_tokens} is over the limit of {max_tokens}")
+    return None
+
+
+def check_reply_to(reply_to: str | None, *, allowed: Sequence[str], exists: bool) -> Refusal | None:
+    """Why ``reply_to`` may not receive the result, or None.
+
+    ``allowed`` are topic names or shell-style patterns (``llm.replies.*``);
+    ``exists`` says whether the topic is in the cluster's metadata.
+    """
+    if reply_to is None:
+        return None
+    if not any(fnmatch.fnmatchcase(reply_to, pattern) for pattern in allowed):
+        return Refusal(status="rejected", code="reply_to_not_allowed",
+                       message=f"reply_to {reply_to!r} is not an allowed result topic; allowed: {list(allowed)}")
+    if not exists:
+        return Refusal(status="rejected", code="reply_to_unknown",
+                       message=f"reply_to topic {reply_to!r} does not exist; create it before naming it")
+    return None
+
+
+def check_dispatch(
+    request: Request, *, known_providers: tuple[str, ...], now_ms: int, default_timeout_s: float,
+) -> Refusal | None:
+    """Why ``request`` cannot be dispatched now, or None (checked by the answer stage)."""
     if request.providers is not None:
         unknown = [name for name in request.providers if name not in known_providers]
         if unknown:
@@ -190,6 +206,14 @@ def result_record(
 def refusal_record(request: Request, refusal: Refusal, *, now_ms: int) -> dict[str, Any]:
     return result_record(request, status=refusal.status, now_ms=now_ms,
                          error_code=refusal.code, error_message=refusal.message)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _typed(raw: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.contract import Request, check_limits, parse_request
+from llmrouter.contract import Request, check_dispatch, check_reply_to, check_size, parse_request
 from llmrouter.errors import InvalidRequest
 
-LIMITS = dict(max_prompt_chars=100, max_tokens=512, known_providers=("local", "together"), default_timeout_s=60)
+SIZES = dict(max_prompt_chars=100, max_tokens=512)
+DISPATCH = dict(known_providers=("local", "together"), default_timeout_s=60)
 
 
 def parse(**fields) -> Request:
@@ -42,6 +43,9 @@ def test_chat_messages_stand_in_for_a_prompt():
     ({"metadata": {"a": 1}}, "metadata must be a map"),
     ({"messages": [{"role": "user"}]}, r"messages\[0\]"),
     ({"stream": "yes"}, "stream must be true or false"),
+    ({"request_id": "\ud800"}, "not valid Unicode"),
+    ({"seed": -1}, "seed must be between 0"),
+    ({"seed": 2**64}, "seed must be between 0"),
 ])
 def test_invalid_requests_are_refused_with_a_sentence(fields, message):
     """Each contract violation raises InvalidRequest naming the field."""
@@ -49,25 +53,45 @@ def test_invalid_requests_are_refused_with_a_sentence(fields, message):
         parse(**fields)
 
 
-def test_the_internal_json_form_round_trips():
-    """Request.to_json / from_json give back the same request (the accepted topics carry it)."""
-    request = parse(messages=[{"role": "user", "content": "x"}], providers=["local"], metadata={"k": "v"}, seed=3)
-    assert Request.from_json(request.to_json()) == request
+@pytest.mark.parametrize("fields, code", [
+    ({"prompt": "x" * 101}, "prompt_too_long"),
+    ({"messages": [{"role": "user", "content": "x" * 60}] * 2, "prompt": None}, "prompt_too_long"),
+    ({"max_tokens": 513}, "max_tokens_too_large"),
+])
+def test_requests_over_a_size_limit_are_rejected_with_a_code(fields, code):
+    """check_size says which size limit a valid request is over."""
+    refusal = check_size(parse(**fields), **SIZES)
+    assert (refusal.status, refusal.code) == ("rejected", code)
 
 
 @pytest.mark.parametrize("fields, status, code", [
-    ({"prompt": "x" * 101}, "rejected", "prompt_too_long"),
-    ({"max_tokens": 513}, "rejected", "max_tokens_too_large"),
     ({"providers": ["local", "nonesuch"]}, "rejected", "unknown_provider"),
     ({"deadline_ms": 500}, "timeout", "deadline_exceeded"),
     ({"created_at_ms": 0, "timeout_ms": 900}, "timeout", "deadline_exceeded"),
 ])
-def test_requests_over_a_limit_get_a_refusal_with_a_code(fields, status, code):
-    """check_limits says why a valid request cannot be served, with status and code."""
-    refusal = check_limits(parse(**fields), now_ms=1_000, **LIMITS)
+def test_requests_that_cannot_be_dispatched_get_a_refusal_with_a_code(fields, status, code):
+    """check_dispatch says why a valid request cannot be dispatched now, with status and code."""
+    refusal = check_dispatch(parse(**fields), now_ms=1_000, **DISPATCH)
     assert (refusal.status, refusal.code) == (status, code)
 
 
 def test_a_request_within_every_limit_is_not_refused():
     """No refusal when the prompt, max_tokens, providers and deadline are fine."""
-    assert check_limits(parse(providers=["together"], timeout_ms=5_000), now_ms=2_000, **LIMITS) is None
+    request = parse(providers=["together"], timeout_ms=5_000)
+    assert check_size(request, **SIZES) is None
+    assert check_dispatch(request, now_ms=2_000, **DISPATCH) is None
+
+
+@pytest.mark.parametrize("reply_to, exists, code", [
+    ("llm.replies.team-a", True, None),
+    ("llm.results", True, None),
+    (None, False, None),
+    ("llm.replies.team-b", False, "reply_to_unknown"),
+    ("llm.router.accepted.normal", True, "reply_to_not_allowed"),
+    ("llm-router-answered-changelog", True, "reply_to_not_allowed"),
+])
+def test_reply_to_must_be_an_allowed_topic_that_exists(reply_to, exists, code):
+    """Only topics matching the allow-list, and existing, may receive a result."""
+    refusal = check_reply_to(reply_to, allowed=("llm.results", "llm.replies.*"), exists=exists)
+    assert (refusal.code if refusal else None) == code
+    assert refusal is None or refusal.status == "rejected"
