@@ -2,32 +2,48 @@
 already answered.
 
 One agent per priority reads the internal accepted topic (keyed by
-request_id). Requests are dispatched concurrently, up to
-``worker.max_in_flight`` per priority, and each source message is acked only
-after its result is durable. Faust commits only up to the first message not
-yet acked, so a crash at any moment loses nothing: unanswered requests are
-delivered again, answered ones re-emit the stored result.
+request_id); its :class:`~llmrouter.runtime.inflight.Lane` runs up to
+``worker.max_in_flight`` requests at once and acks each message only when its
+outcome is durable, and the consumer commits only up to the first message not
+yet acked (:mod:`llmrouter.runtime.kafka`), so a crash at any moment loses
+nothing: unanswered requests are delivered again, answered ones re-emit the
+stored result.
 
-Order per request: store the result in ``answered`` and flush it to the
-changelog, then send the result, then ack.
+Per request, each write awaited before the next::
+
+    store the answer (delivered=no) ─► dead letter, if the chain was exhausted
+        ─► send the result ─► mark the answer delivered ─► ack
+
+Only ``ok`` and ``rejected`` answers are stored; ``error``/``timeout`` ones may
+be replayed from the DLQ. A failed write is retried (``worker.write_attempts``);
+a result that cannot be delivered goes to the DLQ with an ``error`` result on
+``llm.results``. Before every provider call and the first write the job checks
+its fence (:class:`~llmrouter.runtime.inflight.Job`): work on a partition being
+handed over never pays a provider or writes a table it no longer owns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import structlog
 
-from llmrouter.contract import PRIORITIES, Request, check_limits, refusal_record, result_record
+from llmrouter.codec import Codec
+from llmrouter.contract import PRIORITIES, Request, check_dispatch, parse_request, refusal_record, result_record
+from llmrouter.core.stored import StoredAnswer
 from llmrouter.dispatch import Dispatched, Dispatcher
+from llmrouter.envelope import Origin, normalize_headers, origin_of_forwarded
+from llmrouter.errors import RequestError
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
-from llmrouter.routing import plan_chain, route_of
 from llmrouter.registry import ProviderRegistry
+from llmrouter.routing import plan_chain, route_of
+from llmrouter.runtime.inflight import Fenced, InFlight, Job
+from llmrouter.runtime.writes import WriteFailed, put_durably, until_written, with_retries
 from llmrouter.settings import Settings
 from llmrouter.tables import Tables
 from llmrouter.topics import Topics
@@ -36,118 +52,171 @@ log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
 
 
-def register(app: faust.App, topics: Topics, answerer: Answerer, settings: Settings) -> None:
+def register(app: faust.App, topics: Topics, in_flight: InFlight, answerer: Answerer, settings: Settings) -> None:
     """Declare one answer agent per priority."""
     for priority in PRIORITIES:
-        agent = ConcurrentAcks(answerer.answer, settings.worker.max_in_flight)
-        app.agent(topics.accepted[priority], name=f"answer_{priority}_requests")(agent.run)
+        lane = in_flight.lane(f"answer-{priority}", limit=settings.worker.max_in_flight,
+                              handler=answerer.answer, on_failure=answerer.fail)
+        app.agent(topics.accepted[priority], name=f"answer_{priority}_requests")(lane.run)
 
 
-class ConcurrentAcks:
-    """Runs a handler per event, up to ``limit`` at once, acking each event when its handler ends."""
-
-    def __init__(self, handler: Callable[[faust.EventT], Awaitable[None]], limit: int) -> None:
-        self._handler = handler
-        self._slots = asyncio.Semaphore(limit)
-        self._tasks: set[asyncio.Task] = set()
-
-    async def run(self, stream: faust.StreamT) -> None:
-        manual = stream.noack()
-        async for event in manual.events():
-            await self._slots.acquire()
-            # The task copies the current context, so table writes inside it
-            # are attributed to this event's partition.
-            task = asyncio.create_task(self._handle(manual, event))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _handle(self, stream: faust.StreamT, event: faust.EventT) -> None:
-        try:
-            await self._handler(event)
-            await stream.ack(event)
-        except Exception:  # not acked: the request is delivered again after a restart
-            log.exception("handler_failed", topic=event.message.topic, offset=event.message.offset)
-        finally:
-            self._slots.release()
+@dataclass(frozen=True)
+class DeadLetter:
+    code: str
+    reason: str
+    attempts: int = 0
 
 
 class Answerer:
     def __init__(
-        self, *, settings: Settings, tables: Tables, dispatcher: Dispatcher, publisher: Publisher,
-        metrics: Metrics, app: faust.App, registry: ProviderRegistry,
+        self, *, settings: Settings, tables: Tables, topics: Topics, dispatcher: Dispatcher, publisher: Publisher,
+        metrics: Metrics, registry: ProviderRegistry,
     ) -> None:
-        self._registry = registry
         self._settings = settings
         self._answered = tables.answered
+        self._priority_of = {topics.accepted[p].get_topic_name(): p for p in PRIORITIES}
         self._dispatcher = dispatcher
         self._publisher = publisher
         self._metrics = metrics
-        self._app = app
+        self._registry = registry
+        self._codec = Codec()
+        self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
 
-    async def answer(self, event: faust.EventT) -> None:
-        try:
-            request = Request.from_json(event.value)
-        except Exception as exc:  # agent boundary: our own topic, so this is a bug; keep the bytes
-            await self._publisher.dead_letter(reason=f"unreadable accepted request: {exc!r}", code="internal_error",
-                                              message=event.message)
-            return
+    async def answer(self, event: faust.EventT, job: Job) -> None:
+        origin = origin_of_forwarded(event.value, normalize_headers(event.headers))
+        request = parse_request(self._codec.decode("LLMRequest", origin.value),
+                                priority=self._priority_of[event.message.topic], received_at_ms=origin.received_at_ms)
         rid = request.request_id
         while rid in self._in_flight:  # the same request delivered again while the first is still running
             await asyncio.shield(self._in_flight[rid])
-        if await self._replay(request):
+        stored = self._stored(rid)
+        if stored is not None:
+            job.start_delivery()
+            await self._re_emit(request, stored)
             return
         self._in_flight[rid] = asyncio.get_running_loop().create_future()
         try:
-            try:
-                record = await self._serve(request, event)
-            except Exception as exc:  # agent boundary
-                log.exception("answer_failed", request_id=rid)
-                record = result_record(request, status="error", now_ms=now_ms(), error_code="internal_error",
-                                       error_message=f"the router failed while answering: {exc!r}")
-                await self._publisher.dead_letter(reason=record["error_message"], code="internal_error",
-                                                  message=event.message, request_id=rid)
-            await self._finish(request, record)
+            record, dead_letter = await self._serve(request, job)
+            job.start_delivery()
+            await self._deliver(request, origin, record, dead_letter)
         finally:  # a duplicate waiting on this request now finds the stored result
             self._in_flight.pop(rid).set_result(None)
 
-    async def _replay(self, request: Request) -> bool:
-        stored = self._answered.get(request.request_id)
-        if stored is None:
-            return False
-        await self._publisher.result(stored, reply_to=request.reply_to, replay=True)
-        self._metrics.replays_total.inc()
-        log.info("result_replayed", request_id=request.request_id, status=stored["status"])
-        return True
+    async def fail(self, event: faust.EventT, exc: BaseException) -> None:
+        """The last resort for a request the handler failed on: a dead letter and an ``error``
+        result (when its request_id is known), written until they are."""
+        try:
+            origin: Origin | None = origin_of_forwarded(event.value, normalize_headers(event.headers))
+        except ValueError:
+            origin = None
+        request = self._request_or_none(origin, priority=self._priority_of.get(event.message.topic, "normal"))
+        code = exc.code if isinstance(exc, (WriteFailed, RequestError)) else "internal_error"
+        reason = f"the router failed while answering: {exc}"
+        request_id = request.request_id if request else None
+        await until_written(lambda: self._publisher.dead_letter(reason=reason, code=code, origin=origin,
+                                                                request_id=request_id), what="dead-letter")
+        if request is not None:
+            record = result_record(request, status="error", now_ms=now_ms(), error_code=code, error_message=reason)
+            await until_written(lambda: self._publisher.result(record), what="send an error result")
 
-    async def _serve(self, request: Request, event: faust.EventT) -> dict[str, Any]:
+    def _stored(self, request_id: str) -> StoredAnswer | None:
+        raw = self._answered.get(request_id.encode())
+        if raw is None:
+            return None
+        try:
+            stored = StoredAnswer.from_bytes(raw)
+        except ValueError as exc:
+            log.warning("stored_answer_unreadable", request_id=request_id, error=str(exc))
+            return None
+        if stored.expired(now_ms=now_ms(), window_s=self._settings.tables.idempotency_window_s):
+            return None
+        return stored
+
+    async def _re_emit(self, request: Request, stored: StoredAnswer) -> None:
+        """Send the stored result again, byte for byte; flagged as a replay once the first copy was delivered."""
+        await with_retries(lambda: self._publisher.send_result(request.request_id, stored.result,
+                                                               reply_to=request.reply_to, replay=stored.delivered),
+                           what="re-emit a stored result", attempts=self._attempts)
+        if not stored.delivered:
+            await self._store(request.request_id, stored.as_delivered(), what="mark the answer delivered")
+        self._metrics.replays_total.inc()
+        log.info("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
+
+    async def _serve(self, request: Request, job: Job) -> tuple[dict[str, Any], DeadLetter | None]:
+        """The result record, and a dead letter when the request should be kept for a replay."""
         limits = self._settings.limits
-        refusal = check_limits(request, max_prompt_chars=limits.max_prompt_chars, max_tokens=limits.max_tokens,
-                               known_providers=self._registry.names(), now_ms=now_ms(),
-                               default_timeout_s=limits.default_timeout_s)
+        refusal = check_dispatch(request, known_providers=self._registry.names(), now_ms=now_ms(),
+                                 default_timeout_s=limits.default_timeout_s)
         if refusal is not None:
-            return refusal_record(request, refusal, now_ms=now_ms())
+            return refusal_record(request, refusal, now_ms=now_ms()), None
         dispatched_at = now_ms()
-        time_left_s = (request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0
-        on_delta = functools.partial(self._publisher.chunk, request.request_id) if request.stream else None
-        plan = plan_chain(request, self._registry.chain(), emergency=self._registry.emergency())
-        outcome = await self._dispatcher.dispatch(
-            request.to_prompt(), plan, time_left_s=time_left_s, priority=PRIORITIES.index(request.priority),
-            on_delta=on_delta)
+        try:
+            outcome = await self._dispatcher.dispatch(
+                request.to_prompt(), plan_chain(request, self._registry.chain(), emergency=self._registry.emergency()),
+                time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
+                priority=PRIORITIES.index(request.priority), before_call=job.start_call,
+                on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)
+        except Fenced:
+            raise
+        except Exception as exc:  # a provider or the dispatcher failed in a way it should not
+            log.exception("dispatch_failed", request_id=request.request_id)
+            record = result_record(request, status="error", now_ms=now_ms(), error_code="internal_error",
+                                   error_message=f"the router failed while answering: {exc!r}")
+            return record, DeadLetter("internal_error", record["error_message"])
         self._count_attempts(outcome)
         self._registry.observe(outcome)
         record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms())
-        if not outcome.ok:
-            await self._publisher.dead_letter(
-                reason=record["error_message"], code=record["error_code"], request_id=request.request_id,
-                source_topic=event.message.topic, original_value=event.value, attempts=len(outcome.attempts))
-        return record
+        if outcome.ok:
+            return record, None
+        return record, DeadLetter(record["error_code"], record["error_message"], len(outcome.attempts))
 
-    async def _finish(self, request: Request, record: dict[str, Any]) -> None:
-        if record["status"] in STORED_STATUSES:
-            self._answered[request.request_id] = record
-            await self._app.producer.flush()  # the stored result is durable before anyone sees it
-        await self._publisher.result(record, reply_to=request.reply_to)
+    async def _deliver(self, request: Request, origin: Origin, record: dict[str, Any],
+                       dead_letter: DeadLetter | None) -> None:
+        rid = request.request_id
+        data = self._publisher.encode_result(record)
+        stored = StoredAnswer(result=data, status=record["status"], stored_at_ms=now_ms())
+        if stored.status in STORED_STATUSES:
+            await self._store(rid, stored, what="store the answer")
+        if dead_letter is not None:
+            await with_retries(lambda: self._publisher.dead_letter(
+                reason=dead_letter.reason, code=dead_letter.code, origin=origin, request_id=rid,
+                attempts=dead_letter.attempts), what="dead-letter the request", attempts=self._attempts)
+        try:
+            await with_retries(lambda: self._publisher.send_result(rid, data, reply_to=request.reply_to),
+                               what=f"send the result to {request.reply_to or self._publisher.results_topic}",
+                               attempts=self._attempts)
+        except WriteFailed as exc:
+            await self._undeliverable(request, origin, exc)
+            return
+        if stored.status in STORED_STATUSES:
+            await self._store(rid, stored.as_delivered(), what="mark the answer delivered")
+        self._finished(request, record)
+
+    async def _undeliverable(self, request: Request, origin: Origin, exc: WriteFailed) -> None:
+        """The result could not be sent: keep the request for a replay (its answer stays stored and is
+        re-emitted then, not paid for again) and say so on llm.results."""
+        reason = f"the result could not be delivered: {exc}"
+        await until_written(lambda: self._publisher.dead_letter(reason=reason, code=exc.code, origin=origin,
+                                                                request_id=request.request_id), what="dead-letter")
+        record = result_record(request, status="error", now_ms=now_ms(), error_code=exc.code, error_message=reason)
+        await until_written(lambda: self._publisher.result(record), what="send an error result")
+        log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
+
+    async def _store(self, request_id: str, stored: StoredAnswer, *, what: str) -> None:
+        await with_retries(lambda: put_durably(self._answered, request_id.encode(), stored.to_bytes()),
+                           what=what, attempts=self._attempts)
+
+    def _request_or_none(self, origin: Origin | None, *, priority: str) -> Request | None:
+        if origin is None:
+            return None
+        try:
+            return parse_request(self._codec.decode("LLMRequest", origin.value), priority=priority,
+                                 received_at_ms=origin.received_at_ms)
+        except RequestError:
+            return None
+
+    def _finished(self, request: Request, record: dict[str, Any]) -> None:
         route = record.get("route", "none")
         self._metrics.request_total.labels(request.priority, record["status"], route).inc()
         self._metrics.request_duration_seconds.labels(request.priority, route).observe(

@@ -1,68 +1,149 @@
 """Intake: decode and validate what upstream produced, one agent per priority.
 
-A good request is re-keyed by request_id onto the internal accepted topic of
-its priority (so the idempotency table is written from a stream grouped by
-its key). A bad one goes to the DLQ with its original bytes and the reason;
-when it names a request_id, an ``error`` result tells the requester too. The
-stream never stops on bad input.
+A good request is forwarded, as the very bytes upstream sent, keyed by
+request_id onto the internal accepted topic of its priority (so the
+idempotency table is written from a stream grouped by its key), with where it
+came from in headers (:mod:`llmrouter.envelope`). Before that, every size
+limit and the ``reply_to`` topic are checked, so nothing unservable takes a
+slot downstream: such a request gets a ``rejected`` result at once. A bad one
+goes to the DLQ with its original bytes and the reason; when it names a
+request_id, an ``error`` result tells the requester too. Each message is
+acked only once its outcome is durable; the stream never stops on bad input.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import structlog
 
 from llmrouter.codec import Codec
-from llmrouter.contract import PRIORITIES, parse_request
+from llmrouter.contract import PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request
+from llmrouter.envelope import Origin, normalize_headers
 from llmrouter.errors import RequestError
 from llmrouter.publisher import Publisher, now_ms
+from llmrouter.runtime.inflight import InFlight, Job
+from llmrouter.runtime.topic_directory import TopicDirectory
+from llmrouter.runtime.writes import until_written, with_retries
+from llmrouter.settings import Settings
 from llmrouter.topics import Topics
 
 log = structlog.get_logger("llmrouter.intake")
 
 
-def register(app: faust.App, topics: Topics, codec: Codec, publisher: Publisher) -> None:
+def register(app: faust.App, topics: Topics, in_flight: InFlight, intake: Intake, settings: Settings) -> None:
     """Declare one intake agent per priority topic."""
     for priority in PRIORITIES:
-        intake = Intake(priority, topics.accepted[priority], codec, publisher)
-        app.agent(topics.requests[priority], name=f"accept_{priority}_requests")(intake.accept_requests)
+        lane = in_flight.lane(f"intake-{priority}", limit=settings.worker.intake_concurrency,
+                              handler=intake.accept, on_failure=intake.fail)
+        app.agent(topics.requests[priority], name=f"accept_{priority}_requests")(lane.run)
 
 
 class Intake:
-    def __init__(self, priority: str, accepted: faust.TopicT, codec: Codec, publisher: Publisher) -> None:
-        self.priority = priority
-        self._accepted = accepted
+    def __init__(self, *, settings: Settings, topics: Topics, codec: Codec, publisher: Publisher,
+                 directory: TopicDirectory) -> None:
+        self._settings = settings
+        self._accepted = {p: topics.accepted[p].get_topic_name() for p in PRIORITIES}
+        self._priority_of = {topics.requests[p].get_topic_name(): p for p in PRIORITIES}
         self._codec = codec
         self._publisher = publisher
+        self._directory = directory
+        self._attempts = settings.worker.write_attempts
 
-    async def accept_requests(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await self.accept(event.message)
-
-    async def accept(self, message: faust.types.Message) -> None:
+    async def accept(self, event: faust.EventT, job: Job) -> None:
+        origin = origin_of(event.message)
+        priority = self._priority_of[origin.topic]
         decoded: dict[str, Any] = {}
         try:
-            decoded = self._codec.decode("LLMRequest", message.value)
-            request = parse_request(decoded, priority=self.priority, received_at_ms=now_ms())
+            decoded = self._codec.decode("LLMRequest", origin.value)
+            request = parse_request(decoded, priority=priority, received_at_ms=origin.received_at_ms)
         except RequestError as exc:
-            await self._reject(message, decoded, code=exc.code, reason=str(exc))
+            job.start_delivery()
+            await self._dead_letter(origin, decoded, priority, code=exc.code, reason=str(exc))
             return
-        except Exception as exc:  # agent boundary: a bug must not stop the stream
-            log.exception("intake_failed", topic=message.topic, offset=message.offset)
-            await self._reject(message, decoded, code="internal_error", reason=f"intake failed: {exc!r}")
+        refusal = await self._check_reply_to(request.reply_to) or self._check_size(request, origin)
+        job.start_delivery()
+        if refusal is not None:
+            await self._refuse(request, refusal)
             return
-        await self._accepted.send(key=request.request_id.encode(), value=request.to_json())
+        await with_retries(lambda: self._publisher.forward(self._accepted[priority], origin, request.request_id),
+                           what="forward the request", attempts=self._attempts)
 
-    async def _reject(self, message: faust.types.Message, decoded: dict[str, Any], *, code: str, reason: str) -> None:
-        request_id = decoded.get("request_id") if isinstance(decoded.get("request_id"), str) else None
-        await self._publisher.dead_letter(reason=reason, code=code, message=message, request_id=request_id)
+    async def fail(self, event: faust.EventT, exc: BaseException) -> None:
+        """The last resort for a message intake failed on: dead letter (and error result) until written."""
+        origin = origin_of(event.message)
+        decoded = _decoded_or_empty(self._codec, origin.value)
+        await self._dead_letter(origin, decoded, self._priority_of[origin.topic], code=getattr(exc, "code",
+                                "internal_error"), reason=f"intake failed: {exc}", last_resort=True)
+
+    def _check_size(self, request: Request, origin: Origin) -> Refusal | None:
+        limits = self._settings.limits
+        size = len(origin.value) + sum(len(k) + len(v) for k, v in origin.forward_headers())
+        if size > limits.max_message_bytes:
+            return Refusal(status="rejected", code="message_too_large",
+                           message=f"the request is {size} bytes with its headers; the limit is "
+                                   f"{limits.max_message_bytes}")
+        return check_size(request, max_prompt_chars=limits.max_prompt_chars, max_tokens=limits.max_tokens)
+
+    async def _check_reply_to(self, reply_to: str | None) -> Refusal | None:
+        allowed = self._settings.reply_to_patterns()
+        refusal = check_reply_to(reply_to, allowed=allowed, exists=True)
+        if refusal is not None or reply_to is None:
+            return refusal
+        return check_reply_to(reply_to, allowed=allowed, exists=await self._directory.exists(reply_to))
+
+    async def _refuse(self, request: Request, refusal: Refusal) -> None:
+        record = {"request_id": request.request_id, "status": refusal.status, "priority": request.priority,
+                  "error_code": refusal.code, "error_message": refusal.message, "completed_at_ms": now_ms()}
+        reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
+        await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
+                           what="send a refusal", attempts=self._attempts)
+        log.info("request_refused", request_id=request.request_id, code=refusal.code, priority=request.priority)
+
+    async def _dead_letter(self, origin: Origin, decoded: dict[str, Any], priority: str, *, code: str,
+                           reason: str, last_resort: bool = False) -> None:
+        """DLQ entry, then an ``error`` result when the request names a usable request_id (to its
+        reply_to when that is a valid one). ``last_resort``: retry until written, not a few times."""
+        def persist(write: Callable[[], Awaitable[None]], what: str) -> Awaitable[None]:
+            if last_resort:
+                return until_written(write, what=what)
+            return with_retries(write, what=what, attempts=self._attempts)
+
+        request_id = _usable_request_id(decoded)
+        await persist(lambda: self._publisher.dead_letter(reason=reason, code=code, origin=origin,
+                                                          request_id=request_id), "dead-letter a bad request")
         log.warning("request_dead_lettered", request_id=request_id, code=code, reason=reason,
-                    topic=message.topic, partition=message.partition, offset=message.offset)
+                    topic=origin.topic, partition=origin.partition, offset=origin.offset)
         if request_id:
             reply_to = decoded.get("reply_to") if isinstance(decoded.get("reply_to"), str) else None
-            await self._publisher.result({
-                "request_id": request_id, "status": "error", "priority": self.priority,
-                "error_code": code, "error_message": reason, "completed_at_ms": now_ms(),
-            }, reply_to=reply_to)
+            if reply_to is not None and await self._check_reply_to(reply_to) is not None:
+                reply_to = None
+            record = {"request_id": request_id, "status": "error", "priority": priority, "error_code": code,
+                      "error_message": reason, "completed_at_ms": now_ms()}
+            await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
+
+
+def origin_of(message: faust.types.Message) -> Origin:
+    return Origin(topic=message.topic, partition=message.partition, offset=message.offset, key=message.key,
+                  value=message.value, headers=normalize_headers(message.headers), received_at_ms=now_ms())
+
+
+def _usable_request_id(decoded: dict[str, Any]) -> str | None:
+    """The request_id, when it can key a result (a string of valid Unicode)."""
+    request_id = decoded.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        return None
+    try:
+        request_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return request_id
+
+
+def _decoded_or_empty(codec: Codec, value: bytes) -> dict[str, Any]:
+    try:
+        return codec.decode("LLMRequest", value)
+    except RequestError:
+        return {}

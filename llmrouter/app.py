@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+import structlog
 
 from llmrouter import views
 from llmrouter.agents import answer, intake
@@ -18,12 +19,16 @@ from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher
 from llmrouter.registry import ProviderRegistry
+from llmrouter.runtime.faust_app import RouterApp
+from llmrouter.runtime.inflight import InFlight
+from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.secrets import Secrets
-from llmrouter.settings import Settings
+from llmrouter.settings import REBALANCE_TIMEOUT_S, Settings
 from llmrouter.tables import Tables, declare_tables
 from llmrouter.topics import Topics, declare_topics
 
 PROCESS_SAMPLE_INTERVAL_S = 5.0
+log = structlog.get_logger("llmrouter.app")
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     """The worker's app; API keys come from ``secrets`` (default: the environment and LLMROUTER_SECRETS_FILE)."""
     configure_logging(settings.worker.log_format)
     worker = settings.worker
-    app = faust.App(
+    app = RouterApp(
         worker.app_id,
         broker=f"kafka://{settings.kafka.bootstrap_servers}",
         store="rocksdb://",
@@ -52,15 +57,21 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         topic_replication_factor=settings.kafka.replication_factor,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_request_timeout=worker.producer_timeout_s,
         broker_commit_interval=1.0,
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
         broker_session_timeout=worker.session_timeout_s,
         broker_heartbeat_interval=max(1.0, worker.session_timeout_s / 4),
         autodiscover=False,
-        # Do not wait at shutdown for in-flight requests to be acked: a request
-        # not answered yet is delivered again after a restart, and one that was
-        # answered re-emits its stored result.
+        # faust's own wait has no bound and cannot tell a paid call from a queued
+        # one: RouterApp drains the work in flight itself (llmrouter.runtime).
         stream_wait_empty=False,
     )
+    in_flight = InFlight(generation=lambda: app.consumer_generation_id, grace_s=worker.revoke_grace_s,
+                         delivery_timeout_s=worker.producer_timeout_s, loop=app.loop, beacon=app.beacon)
+    app.attach(in_flight)
+    directory = TopicDirectory(settings.kafka.bootstrap_servers, loop=app.loop, beacon=app.beacon)
+    app.add_dependency(directory)
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()
@@ -70,10 +81,15 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     dispatcher = Dispatcher(providers.entries)
 
-    intake.register(app, topics, Codec(), publisher)
-    answerer = answer.Answerer(settings=settings, tables=tables, dispatcher=dispatcher, publisher=publisher,
-                               metrics=metrics, app=app, registry=providers)
-    answer.register(app, topics, answerer, settings)
+    intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=Codec(),
+                                                          publisher=publisher, directory=directory), settings)
+    answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, dispatcher=dispatcher,
+                               publisher=publisher, metrics=metrics, registry=providers)
+    answer.register(app, topics, in_flight, answerer, settings)
+    inert = settings.inert()
+    if inert:
+        log.warning("settings_not_enforced_yet", count=len(inert), settings=", ".join(inert),
+                    note="read and validated, but no stage acts on them yet")
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics)
     views.register(router)
 

@@ -111,11 +111,15 @@ class Dispatcher:
 
     async def dispatch(
         self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
-        on_delta: OnDelta | None = None,
+        on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None,
     ) -> Dispatched:
-        """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead."""
+        """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
+
+        ``before_call`` runs right before each provider call, once the bulkhead slot is
+        held; whatever it raises ends the dispatch (a fence: the call must not be made).
+        """
         outcome = Dispatched()
-        call = _Call(prompt, on_delta, self._clock() + time_left_s)
+        call = _Call(prompt, on_delta, self._clock() + time_left_s, before_call)
         for name in plan:
             entry = self._entries.get(name)
             provider = entry.provider if entry else Unavailable("not registered")
@@ -179,16 +183,19 @@ class Dispatcher:
 
 
 class _Call:
-    """One request's prompt, stream callback and deadline, shared by its attempts."""
+    """One request's prompt, stream callback, deadline and fence, shared by its attempts."""
 
-    def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float) -> None:
-        self.prompt, self.on_delta, self.deadline = prompt, on_delta, deadline
+    def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float,
+                 before_call: Callable[[], None] | None) -> None:
+        self.prompt, self.on_delta, self.deadline, self.before_call = prompt, on_delta, deadline, before_call
         self.seq = 0  # stream chunks sent so far, over every attempt
 
     def deadline_passed(self, now: float) -> bool:
         return now >= self.deadline
 
     async def run(self, provider: LLMProvider) -> Generation:
+        if self.before_call is not None:
+            self.before_call()
         if self.on_delta is None:
             return await provider.generate(self.prompt)
         restart = self.seq > 0  # an earlier attempt sent text: tell consumers to drop it

@@ -1,8 +1,10 @@
-"""The result producer: results, stream chunks and dead letters.
+"""The router's producer side: results, stream chunks, dead letters, events and
+forwarded requests.
 
-Every send waits for the broker's acknowledgement, so an agent that acks its
-source message after a send knows the output is durable. Results go to the
-request's ``reply_to`` topic when it names one, else to ``llm.results``.
+Every send awaits the broker's acknowledgement of that very record (a failed
+send raises), so an agent that acks its source message after a send knows the
+output is durable. Results go to the request's ``reply_to`` topic when it
+names one, else to ``llm.results``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import faust
 
 from llmrouter.codec import Codec
+from llmrouter.envelope import Origin
 from llmrouter.metrics import Metrics
 from llmrouter.topics import Topics
 
@@ -25,12 +28,21 @@ class Publisher:
         self._topics = topics
         self._codec = codec
         self._metrics = metrics
+        self.results_topic = topics.results.get_topic_name()
 
-    async def result(self, record: dict[str, Any], *, reply_to: str | None = None, replay: bool = False) -> None:
-        """Send one LLMResult keyed by request_id; ``replay`` marks a re-emitted stored result."""
-        headers = [(REPLAY_HEADER, b"1")] if replay else []
-        topic = reply_to or self._topics.results.get_topic_name()
-        await self._send(topic, record["request_id"].encode(), self._codec.encode("LLMResult", record), headers)
+    def encode_result(self, record: dict[str, Any]) -> bytes:
+        """An LLMResult in the configured output encoding."""
+        return self._codec.encode("LLMResult", record)
+
+    async def result(self, record: dict[str, Any], *, reply_to: str | None = None) -> None:
+        """Encode and send one LLMResult keyed by request_id."""
+        await self.send_result(record["request_id"], self.encode_result(record), reply_to=reply_to)
+
+    async def send_result(self, request_id: str, data: bytes, *, reply_to: str | None = None,
+                          replay: bool = False) -> None:
+        """Send an encoded LLMResult; ``replay`` marks a re-emitted stored result."""
+        headers = [(REPLAY_HEADER, b"1")] if replay else None
+        await self._send(reply_to or self.results_topic, request_id.encode(), data, headers)
 
     async def chunk(
         self, request_id: str, seq: int, delta: str, final: bool, provider: str | None, restart: bool = False,
@@ -41,39 +53,38 @@ class Publisher:
                          self._codec.encode("StreamChunk", record))
 
     async def dead_letter(
-        self, *, reason: str, code: str, message: faust.types.Message | None = None, request_id: str | None = None,
-        source_topic: str = "", original_value: bytes | None = None, attempts: int = 0,
+        self, *, reason: str, code: str, origin: Origin | None, request_id: str | None = None, attempts: int = 0,
     ) -> None:
-        """Keep what could not be served, with the original bytes and headers when there is a source message."""
+        """Keep what could not be served: the upstream message as it arrived (bytes, key, headers,
+        coordinates), the reason and the error code."""
         record: dict[str, Any] = {
-            "request_id": request_id, "source_topic": source_topic, "source_partition": -1, "source_offset": -1,
-            "original_key": None, "original_value": original_value, "headers": [], "reason": reason,
+            "request_id": request_id, "source_topic": "", "source_partition": -1, "source_offset": -1,
+            "original_key": None, "original_value": None, "headers": [], "reason": reason,
             "error_code": code, "attempts": attempts, "failed_at_ms": now_ms(),
         }
-        if message is not None:
+        if origin is not None:
             record.update(
-                source_topic=message.topic, source_partition=message.partition, source_offset=message.offset,
-                original_key=message.key, original_value=message.value,
-                headers=[{"key": k, "value": v} for k, v in _headers(message)],
+                source_topic=origin.topic, source_partition=origin.partition, source_offset=origin.offset,
+                original_key=origin.key, original_value=origin.value,
+                headers=[{"key": k, "value": v} for k, v in origin.headers],
             )
         key = request_id.encode() if request_id else None
         await self._send(self._topics.dlq.get_topic_name(), key, self._codec.encode("DeadLetter", record))
         self._metrics.dlq_total.labels(code).inc()
+
+    async def forward(self, topic: str, origin: Origin, request_id: str) -> None:
+        """Hand a validated request to the answer stage: upstream's bytes, keyed by request_id."""
+        await self._send(topic, request_id.encode(), origin.value, origin.forward_headers())
 
     async def event(self, entity: str, kind: str, data: dict[str, str]) -> None:
         """An audit-trail entry on llm.events, keyed by entity."""
         record = {"entity": entity, "kind": kind, "data": data, "at_ms": now_ms()}
         await self._send(self._topics.events.get_topic_name(), entity.encode(), self._codec.encode("Event", record))
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: list | None = None) -> None:
+    async def _send(self, topic: str, key: bytes | None, value: bytes,
+                    headers: list[tuple[str, bytes]] | None = None) -> None:
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _headers(message: faust.types.Message) -> list[tuple[str, bytes | None]]:
-    headers = message.headers or []
-    items = headers.items() if isinstance(headers, dict) else headers
-    return [(str(k), v if v is None or isinstance(v, bytes) else str(v).encode()) for k, v in items]

@@ -68,6 +68,9 @@ class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
 
 
+REBALANCE_TIMEOUT_S = 60.0  # how long the group waits for a member to rejoin a rebalance
+
+
 class WorkerSettings(_Section):
     app_id: str = "llm-router"
     datadir: Path = Path("var/worker")
@@ -75,14 +78,43 @@ class WorkerSettings(_Section):
     web_port: int = Field(6066, ge=1, le=65535)
     result_encoding: Literal["avro", "json"] = "avro"
     max_in_flight: int = Field(8, ge=1, description="requests dispatched at once per priority")
+    intake_concurrency: int = Field(32, ge=1, description="requests validated and forwarded at once per priority")
     log_format: Literal["console", "json"] = "console"
     session_timeout_s: float = Field(10.0, ge=6, le=300, description="how soon a dead worker's partitions move")
+    revoke_grace_s: float = Field(8.0, ge=0, description="how long provider calls under way may finish when "
+                                                         "their partitions are revoked or the worker stops")
+    producer_timeout_s: float = Field(10.0, gt=0, description="the most one Kafka write may take")
+    write_attempts: int = Field(3, ge=1, description="tries of a failed Kafka write before the dead-letter path")
+    reply_to_topics: list[str] = Field(["llm.results", "llm.replies.*"],
+                                       description="topics (or shell patterns) a request's reply_to may name; "
+                                                   "the topic prefix is put in front of each")
+
+    @model_validator(mode="after")
+    def _drain_fits_the_rebalance(self) -> WorkerSettings:
+        if self.revoke_grace_s + self.producer_timeout_s > REBALANCE_TIMEOUT_S / 2:
+            raise ValueError(
+                f"revoke_grace_s + producer_timeout_s must be at most {REBALANCE_TIMEOUT_S / 2:g} s (half the "
+                f"{REBALANCE_TIMEOUT_S:g} s rebalance timeout), not {self.revoke_grace_s + self.producer_timeout_s:g}")
+        return self
 
 
 class LimitsSettings(_Section):
     max_prompt_chars: int = Field(32_000, ge=1)
     max_tokens: int = Field(4096, ge=1)
     default_timeout_s: float = Field(60.0, gt=0)
+    max_message_bytes: int = Field(1_000_000, ge=1024, description="the largest request value (and headers) "
+                                                                   "intake forwards; keep it under the topics' "
+                                                                   "max.message.bytes")
+
+
+class TablesSettings(_Section):
+    """The RocksDB-backed tables (``answered``)."""
+
+    idempotency_window_s: float = Field(7 * 86400.0, gt=0, description="how long a request_id's stored result "
+                                                                      "is re-emitted instead of answered again")
+    rocksdb_block_cache_mb: int = Field(8, ge=1, description="block cache per table partition")
+    rocksdb_write_buffer_mb: int = Field(4, ge=1, description="memtable size per table partition")
+    rocksdb_max_open_files: int = Field(128, ge=16, description="open files per table partition")
 
 
 class LocalConfig(_Section):
@@ -192,6 +224,7 @@ class Settings(_Section):
     llm_config: dict[str, ProviderLimits] = {}
     cache_config: CacheConfig = CacheConfig()
     registry: RegistrySettings = RegistrySettings()
+    tables: TablesSettings = TablesSettings()
 
     @model_validator(mode="after")
     def _chain(self) -> Settings:
@@ -259,6 +292,19 @@ class Settings(_Section):
     def topic(self, name: str) -> str:
         """A contract topic name with the configured prefix."""
         return f"{self.kafka.topic_prefix}{name}"
+
+    def reply_to_patterns(self) -> tuple[str, ...]:
+        """The topics a request's reply_to may name, with the topic prefix."""
+        return tuple(self.topic(pattern) for pattern in self.worker.reply_to_topics)
+
+    def inert(self) -> list[str]:
+        """Settings that are read and validated but not acted on yet (a later stage makes them real)."""
+        names = [f"{section}.rate_limit" for section in ("huggingface_config", "together_config")]
+        names += [f"premium_config.{vendor}.rate_limit" for vendor in PREMIUM_KINDS]
+        names += ["premium_config.usage_limit", "together_config.priority", "cache_config"]
+        for provider, row in sorted(self.llm_config.items()):
+            names += [f"llm_config.{provider}.{key}" for key in ("rate_limit", "memory_limit") if getattr(row, key)]
+        return names
 
 
 def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Settings:

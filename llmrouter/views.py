@@ -1,7 +1,14 @@
 """Faust web views for operators: health, metrics and table state.
 
-* ``/health``  — liveness and readiness, with each dependency (Kafka
-  assignment, providers, Redis) and why it is not ready;
+* ``/health/`` — the whole report: liveness, readiness and each dependency
+  (Kafka assignment, work in flight, providers, Redis) with why it is not
+  ready; 200 whenever the worker answers at all;
+* ``/health/live/`` — liveness: 200 while the worker's event loop answers (a
+  live worker that owns no partition is live);
+* ``/health/ready/`` — readiness: 200 once the worker has started, recovered
+  its tables, is not in a rebalance and has a provider to serve with; 503
+  otherwise. Owning a partition is not required: an idle spare worker is
+  ready to take partitions over;
 * ``/metrics`` — Prometheus text format;
 * ``/providers/`` — the registry: each provider's configuration (never a
   key), availability, capabilities, health, latency, error rate and cost;
@@ -16,6 +23,9 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 
+from llmrouter.codec import Codec
+from llmrouter.core.stored import StoredAnswer
+
 if TYPE_CHECKING:
     from llmrouter.app import Router
 
@@ -25,25 +35,48 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charse
 def register(router: Router) -> None:
     app, answered = router.app, router.tables.answered
     redis_client = aioredis.from_url(router.settings.redis.url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    codec = Codec()
+
+    def readiness() -> tuple[bool, list[str]]:
+        providers = router.providers.status()
+        waiting = []
+        if not router.providers.started:
+            waiting.append("the provider registry has not read llm.providers yet")
+        if not app.tables.recovery.completed.is_set():
+            waiting.append("tables are still being recovered from their changelogs")
+        if app.rebalancing:
+            waiting.append("the consumer group is rebalancing")
+        if not any(p["available"] for p in providers.values()):
+            waiting.append("no provider is available")
+        return not waiting, waiting
 
     @app.page("/health/")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            providers = router.providers.status()
-            assigned = len(app.consumer.assignment()) if app.consumer else 0
+            ready, waiting = readiness()
             redis_ok = await _redis_ok(redis_client)
-            ready = (
-                router.providers.started and not app.rebalancing and assigned > 0
-                and any(p["available"] for p in providers.values())
-            )
             body = {
                 "live": True,
                 "ready": ready,
-                "kafka": {"assigned_partitions": assigned, "rebalancing": bool(app.rebalancing)},
+                "not_ready_because": waiting,
+                "kafka": {"assigned_partitions": len(app.consumer.assignment()) if app.consumer else 0,
+                          "rebalancing": bool(app.rebalancing), "generation": app.consumer_generation_id},
+                "work_in_flight": app.in_flight.jobs if app.in_flight is not None else 0,
                 "redis": {"ok": redis_ok, "note": "" if redis_ok else "Redis unreachable: L2 cache off"},
-                "providers": providers,
+                "providers": router.providers.status(),
             }
-            return self.json(body, status=200 if ready else 503)
+            return self.json(body)
+
+    @app.page("/health/live/")
+    class Live(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"live": True})
+
+    @app.page("/health/ready/")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            ready, waiting = readiness()
+            return self.json({"ready": ready, "not_ready_because": waiting}, status=200 if ready else 503)
 
     @app.page("/metrics/")
     class MetricsView(View):
@@ -58,10 +91,12 @@ def register(router: Router) -> None:
     @app.page("/requests/{request_id}/")
     @app.table_route(table=answered, match_info="request_id")
     async def stored_result(web: View, request: Request, request_id: str) -> Response:
-        stored = answered.get(request_id)
-        if stored is None:
+        raw = answered.get(request_id.encode())
+        if raw is None:
             return web.json({"request_id": request_id, "error": "no stored result"}, status=404)
-        return web.json(stored)
+        stored = StoredAnswer.from_bytes(raw)
+        return web.json({**codec.decode("LLMResult", stored.result), "stored_at_ms": stored.stored_at_ms,
+                         "delivered": stored.delivered})
 
 
 async def _redis_ok(client: aioredis.Redis) -> bool:

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from llmrouter.client import RouterClient
 from llmrouter.codec import Codec
+from llmrouter.core.stored import StoredAnswer
 from llmrouter.schemas import raw as raw_schema
 from tests.conftest import read_topic_to_end
 
@@ -132,8 +133,9 @@ async def test_a_streamed_request_sends_chunks_that_join_to_the_result_text(work
 
 
 async def test_a_result_goes_to_the_requests_reply_to_topic(worker):
-    """reply_to names the topic the result is sent to instead of llm.results."""
-    reply_topic = worker.settings.topic("replies.team-a")
+    """reply_to names the topic the result is sent to instead of llm.results (an allowed one:
+    `worker.reply_to_topics`, by default llm.results and llm.replies.*)."""
+    reply_topic = worker.settings.topic("llm.replies.team-a")
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
@@ -176,7 +178,8 @@ async def test_health_reports_providers_and_redis(worker):
 async def test_stored_results_are_changelogged_in_the_partition_of_their_request_id(worker):
     """Every `answered` changelog record sits in the partition its request_id hashes to, the
     same partition as the accepted topic it was answered from, so a rebalance moves a
-    request and its stored result together."""
+    request and its stored result together; the answer is stored, then marked delivered
+    once its result was sent."""
     from aiokafka.partitioner import DefaultPartitioner
 
     async with RouterClient(worker.settings) as client:
@@ -186,5 +189,8 @@ async def test_stored_results_are_changelogged_in_the_partition_of_their_request
     changelog = await read_topic_to_end(f"{worker.settings.worker.app_id}-answered-changelog", count, want=set(ids))
     partition_of = DefaultPartitioner()
     for rid in ids:
-        (message,) = changelog[rid]
-        assert message.partition == partition_of(rid.encode(), list(range(count)), list(range(count)))
+        stored, delivered = changelog[rid]  # the answer, then the same answer marked delivered
+        for message in (stored, delivered):
+            assert message.partition == partition_of(rid.encode(), list(range(count)), list(range(count)))
+        first, last = StoredAnswer.from_bytes(stored.value), StoredAnswer.from_bytes(delivered.value)
+        assert (first.delivered, last.delivered, first.result) == (False, True, last.result)
