@@ -120,6 +120,20 @@ class RouterClient:
             await self.poll(min(left, 1.0), on_chunk=on_chunk)
         return self.collected
 
+    async def read_to_end(self, timeout_s: float = 30.0) -> Collected:
+        """Take in everything written so far: read until each partition's position reaches
+        the end offset it had when this was called."""
+        assert self._consumer is not None, "start() the client first"
+        partitions = list(self._consumer.assignment())
+        end = await self._consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while any([await self._consumer.position(tp) < end[tp] for tp in partitions]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read to the end of {sorted({tp.topic for tp in partitions})} "
+                                   f"within {timeout_s}s")
+            await self.poll(0.5)
+        return self.collected
+
     async def poll(self, timeout_s: float, *, on_chunk: Callable[[dict[str, Any]], None] | None = None) -> None:
         """Take whatever arrived within ``timeout_s`` into :attr:`collected`."""
         assert self._consumer is not None, "start() the client first"

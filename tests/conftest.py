@@ -75,12 +75,31 @@ def isolated_settings(directory: Path, model_dir: Path, **sections: dict) -> tup
         "local_config": {"model_path": str(model_dir), "quantization": "none", "inference_threads": 1},
     }
     for section, values in sections.items():
-        data.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
     path = directory / "settings.yaml"
     path.write_text(yaml.safe_dump(data))
     settings = load_settings(path, env={})
     asyncio.run(ensure_topics(settings))
     return settings, path
+
+
+def sibling_settings(settings: Settings, path: Path, directory: Path) -> tuple[Settings, Path]:
+    """The same worker settings (same group and topics) with a web port and a data dir of its own."""
+    directory.mkdir()
+    data = yaml.safe_load(path.read_text())
+    data["worker"].update(web_port=free_port(), datadir=str(directory / "worker"))
+    sibling_path = directory / "settings.yaml"
+    sibling_path.write_text(yaml.safe_dump(data))
+    return load_settings(sibling_path, env={}), sibling_path
+
+
+def sim_provider(sim: Simulator, *, timeout_s: float = 10.0, max_concurrent: int = 8, **fields: Any) -> dict:
+    """Settings of an OpenAI-compatible provider (no key) served by the simulator ``sim``."""
+    return {"kind": "openai_compatible", "endpoint": sim.base_urls()["openai"], "api_key_env": "",
+            "models": ["sim-model"], "timeout_s": timeout_s, "max_concurrent": max_concurrent, **fields}
 
 
 def start_worker(settings_path: Path, settings: Settings, log_path: Path, *, consuming_only: bool = False,

@@ -8,13 +8,11 @@ import asyncio
 import time
 
 import pytest
-import yaml
 
 from llmrouter.client import RouterClient
 from llmrouter.providerscmd import produce_registration
 from llmrouter.providers.spec import ProviderSpec
-from llmrouter.settings import load_settings
-from tests.conftest import free_port, isolated_settings, start_worker
+from tests.conftest import isolated_settings, sibling_settings, start_worker
 
 pytestmark = pytest.mark.kafka
 REQUESTS = 24
@@ -25,21 +23,11 @@ def two_workers(kafka_and_redis, tiny_model_dir, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("two-workers")
     settings, path = isolated_settings(tmp_path, tiny_model_dir)
     first = start_worker(path, settings, tmp_path / "worker-1.log")
-    second_settings, second_path = _sibling(settings, path, tmp_path / "second")
+    second_settings, second_path = sibling_settings(settings, path, tmp_path / "second")
     second = start_worker(second_path, second_settings, tmp_path / "worker-2.log")
     yield first, second
     second.stop()
     first.stop()
-
-
-def _sibling(settings, path, directory):
-    """The same worker settings with a web port and a data dir of its own."""
-    directory.mkdir()
-    data = yaml.safe_load(path.read_text())
-    data["worker"].update(web_port=free_port(), datadir=str(directory / "worker"))
-    sibling_path = directory / "settings.yaml"
-    sibling_path.write_text(yaml.safe_dump(data))
-    return load_settings(sibling_path, env={}), sibling_path
 
 
 async def test_two_workers_split_the_work_and_answer_each_request_once(two_workers):
