@@ -1,8 +1,9 @@
 """Bytes on the wire <-> plain dicts, per the external contract.
 
 Values are Avro *single-object encoded* (Avro spec: marker ``C3 01``, the
-8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's parsing
-canonical form, then the binary body) or JSON objects. Requests may come in
+8-byte CRC-64-AVRO fingerprint of the writer schema's parsing canonical form
+in little-endian order, then the binary body; byte for byte what Apache Avro
+Java's ``BinaryMessageEncoder`` writes) or JSON objects. Requests may come in
 either form; what the router writes is Avro unless the settings say JSON.
 
 A reader resolves the writer schema by fingerprint in a :class:`SchemaStore`
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from typing import Any
 
 import fastavro
@@ -28,9 +28,28 @@ HEADER_LEN = len(MAGIC) + 8
 
 
 def schema_fingerprint(parsed: dict[str, Any]) -> bytes:
-    """The 8-byte CRC-64-AVRO fingerprint, little-endian as single-object encoding wants it."""
-    value = int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    """The 8 fingerprint bytes of the single-object header, in wire order.
+
+    That is the CRC-64-AVRO of the parsing canonical form, little-endian.
+    fastavro's hex is already those bytes in that order (as the ``avro``
+    library's ``Schema.fingerprint`` returns them): it is taken as it is,
+    never read as a big-endian number.
+    """
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+def describe_fingerprint(fp: bytes) -> str:
+    """``fp`` (the 8 bytes after ``C3 01``) so an operator can hold it against a JVM producer's schema.
+
+    Names the bytes as they are on the wire and the 64-bit CRC-64-AVRO value,
+    in hex and in decimal as Avro Java's
+    ``SchemaNormalization.parsingFingerprint64(schema)`` returns it (a signed
+    ``long``), e.g. ``header bytes 70 fa 91 f5 53 f6 48 77 = CRC-64-AVRO
+    0x7748f653f591fa70 (parsingFingerprint64 8595390729299294832)``.
+    """
+    value = int.from_bytes(fp, "little")
+    signed = int.from_bytes(fp, "little", signed=True)
+    return f"header bytes {fp.hex(' ')} = CRC-64-AVRO 0x{value:016x} (parsingFingerprint64 {signed})"
 
 
 class SchemaStore:
@@ -67,6 +86,7 @@ class SchemaStore:
         return self._readers[name]
 
     def writer(self, fp: bytes) -> dict[str, Any] | None:
+        """The writer schema whose fingerprint is ``fp`` (wire order), or ``None``."""
         return self._writers.get(fp)
 
     def fingerprint_of(self, name: str) -> bytes:
@@ -119,7 +139,7 @@ class Codec:
         writer = self.store.writer(fp)
         if writer is None:
             raise UndecodableRequest(
-                f"unknown Avro schema fingerprint {fp[::-1].hex()} (CRC-64-AVRO): the writer schema is not registered"
+                f"unknown Avro schema fingerprint: {describe_fingerprint(fp)}; the writer schema is not registered"
             )
         try:
             record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer, self.store.reader(name))
