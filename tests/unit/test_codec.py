@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import struct
 
 import avro.schema
+import fastavro
 import pytest
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+from structlog.testing import capture_logs
 
 from llmrouter.codec import MAGIC, Codec, SchemaStore, describe_fingerprint
 from llmrouter.errors import UndecodableRequest
@@ -71,6 +75,51 @@ def test_an_avro_request_round_trips_with_the_single_object_header():
 def test_a_json_object_is_accepted_as_it_is():
     """A JSON object decodes to its dict (validation is the contract's business)."""
     assert Codec().decode("LLMRequest", b' {"request_id": "j", "prompt": "p"}') == {"request_id": "j", "prompt": "p"}
+
+
+def legacy_message(name: str, record: dict) -> bytes:
+    """``record`` as llm-router 0.1.0 wrote it: fastavro's hex read as a number and packed little-endian."""
+    canonical = to_parsing_canonical_form(fastavro.parse_schema(raw(name), _write_hint=False))
+    old_fingerprint = struct.pack("<Q", int(fingerprint(canonical, "CRC-64-AVRO"), 16))
+    return MAGIC + old_fingerprint + Codec().encode_avro(name, record)[10:]
+
+
+def test_the_legacy_header_is_the_byte_reversed_fingerprint():
+    """What 0.1.0 wrote for LLMRequest: C3 01 77 48 F6 53 F5 91 FA 70, Avro Java's header reversed."""
+    assert legacy_message("LLMRequest", SAMPLES["LLMRequest"])[:10] == bytes.fromhex("c3017748f653f591fa70")
+
+
+def test_a_value_with_the_legacy_header_is_still_read_and_counted():
+    """For one release a reader accepts the reversed header of a known schema and counts it per schema."""
+    codec = Codec()
+    decoded = codec.decode("LLMRequest", legacy_message("LLMRequest", SAMPLES["LLMRequest"]))
+    assert decoded == codec.decode("LLMRequest", codec.encode_avro("LLMRequest", SAMPLES["LLMRequest"]))
+    assert codec.legacy_headers == {"LLMRequest": 1}
+
+
+def test_legacy_headers_are_counted_every_time_and_logged_once_per_schema():
+    """Three legacy LLMRequests and one legacy Event: counted 3 and 1, passed to the callback each time,
+    one warning per schema naming both headers; a header in the spec's order is not counted."""
+    seen: list[str] = []
+    codec = Codec(on_legacy_header=seen.append)
+    with capture_logs() as logs:
+        for _ in range(3):
+            codec.decode("LLMRequest", legacy_message("LLMRequest", SAMPLES["LLMRequest"]))
+        codec.decode("Event", legacy_message("Event", SAMPLES["Event"]))
+        codec.decode("Event", codec.encode_avro("Event", SAMPLES["Event"]))
+    assert codec.legacy_headers == {"LLMRequest": 3, "Event": 1}
+    assert seen == ["LLMRequest", "LLMRequest", "LLMRequest", "Event"]
+    warnings = [entry for entry in logs if entry["event"] == "avro_legacy_header"]
+    assert [(w["log_level"], w["schema"]) for w in warnings] == [("warning", "LLMRequest"), ("warning", "Event")]
+    assert warnings[0]["header"].startswith("header bytes 77 48 f6 53 f5 91 fa 70 ")
+    assert warnings[0]["spec_header"].startswith("header bytes 70 fa 91 f5 53 f6 48 77 ")
+
+
+def test_a_value_read_with_the_legacy_header_is_written_back_in_the_specs_order():
+    """Writers always write the spec's order, whatever header the value came in with."""
+    codec = Codec()
+    decoded = codec.decode("LLMRequest", legacy_message("LLMRequest", SAMPLES["LLMRequest"]))
+    assert codec.encode_avro("LLMRequest", decoded)[2:10] == reference_fingerprint("LLMRequest")
 
 
 @pytest.mark.parametrize("data, reason", [
