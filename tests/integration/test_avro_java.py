@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from llmrouter.codec import MAGIC, Codec, describe_fingerprint
-from llmrouter.infra._process import InfraError
+from llmrouter.infra import InfraError
 from llmrouter.schemas import SCHEMA_NAMES
 from llmrouter.workerproc import WorkerProcess
 from tests.interop.java import MAVEN_TIMEOUT_S, AvroJava, resolve_jars

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from llmrouter.infra._process import InfraError, tail
+from llmrouter.infra import InfraError
+from llmrouter.infra._process import tail
 from llmrouter.infra.kafka import cache_root
 
 INTEROP_DIR = Path(__file__).parent
@@ -105,8 +106,9 @@ class AvroJava:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"AvroInterop {args[0]} did not finish within {timeout_s:.0f} s; "
-                                 f"stderr:\n{exc.stderr or ''}") from exc
+            stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+            raise AssertionError(f"AvroInterop {args[0]} did not finish within {timeout_s:g} s; "
+                                 f"stderr:\n{stderr}") from exc
         if done.returncode != 0:
             raise AssertionError(f"AvroInterop {args[0]} exited {done.returncode}; stderr:\n{done.stderr.strip()}")
         return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
