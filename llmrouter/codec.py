@@ -1,36 +1,70 @@
 """Bytes on the wire <-> plain dicts, per the external contract.
 
 Values are Avro *single-object encoded* (Avro spec: marker ``C3 01``, the
-8-byte little-endian CRC-64-AVRO fingerprint of the writer schema's parsing
-canonical form, then the binary body) or JSON objects. Requests may come in
+8-byte CRC-64-AVRO fingerprint of the writer schema's parsing canonical form
+in little-endian order, then the binary body; byte for byte what Apache Avro
+Java's ``BinaryMessageEncoder`` writes) or JSON objects. Requests may come in
 either form; what the router writes is Avro unless the settings say JSON.
 
 A reader resolves the writer schema by fingerprint in a :class:`SchemaStore`
 and reads it into the current (reader) schema, so a message written with an
 older schema version is still read after a field with a default was added.
+
+The legacy header: llm-router 0.1.0 and older wrote the fingerprint
+byte-reversed (``C3 01 77 48 f6 53 …`` for LLMRequest instead of the spec's
+``C3 01 70 fa 91 f5 …``). Writers now always write the spec's order. For one
+release (the first that writes the spec's order) readers still accept the
+reversed header, so messages already in topics stay readable: each one is
+counted in :attr:`Codec.legacy_headers` (and passed to ``on_legacy_header``,
+for a metric), and the first one per schema is logged as a warning. The
+release after that refuses it as an unknown fingerprint.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import struct
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
+import structlog
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from llmrouter import schemas
 from llmrouter.errors import UndecodableRequest
 
+log = structlog.get_logger("llmrouter.codec")
+
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
+LEGACY_WRITERS = "llm-router 0.1.0 and older"
 
 
 def schema_fingerprint(parsed: dict[str, Any]) -> bytes:
-    """The 8-byte CRC-64-AVRO fingerprint, little-endian as single-object encoding wants it."""
-    value = int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    """The 8 fingerprint bytes of the single-object header, in wire order.
+
+    That is the CRC-64-AVRO of the parsing canonical form, little-endian.
+    fastavro's hex is already those bytes in that order (as the ``avro``
+    library's ``Schema.fingerprint`` returns them): it is taken as it is,
+    never read as a big-endian number.
+    """
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+def describe_fingerprint(fp: bytes) -> str:
+    """``fp`` (the 8 bytes after ``C3 01``) so an operator can hold it against a JVM producer's schema.
+
+    Names the bytes as they are on the wire and the 64-bit CRC-64-AVRO value,
+    in hex and in decimal as Avro Java's
+    ``SchemaNormalization.parsingFingerprint64(schema)`` returns it (a signed
+    ``long``), e.g. ``header bytes 70 fa 91 f5 53 f6 48 77 = CRC-64-AVRO
+    0x7748f653f591fa70 (parsingFingerprint64 8595390729299294832)``.
+    """
+    value = int.from_bytes(fp, "little")
+    signed = int.from_bytes(fp, "little", signed=True)
+    return f"header bytes {fp.hex(' ')} = CRC-64-AVRO 0x{value:016x} (parsingFingerprint64 {signed})"
 
 
 class SchemaStore:
@@ -67,20 +101,33 @@ class SchemaStore:
         return self._readers[name]
 
     def writer(self, fp: bytes) -> dict[str, Any] | None:
+        """The writer schema whose fingerprint is ``fp`` (wire order), or ``None``."""
         return self._writers.get(fp)
+
+    def legacy_writer(self, fp: bytes) -> dict[str, Any] | None:
+        """The writer schema whose fingerprint is ``fp`` byte-reversed (the legacy header), or ``None``."""
+        return self._writers.get(fp[::-1])
 
     def fingerprint_of(self, name: str) -> bytes:
         return self._reader_fingerprints[name]
 
 
 class Codec:
-    """Encodes the router's records and decodes what upstream sends."""
+    """Encodes the router's records and decodes what upstream sends.
 
-    def __init__(self, store: SchemaStore | None = None, *, output: str = "avro") -> None:
+    ``legacy_headers`` counts, per writer schema name, the values read with
+    the legacy byte-reversed header; ``on_legacy_header(schema_name)`` is
+    called for each one as well (e.g. to increment a Prometheus counter).
+    """
+
+    def __init__(self, store: SchemaStore | None = None, *, output: str = "avro",
+                 on_legacy_header: Callable[[str], Any] | None = None) -> None:
         if output not in ("avro", "json"):
             raise ValueError(f"output encoding must be 'avro' or 'json', not {output!r}")
         self.store = store or SchemaStore.default()
         self.output = output
+        self.legacy_headers: Counter[str] = Counter()
+        self._on_legacy_header = on_legacy_header
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         """``record`` as record ``name`` in the configured output encoding."""
@@ -116,16 +163,31 @@ class Codec:
         if len(data) < HEADER_LEN:
             raise UndecodableRequest(f"Avro single-object header truncated: {len(data)} bytes, need at least {HEADER_LEN}")
         fp = data[2:HEADER_LEN]
-        writer = self.store.writer(fp)
+        writer = self.store.writer(fp) or self._legacy_writer(fp)
         if writer is None:
             raise UndecodableRequest(
-                f"unknown Avro schema fingerprint {fp[::-1].hex()} (CRC-64-AVRO): the writer schema is not registered"
+                f"unknown Avro schema fingerprint: {describe_fingerprint(fp)}; the writer schema is not registered"
             )
         try:
             record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer, self.store.reader(name))
         except Exception as exc:  # fastavro raises many types for a corrupt body
             raise UndecodableRequest(f"Avro body does not match its schema: {exc}") from exc
         return record
+
+    def _legacy_writer(self, fp: bytes) -> dict[str, Any] | None:
+        """The writer schema of a legacy (byte-reversed) header, counted and, once per schema, logged."""
+        writer = self.store.legacy_writer(fp)
+        if writer is None:
+            return None
+        name = writer["name"].rsplit(".", 1)[-1]
+        self.legacy_headers[name] += 1
+        if self.legacy_headers[name] == 1:
+            log.warning("avro_legacy_header", schema=name, written_by=LEGACY_WRITERS,
+                        header=describe_fingerprint(fp), spec_header=describe_fingerprint(fp[::-1]),
+                        accepted="this release only (logged once per schema, counted in legacy_headers)")
+        if self._on_legacy_header is not None:
+            self._on_legacy_header(name)
+        return writer
 
 
 def encode_json(record: dict[str, Any]) -> bytes:

@@ -30,7 +30,7 @@ def avro_single_object(record: dict) -> bytes:
     full = {f["name"]: f.get("default") for f in raw["fields"]} | record  # this writer does not fill defaults
     body = io.BytesIO()
     avro.io.DatumWriter(schema).write(full, avro.io.BinaryEncoder(body))
-    return b"\xc3\x01" + schema.fingerprint("CRC-64-AVRO")[::-1] + body.getvalue()
+    return b"\xc3\x01" + schema.fingerprint("CRC-64-AVRO") + body.getvalue()  # its bytes as they are
 
 
 async def test_avro_and_json_requests_each_get_exactly_one_result(worker):
