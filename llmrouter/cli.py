@@ -148,6 +148,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> None:
     from llmrouter.app import build_router
     from llmrouter.kafka_admin import ensure_topics
     from llmrouter.logs import configure_logging
+    from llmrouter.new_group import seed_new_group
     from llmrouter.topic_plan import APPLY_COMMAND
 
     # Our own lines logged before faust starts (faust replaces this handler with its own).
@@ -161,6 +162,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> None:
     for drift in report.drift:
         log.warning("topic_config_differs", topic=drift.topic, config=drift.key, actual=drift.actual,
                     expected=drift.expected, fix=f"run `{APPLY_COMMAND}`")
+    asyncio.run(seed_new_group(settings))  # a new group starts at recent requests, not a week of stale ones
     router = build_router(settings)
     faust.Worker(router.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 
