@@ -24,20 +24,25 @@ Kafka 4.0.2.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, KafkaError, for_code
 
 from llmrouter.settings import Settings
 from llmrouter.topics import group_source_topics
 
 log = structlog.get_logger("llmrouter.topics")
 _INACTIVE_GROUP_STATES = ("Empty", "Dead")  # "Dead": the broker knows nothing of the group
+# A fresh cluster creates __consumer_offsets at the first group request and answers
+# "coordinator not available" meanwhile; the admin client does not retry that itself.
+COORDINATOR_WAIT_S = 30.0
+_RETRY_EVERY_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ async def seed_new_group(settings: Settings, *, now_s: float | None = None) -> l
     group = settings.worker.app_id
     partitions = [TopicPartition(spec.name, p) for spec in group_source_topics(settings)
                   for p in range(spec.partitions)]
-    unset = await _partitions_without_offsets(settings, group, partitions)
+    unset = await _retrying(lambda: _partitions_without_offsets(settings, group, partitions), COORDINATOR_WAIT_S)
     if not unset:
         return []
     since_ms = int(((time.time() if now_s is None else now_s) - settings.kafka.new_group_lookback_s) * 1000)
@@ -108,6 +113,8 @@ async def _partitions_without_offsets(settings: Settings, group: str,
     await admin.start()
     try:
         described = (await admin.describe_consumer_groups([group]))[0].to_object()["groups"][0]
+        if described["error_code"]:
+            raise for_code(described["error_code"])(f"cannot describe consumer group {group}")
         if described["state"] not in _INACTIVE_GROUP_STATES:
             log.info("new_group_not_seeded", group=group, state=described["state"],
                      reason="the group has members; they keep its offsets")
@@ -116,6 +123,19 @@ async def _partitions_without_offsets(settings: Settings, group: str,
     finally:
         await admin.close()
     return [tp for tp in partitions if tp not in committed or committed[tp].offset < 0]
+
+
+async def _retrying(call: Callable[[], Awaitable[list[TopicPartition]]], within_s: float) -> list[TopicPartition]:
+    """``call()``, again while it fails with a retriable Kafka error, for at most ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            log.info("new_group_waiting_for_coordinator", error=type(exc).__name__)
+        await asyncio.sleep(_RETRY_EVERY_S)
 
 
 def _log_plan(group: str, plan: list[StartOffset], lookback_s: float) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
 
-from llmrouter.new_group import plan_start_offsets
+from llmrouter.new_group import _retrying, plan_start_offsets
 from llmrouter.settings import load_settings
 from llmrouter.topics import group_source_topics
 
@@ -40,3 +42,25 @@ def test_the_default_lookback_is_ten_minutes():
     """About ten times the default request timeout (60 s)."""
     s = load_settings(env={})
     assert s.kafka.new_group_lookback_s == 600 == 10 * s.limits.default_timeout_s
+
+
+async def test_a_coordinator_not_ready_yet_is_waited_for_and_other_errors_are_not():
+    """A fresh cluster answers "coordinator not available" while it creates __consumer_offsets:
+    retried; a non-retriable error is raised at once."""
+    calls: list[int] = []
+
+    async def not_ready_once() -> list[TopicPartition]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise GroupCoordinatorNotAvailableError("creating __consumer_offsets")
+        return [P0]
+
+    assert await _retrying(not_ready_once, within_s=10) == [P0] and len(calls) == 2
+
+    async def refused() -> list[TopicPartition]:
+        calls.append(1)
+        raise GroupAuthorizationFailedError("no")
+
+    with pytest.raises(GroupAuthorizationFailedError):
+        await _retrying(refused, within_s=10)
+    assert len(calls) == 3
