@@ -3,7 +3,7 @@
 ::
 
     llmrouter infra up|down|status     local Kafka (KRaft, jars from Maven Central) + Redis
-    llmrouter topics create            create the router's topics
+    llmrouter topics create [--apply-configs]   create the router's topics, check those that exist
     llmrouter worker                   run a router worker (Faust)
     llmrouter send "prompt"            produce one request, print its result
     llmrouter providers list|register|remove   the provider registry (llm.providers)
@@ -57,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     infra.add_parser("status", help="show both services").set_defaults(func=_infra_status)
 
     topics = sub.add_parser("topics", help="topic administration").add_subparsers(required=True, metavar="ACTION")
-    topics.add_parser("create", help="create missing topics").set_defaults(func=_topics_create)
+    p = topics.add_parser("create", help="create missing topics, check those that exist")
+    p.add_argument("--apply-configs", action="store_true",
+                   help="also set retention, cleanup policy and min ISR of existing topics to the settings")
+    p.set_defaults(func=_topics_create)
 
     p = sub.add_parser("worker", help="run a router worker")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
@@ -123,18 +126,43 @@ def _infra_status(args: argparse.Namespace, settings: Settings) -> None:
 
 def _topics_create(args: argparse.Namespace, settings: Settings) -> None:
     from llmrouter.kafka_admin import ensure_topics
+    from llmrouter.topic_plan import APPLY_COMMAND
 
-    created = asyncio.run(ensure_topics(settings))
-    print(f"created {len(created)} topic(s): {', '.join(created)}" if created else "all topics exist")
+    report = asyncio.run(ensure_topics(settings, apply_configs=args.apply_configs))
+    print(f"created {len(report.created)} topic(s): {', '.join(report.created)}" if report.created
+          else "no topic to create")
+    for topic, configs in report.altered.items():
+        print(f"altered {topic}: {', '.join(f'{k}={v}' for k, v in configs.items())}")
+    for drift in report.drift:
+        print(f"warning: {drift}", file=sys.stderr)
+    if report.drift:
+        print(f"warning: left as they are; run `{APPLY_COMMAND}` to set them", file=sys.stderr)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> None:
+    import logging
+
     import faust
+    import structlog
 
     from llmrouter.app import build_router
     from llmrouter.kafka_admin import ensure_topics
+    from llmrouter.logs import configure_logging
+    from llmrouter.new_group import seed_new_group
+    from llmrouter.topic_plan import APPLY_COMMAND
 
-    asyncio.run(ensure_topics(settings))
+    # Our own lines logged before faust starts (faust replaces this handler with its own).
+    before_faust = logging.StreamHandler()
+    before_faust.addFilter(logging.Filter("llmrouter"))
+    before_faust.setFormatter(logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[before_faust])
+    configure_logging(settings.worker.log_format)
+    log = structlog.get_logger("llmrouter.topics")
+    report = asyncio.run(ensure_topics(settings))  # a topic that does not fit stops here: ConfigError, exit 2
+    for drift in report.drift:
+        log.warning("topic_config_differs", topic=drift.topic, config=drift.key, actual=drift.actual,
+                    expected=drift.expected, fix=f"run `{APPLY_COMMAND}`")
+    asyncio.run(seed_new_group(settings))  # a new group starts at recent requests, not a week of stale ones
     router = build_router(settings)
     faust.Worker(router.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 

@@ -56,12 +56,41 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TopicRetention(_Section):
+    """How long each topic keeps its records before Kafka deletes them (``retention.ms``), in hours.
+
+    llm.providers has no retention: it is compacted, a registration is never deleted by time.
+    """
+
+    requests_hours: float = Field(7 * 24, gt=0, description="llm.requests.<priority> and the internal "
+                                  "llm.router.accepted.<priority>: long enough to outlive an outage of the workers")
+    results_hours: float = Field(3 * 24, gt=0, description="llm.results: for requesters that read late")
+    stream_hours: float = Field(1, gt=0, description="llm.stream: token chunks matter only while a request streams")
+    dlq_hours: float = Field(14 * 24, gt=0, description="llm.dlq: long enough to replay from")
+    events_hours: float = Field(7 * 24, gt=0, description="llm.events: the audit trail")
+    alerts_hours: float = Field(7 * 24, gt=0, description="llm.alerts")
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
     topic_prefix: str = ""
     request_partitions: int = Field(4, ge=1, description="partitions of each llm.requests.<priority> topic")
     partitions: int = Field(4, ge=1, description="partitions of results, stream, dlq, events, alerts and internal topics")
     replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of the router's topics; None: 1 for replication factor 1, "
+                                "else replication_factor - 1 capped at 2")
+    retention: TopicRetention = TopicRetention()
+    new_group_lookback_s: float = Field(
+        600, ge=0, description="a consumer group with no committed offset starts at the requests produced this "
+                               "recently, not at the start of the retained week")
+
+    @model_validator(mode="after")
+    def _min_isr(self) -> KafkaSettings:
+        if self.min_insync_replicas is not None and self.min_insync_replicas > self.replication_factor:
+            raise ValueError(f"min_insync_replicas ({self.min_insync_replicas}) cannot exceed replication_factor "
+                             f"({self.replication_factor}): every acks=all write would be refused")
+        return self
 
 
 class RedisSettings(_Section):

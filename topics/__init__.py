@@ -2,9 +2,11 @@
 per-priority topics keyed by request_id (intake repartitions into them so the
 idempotency table is written from a stream grouped by its key).
 
-Declarations only: ``topic_specs`` says what must exist (``llmrouter`` creates
-it, see :mod:`llmrouter.kafka_admin`), ``declare_topics`` binds them to an app.
-Values travel as raw bytes; :mod:`llmrouter.codec` does the encoding.
+Declarations only: ``topic_specs`` says what must exist, with how many
+partitions and how long each topic keeps its records (``llmrouter`` creates
+and checks them, see :mod:`llmrouter.kafka_admin`); ``group_source_topics``
+names what the worker's consumer group reads; ``declare_topics`` binds them
+to an app. Values travel as raw bytes; :mod:`llmrouter.codec` does the encoding.
 """
 
 from __future__ import annotations
@@ -24,13 +26,33 @@ DLQ = "llm.dlq"
 ALERTS = "llm.alerts"
 EVENTS = "llm.events"
 PROVIDERS = "llm.providers"
+# Faust names a table's changelog "<app id>-<table>-changelog" (no topic prefix)
+# and creates it itself; the router only checks its partition count.
+ANSWERED_CHANGELOG = "{app_id}-answered-changelog"
+
+_MS_PER_HOUR = 3_600_000
 
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """One topic as the settings want it.
+
+    ``partitions_setting`` names the setting its partition count comes from
+    (empty: fixed). An existing topic must have exactly that count when
+    ``exact_partitions`` (tables and their sources are partitioned alike);
+    the outputs work with any count, their readers take every partition.
+    ``retention_ms`` is None for a compacted topic, whose records are never
+    deleted by time. A topic that is not ``managed`` is created by faust; only
+    its partition count is the router's business.
+    """
+
     name: str
     partitions: int
+    partitions_setting: str = ""
+    exact_partitions: bool = True
+    retention_ms: int | None = None
     compacted: bool = False
+    managed: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,13 +68,35 @@ class Topics:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """Every topic the router reads or writes, with its partition count."""
-    kafka = settings.kafka
-    specs = [TopicSpec(settings.topic(REQUESTS.format(priority=p)), kafka.request_partitions) for p in PRIORITIES]
-    specs += [TopicSpec(settings.topic(ACCEPTED.format(priority=p)), kafka.partitions) for p in PRIORITIES]
-    specs += [TopicSpec(settings.topic(name), kafka.partitions) for name in (RESULTS, STREAM, DLQ, ALERTS, EVENTS)]
+    """Every topic the router reads or writes, with its partition count and retention."""
+    kafka, keep = settings.kafka, settings.kafka.retention
+
+    def source(name: str, partitions: int, setting: str) -> TopicSpec:
+        return TopicSpec(settings.topic(name), partitions, setting, retention_ms=_ms(keep.requests_hours))
+
+    def output(name: str, hours: float) -> TopicSpec:
+        return TopicSpec(settings.topic(name), kafka.partitions, "kafka.partitions", exact_partitions=False,
+                         retention_ms=_ms(hours))
+
+    specs = [source(REQUESTS.format(priority=p), kafka.request_partitions, "kafka.request_partitions")
+             for p in PRIORITIES]
+    specs += [source(ACCEPTED.format(priority=p), kafka.partitions, "kafka.partitions") for p in PRIORITIES]
+    specs += [output(RESULTS, keep.results_hours), output(STREAM, keep.stream_hours), output(DLQ, keep.dlq_hours),
+              output(ALERTS, keep.alerts_hours), output(EVENTS, keep.events_hours)]
     specs.append(TopicSpec(settings.topic(PROVIDERS), 1, compacted=True))
+    specs.append(TopicSpec(ANSWERED_CHANGELOG.format(app_id=settings.worker.app_id), kafka.partitions,
+                           "kafka.partitions", compacted=True, managed=False))
     return specs
+
+
+def _ms(hours: float) -> int:
+    return round(hours * _MS_PER_HOUR)
+
+
+def group_source_topics(settings: Settings) -> list[TopicSpec]:
+    """The topics the worker's consumer group reads (llm.providers is read without a group)."""
+    names = {settings.topic(t.format(priority=p)) for t in (REQUESTS, ACCEPTED) for p in PRIORITIES}
+    return [spec for spec in topic_specs(settings) if spec.name in names]
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
