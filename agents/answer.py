@@ -69,8 +69,8 @@ class DeadLetter:
 
 class Answerer:
     def __init__(
-        self, *, settings: Settings, tables: Tables, topics: Topics, dispatcher: Dispatcher, publisher: Publisher,
-        metrics: Metrics, registry: ProviderRegistry,
+        self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
+        publisher: Publisher, metrics: Metrics, registry: ProviderRegistry,
     ) -> None:
         self._settings = settings
         self._answered = tables.answered
@@ -79,7 +79,7 @@ class Answerer:
         self._publisher = publisher
         self._metrics = metrics
         self._registry = registry
-        self._codec = Codec()
+        self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
 

@@ -81,9 +81,10 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     dispatcher = Dispatcher(providers.entries)
 
-    intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=Codec(),
+    inbound = Codec(on_legacy_header=lambda schema: metrics.avro_legacy_headers_total.labels(schema).inc())
+    intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
                                                           publisher=publisher, directory=directory), settings)
-    answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, dispatcher=dispatcher,
+    answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
                                publisher=publisher, metrics=metrics, registry=providers)
     answer.register(app, topics, in_flight, answerer, settings)
     inert = settings.inert()

@@ -41,6 +41,9 @@ class Metrics:
             "llmrouter_provider_healthy", "1 if the provider's last health check passed.", ["provider"], registry=r)
         self.dlq_total = Counter(
             "llmrouter_dlq_total", "Messages written to the dead-letter topic.", ["code"], registry=r)
+        self.avro_legacy_headers_total = Counter(
+            "llmrouter_avro_legacy_headers_total", "Values read with the byte-reversed Avro header of 0.1.0.",
+            ["schema"], registry=r)
         self.replays_total = Counter(
             "llmrouter_replays_total", "Stored results re-emitted for a request delivered again.", registry=r)
         self.memory_usage_bytes = Gauge(

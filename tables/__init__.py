@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import faust
 
 from llmrouter.settings import Settings
+from llmrouter.topic_plan import min_insync_replicas
 
 MIB = 1024 * 1024
 
@@ -48,13 +49,9 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
             extra_topic_configs={
                 "cleanup.policy": "compact,delete",
                 "retention.ms": str(window_s * 1000),
-                "min.insync.replicas": str(min_insync_replicas(settings.kafka.replication_factor)),
+                "min.insync.replicas": str(min_insync_replicas(settings.kafka.replication_factor,
+                                                               settings.kafka.min_insync_replicas)),
             },
             help="request_id -> stored answer (idempotency)",
         ),
     )
-
-
-def min_insync_replicas(replication_factor: int) -> int:
-    """Writes with acks=all need this many replicas: all but one, at least 1, at most 2."""
-    return max(1, min(2, replication_factor - 1))
