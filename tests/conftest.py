@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from llmrouter import infra
 from llmrouter.kafka_admin import ensure_topics
@@ -171,3 +173,13 @@ async def read_topic_to_end(topic: str, partition_count: int, *, want: set[str],
         await consumer.stop()
 
 
+async def read_configs(names: list[str]) -> dict[str, dict[str, tuple[str, int]]]:
+    """topic -> config -> (value, config_source), read back with describe_configs."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    finally:
+        await admin.close()
+    return {name: {e[0]: (e[1], e[3]) for e in entries}
+            for response in responses for _code, _msg, _type, name, entries in response.resources}

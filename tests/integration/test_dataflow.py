@@ -17,7 +17,7 @@ from llmrouter.client import RouterClient
 from llmrouter.codec import Codec
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.schemas import raw as raw_schema
-from tests.conftest import read_topic_to_end
+from tests.conftest import read_configs, read_topic_to_end
 
 pytestmark = pytest.mark.kafka
 BOOTSTRAP = "127.0.0.1:9092"
@@ -168,11 +168,23 @@ async def test_requests_over_a_limit_are_rejected_with_a_clear_code(worker):
 
 
 async def test_health_reports_providers_and_redis(worker):
-    """/health says ready, lists the local model as available and an unconfigured cloud provider with its reason."""
+    """/health says ready, lists the local model as available and an unconfigured cloud provider with its
+    reason; /health/live/ and /health/ready/ both answer 200."""
     health = worker.health()
-    assert health["ready"] is True and health["redis"]["ok"] is True
+    assert health["ready"] is True and health["redis"]["ok"] is True and health["not_ready_because"] == []
+    assert worker.get_json("/health/live/") == (200, {"live": True})
+    assert worker.get_json("/health/ready/") == (200, {"ready": True, "not_ready_because": []})
     assert health["providers"]["local"] == {"available": True}
     assert "HF_TOKEN" in health["providers"]["huggingface"]["reason"]
+
+
+async def test_the_answered_changelog_forgets_after_the_idempotency_window(worker):
+    """The `answered` changelog is compacted and deleted after `tables.idempotency_window_s`, so a
+    recovery never brings back answers older than the window."""
+    changelog = f"{worker.settings.worker.app_id}-answered-changelog"
+    configs = (await read_configs([changelog]))[changelog]
+    window_ms = int(worker.settings.tables.idempotency_window_s * 1000)
+    assert (configs["cleanup.policy"][0], configs["retention.ms"][0]) == ("compact,delete", str(window_ms))
 
 
 async def test_stored_results_are_changelogged_in_the_partition_of_their_request_id(worker):

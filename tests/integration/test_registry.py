@@ -90,6 +90,17 @@ async def test_an_unconfigured_provider_is_shown_and_skipped_with_its_reason(bar
     assert all(a["outcome"] == "skipped" for a in record["attempts"])
 
 
+async def test_a_worker_with_no_provider_is_live_but_not_ready(bare_worker):
+    """Liveness and readiness apart: /health/live/ answers 200, /health/ready/ 503 saying why,
+    and /health/ (the report) 200 with the same reason."""
+    worker, _ = bare_worker
+    assert worker.get_json("/health/live/") == (200, {"live": True})
+    status, ready = worker.get_json("/health/ready/")
+    assert status == 503 and ready == {"ready": False, "not_ready_because": ["no provider is available"]}
+    status, report = worker.get_json("/health/")
+    assert status == 200 and report["live"] and report["not_ready_because"] == ["no provider is available"]
+
+
 async def test_a_registered_provider_takes_traffic_and_a_removed_one_stops(bare_worker, sim: SimulatorThread):
     """`providers register` -> listed within seconds -> serves requests over a pool of at most
     max_concurrent connections; registering the name again updates it (new model, new prices);

@@ -18,7 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from llmrouter.settings import Settings
 from llmrouter.topics import ANSWERED_CHANGELOG, topic_specs
-from tests.conftest import BOOTSTRAP, isolated_settings
+from tests.conftest import BOOTSTRAP, isolated_settings, read_configs
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
 LLMROUTER = shutil.which("llmrouter", path=str(Path(sys.executable).parent)) or "llmrouter"
@@ -42,17 +42,6 @@ async def admin_client() -> AIOKafkaAdminClient:
     admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     await admin.start()
     return admin
-
-
-async def read_configs(names: list[str]) -> dict[str, dict[str, tuple[str, int]]]:
-    """topic -> config -> (value, config_source), read back with describe_configs."""
-    admin = await admin_client()
-    try:
-        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
-    finally:
-        await admin.close()
-    return {name: {e[0]: (e[1], e[3]) for e in entries}
-            for response in responses for _code, _msg, _type, name, entries in response.resources}
 
 
 # -- topics created with their configs ------------------------------------------------------------
