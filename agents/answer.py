@@ -106,10 +106,13 @@ class Answerer:
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a request the handler failed on: a dead letter and an ``error``
         result (when its request_id is known), written until they are."""
+        headers = normalize_headers(event.headers)
         try:
-            origin: Origin | None = origin_of_forwarded(event.value, normalize_headers(event.headers))
-        except ValueError:
-            origin = None
+            origin = origin_of_forwarded(event.value, headers)
+        except ValueError:  # not written by intake (an older version's internal form): keep it as it is
+            message = event.message
+            origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset, key=message.key,
+                            value=event.value, headers=headers, received_at_ms=now_ms())
         request = self._request_or_none(origin, priority=self._priority_of.get(event.message.topic, "normal"))
         code = exc.code if isinstance(exc, (WriteFailed, RequestError)) else "internal_error"
         reason = f"the router failed while answering: {exc}"
@@ -207,9 +210,7 @@ class Answerer:
         await with_retries(lambda: put_durably(self._answered, request_id.encode(), stored.to_bytes()),
                            what=what, attempts=self._attempts)
 
-    def _request_or_none(self, origin: Origin | None, *, priority: str) -> Request | None:
-        if origin is None:
-            return None
+    def _request_or_none(self, origin: Origin, *, priority: str) -> Request | None:
         try:
             return parse_request(self._codec.decode("LLMRequest", origin.value), priority=priority,
                                  received_at_ms=origin.received_at_ms)

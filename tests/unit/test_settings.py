@@ -88,3 +88,17 @@ def test_rates_are_parsed_into_count_and_period():
     assert parse_rate("50/hour") == (50.0, 3600.0) and parse_rate("1000/minute") == (1000.0, 60.0)
     with pytest.raises(ValueError, match="1000/minute"):
         parse_rate("fast")
+
+
+def test_settings_read_but_not_enforced_yet_are_named():
+    """The worker warns at start about each setting no stage acts on yet (rate limits, budgets, cache)."""
+    inert = load_settings(env={}).inert()
+    assert {"huggingface_config.rate_limit", "premium_config.usage_limit", "cache_config",
+            "together_config.priority", "llm_config.local.memory_limit"} <= set(inert)
+    assert not any(name.startswith(("worker.", "kafka.", "limits.", "tables.")) for name in inert)
+
+
+def test_the_revoke_grace_and_write_timeout_must_fit_inside_a_rebalance():
+    """A drain longer than half the rebalance timeout would get the worker thrown out of its group."""
+    with pytest.raises(ConfigError, match="revoke_grace_s \\+ producer_timeout_s must be at most 30"):
+        load_settings(env={"LLMROUTER__WORKER__REVOKE_GRACE_S": "25"})
