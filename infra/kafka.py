@@ -16,7 +16,6 @@ Where things live:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -33,6 +32,8 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.metadata import MetadataRequest
 
+from llmrouter.infra import maven
+from llmrouter.infra.maven import cache_root
 from llmrouter.infra._process import (
     Echo,
     InfraError,
@@ -143,11 +144,6 @@ def kafka_version(pom: Path = _PACKAGE_DIR / "pom.xml") -> str:
     return version.strip()
 
 
-def cache_root() -> Path:
-    """Return ``$LLMROUTER_CACHE`` or ``~/.cache/llmrouter``."""
-    return Path(os.environ.get("LLMROUTER_CACHE", "~/.cache/llmrouter")).expanduser()
-
-
 def runtime(echo: Echo = print) -> tuple[str, Path]:
     """Return the broker's class path and log4j2 config, resolving jars if needed."""
     home = os.environ.get("KAFKA_HOME")
@@ -164,51 +160,8 @@ def runtime(echo: Echo = print) -> tuple[str, Path]:
 def resolve_jars(echo: Echo = print) -> Path:
     """Copy the broker's jars from Maven into the cache once; return the libs folder."""
     version = kafka_version()
-    home = cache_root() / f"kafka-{version}"
-    libs, marker = home / "libs", home / ".complete"
-    if marker.is_file():
-        return libs
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not marker.is_file():
-            _copy_jars(version, home, echo)
-    return libs
-
-
-def _copy_jars(version: str, home: Path, echo: Echo) -> None:
-    """Run ``mvn dependency:copy-dependencies`` into ``home/libs`` and mark it complete."""
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise InfraError(
-            "Maven (`mvn`) is needed once to fetch the Kafka jars: "
-            "run `sudo apt-get install -y maven`, or set KAFKA_HOME to an unpacked Kafka."
-        )
-    shutil.copyfile(_PACKAGE_DIR / "pom.xml", home / "pom.xml")
-    partial, libs = home / "libs.partial", home / "libs"
-    shutil.rmtree(partial, ignore_errors=True)
-    echo(f"resolving Kafka {version} jars from Maven Central into {libs} (first run only, ~45 MB) …")
-    started = time.monotonic()
-    cmd = [mvn, "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
-           f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
-    with open(home / "mvn.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        while proc.poll() is None:
-            if time.monotonic() - started > MAVEN_TIMEOUT_S:
-                proc.kill()
-                break
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                echo(f"  … still resolving ({time.monotonic() - started:.0f} s)")
-    if proc.returncode != 0:
-        raise InfraError(f"mvn failed (exit {proc.returncode}); last lines of {home / 'mvn.log'}:\n"
-                         f"{tail(home / 'mvn.log')}")
-    shutil.rmtree(libs, ignore_errors=True)
-    partial.rename(libs)
-    jars = sorted(libs.glob("*.jar"))
-    (home / ".complete").write_text("".join(f"{j.name}\n" for j in jars))
-    echo(f"resolved {len(jars)} jars in {time.monotonic() - started:.1f} s")
+    return maven.resolve_jars(_PACKAGE_DIR / "pom.xml", cache_root() / f"kafka-{version}",
+                              what=f"Kafka {version} jars (~45 MB)", timeout_s=MAVEN_TIMEOUT_S, echo=echo)
 
 
 # --- up / down / status ------------------------------------------------------

@@ -14,28 +14,22 @@ Errors::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from llmrouter.infra import InfraError
-from llmrouter.infra._process import tail
-from llmrouter.infra.kafka import cache_root
+from llmrouter.infra import InfraError, maven
+from llmrouter.infra.maven import cache_root
 
 INTEROP_DIR = Path(__file__).parent
 POM = INTEROP_DIR / "pom.xml"
 PROGRAM = INTEROP_DIR / "AvroInterop.java"
 SCHEMAS_DIR = INTEROP_DIR.parents[1] / "schemas"  # the repository's .avsc files, as they are
 MAVEN_TIMEOUT_S = 600.0
-MAVEN_PROGRESS_EVERY_S = 15.0
 JAVA_TIMEOUT_S = 120.0
 
 Echo = Callable[[str], Any]
@@ -46,52 +40,8 @@ def resolve_jars(echo: Echo = print, *, timeout_s: float = MAVEN_TIMEOUT_S) -> P
     if shutil.which("java") is None:
         raise InfraError("Java 17+ runs the Avro interop tests: run `sudo apt-get install -y openjdk-17-jre-headless`.")
     pom_hash = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    home = cache_root() / f"avro-interop-{pom_hash}"
-    libs, marker = home / "libs", home / ".complete"
-    if marker.is_file():
-        return libs
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two test sessions at once resolve once
-        if not marker.is_file():
-            _copy_jars(home, echo, timeout_s)
-    return libs
-
-
-def _copy_jars(home: Path, echo: Echo, timeout_s: float) -> None:
-    """Run ``mvn dependency:copy-dependencies`` into ``home/libs``, saying how it goes; mark it complete."""
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise InfraError("Maven (`mvn`) resolves the Avro interop jars once: run `sudo apt-get install -y maven`.")
-    shutil.copyfile(POM, home / "pom.xml")
-    partial, libs, log_path = home / "libs.partial", home / "libs", home / "mvn.log"
-    shutil.rmtree(partial, ignore_errors=True)
-    echo(f"resolving the Avro interop jars (Apache Avro, kafka-clients) from Maven Central into {libs} "
-         f"(first run only, at most {timeout_s:.0f} s) …")
-    started = time.monotonic()
-    cmd = [mvn, "-q", "-B", "-f", str(home / "pom.xml"), "dependency:copy-dependencies",
-           f"-DoutputDirectory={partial}", "-DincludeScope=runtime"]
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=home, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own group: a timeout stops Maven's JVM too
-        while proc.poll() is None:
-            if time.monotonic() - started > timeout_s:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise InfraError(f"mvn did not resolve the Avro interop jars within {timeout_s:.0f} s; "
-                                 f"last lines of {log_path}:\n{tail(log_path)}")
-            try:
-                proc.wait(timeout=MAVEN_PROGRESS_EVERY_S)
-            except subprocess.TimeoutExpired:
-                echo(f"  … still resolving ({time.monotonic() - started:.0f} s)")
-    if proc.returncode != 0:
-        raise InfraError(f"mvn failed (exit {proc.returncode}) resolving the Avro interop jars; "
-                         f"last lines of {log_path}:\n{tail(log_path)}")
-    shutil.rmtree(libs, ignore_errors=True)
-    partial.rename(libs)
-    jars = sorted(libs.glob("*.jar"))
-    (home / ".complete").write_text("".join(f"{jar.name}\n" for jar in jars))
-    echo(f"resolved {len(jars)} jars in {time.monotonic() - started:.1f} s")
+    return maven.resolve_jars(POM, cache_root() / f"avro-interop-{pom_hash}",
+                              what="Avro interop jars (Apache Avro, kafka-clients)", timeout_s=timeout_s, echo=echo)
 
 
 class AvroJava:
