@@ -142,7 +142,7 @@ class Answerer:
                                                                reply_to=request.reply_to, replay=stored.delivered),
                            what="re-emit a stored result", attempts=self._attempts)
         if not stored.delivered:
-            await self._store(request.request_id, stored.as_delivered(), what="mark the answer delivered")
+            await self._mark_delivered(request.request_id, stored)
         self._metrics.replays_total.inc()
         log.info("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
 
@@ -193,7 +193,7 @@ class Answerer:
             await self._undeliverable(request, origin, exc)
             return
         if stored.status in STORED_STATUSES:
-            await self._store(rid, stored.as_delivered(), what="mark the answer delivered")
+            await self._mark_delivered(rid, stored)
         self._finished(request, record)
 
     async def _undeliverable(self, request: Request, origin: Origin, exc: WriteFailed) -> None:
@@ -209,6 +209,14 @@ class Answerer:
     async def _store(self, request_id: str, stored: StoredAnswer, *, what: str) -> None:
         await with_retries(lambda: put_durably(self._answered, request_id.encode(), stored.to_bytes()),
                            what=what, attempts=self._attempts)
+
+    async def _mark_delivered(self, request_id: str, stored: StoredAnswer) -> None:
+        """Best effort: the result is out already, so a failure here only means a later copy
+        goes without the replay header (a duplicate), not that the request failed."""
+        try:
+            await self._store(request_id, stored.as_delivered(), what="mark the answer delivered")
+        except WriteFailed as exc:
+            log.warning("delivered_mark_lost", request_id=request_id, error=str(exc))
 
     def _request_or_none(self, origin: Origin, *, priority: str) -> Request | None:
         try:
