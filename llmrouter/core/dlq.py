@@ -255,10 +255,14 @@ class ReplayPlan:
 
 
 def plan_replays(entries: Iterable[DlqEntry], codec: Codec, options: ReplayOptions) -> ReplayPlan:
-    """What replaying ``entries`` (oldest first) produces; a request dead-lettered more than once
-    is replayed once, from its latest dead letter among them."""
+    """What replaying ``entries`` (oldest first) produces. One message is replayed once: from the
+    latest of its dead letters among them, told apart by request_id or, without one, by the replay
+    header of a copy that failed again."""
+    entries = list(entries)
     outcomes = [plan_replay(entry, codec, options) for entry in entries]
     latest = {o.request_id: o.letter for o in outcomes if isinstance(o, Replay) and o.request_id is not None}
+    selected = {str(entry.id) for entry in entries}
+    failed_again = {e.replay_of: e.id for e in entries if e.replay_of in selected}
     plan = ReplayPlan()
     for outcome in outcomes:
         if isinstance(outcome, Skip):
@@ -267,6 +271,10 @@ def plan_replays(entries: Iterable[DlqEntry], codec: Codec, options: ReplayOptio
             plan.skips.append(Skip(letter=outcome.letter, request_id=outcome.request_id,
                                    reason=f"the same request is replayed from its later dead letter "
                                           f"{latest[outcome.request_id]}"))
+        elif str(outcome.letter) in failed_again:
+            plan.skips.append(Skip(letter=outcome.letter, request_id=outcome.request_id,
+                                   reason=f"it was replayed before and failed again as "
+                                          f"{failed_again[str(outcome.letter)]}, which is replayed instead"))
         else:
             plan.replays.append(outcome)
     return plan

@@ -203,3 +203,16 @@ def test_a_request_dead_lettered_twice_is_replayed_once_from_its_latest_dead_let
     plan = plan_replays([first, other, later], CODEC, ReplayOptions(force=True))
     assert [r.letter for r in plan.replays] == [LetterId(0, 2), LetterId(1, 4)]
     assert [(s.letter, "later dead letter 1:4" in s.reason) for s in plan.skips] == [(LetterId(0, 1), True)]
+
+
+def test_a_message_without_request_id_that_failed_again_after_a_replay_is_replayed_once():
+    """Garbage replayed with --force comes back as a new dead letter carrying the replay header: a
+    later --force replay of both sends only the newer copy."""
+    garbage = b"\x00\x01 garbage"
+    first = entry(1, 0, value=garbage, request_id=None, code="undecodable")
+    again = entry(1, 1, value=garbage, request_id=None, code="undecodable",
+                  headers=[{"key": REPLAY_HEADER, "value": b"1:0"}])
+    plan = plan_replays([first, again], CODEC, ReplayOptions(force=True))
+    assert [r.letter for r in plan.replays] == [LetterId(1, 1)]
+    assert [(s.letter, "failed again as 1:1" in s.reason) for s in plan.skips] == [(LetterId(1, 0), True)]
+    assert [r.letter for r in plan_replays([first], CODEC, ReplayOptions(force=True)).replays] == [LetterId(1, 0)]
