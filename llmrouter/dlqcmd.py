@@ -33,8 +33,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from llmrouter.codec import Codec
-from llmrouter.core.dlq import (DlqEntry, LetterId, Replay, ReplayOptions, Selection, count_by_code, missing_ids,
-                                parse_letter_id, parse_since, plan_replays)
+from llmrouter.core.dlq import (DlqEntry, LetterId, Replay, ReplayOptions, Selection, Skip, count_by_code,
+                                missing_ids, parse_letter_id, parse_since, plan_replays)
 from llmrouter.errors import ConfigError, RouterError
 from llmrouter.settings import Settings
 from llmrouter.topics import DLQ
@@ -163,33 +163,37 @@ async def replay(settings: Settings, selection: Selection, args: argparse.Namesp
                                                      force=args.force, now_ms=_now_ms()))
     for skip in plan.skips:
         print(f"skipped  {skip.letter}  {skip.request_id or '-'}: {skip.reason}")
-    failed = [r for r in plan.replays if r.topic not in read.topics]
-    for r in failed:
+    missing_topic = [r for r in plan.replays if r.topic not in read.topics]
+    for r in missing_topic:
         print(f"failed   {r.letter}  {r.request_id or '-'}: topic {r.topic} does not exist (any more); "
               f"give another with --to")
     sendable = [r for r in plan.replays if r.topic in read.topics]
     if args.dry_run:
-        for r in sendable:
-            print(f"would replay  {r.letter}  {r.request_id or '-'} -> {r.topic}  {_describe(r)}, "
-                  f"{len(r.value)} bytes")
-        print(f"dry run: {len(sendable)} of {_plural(len(chosen), 'selected dead letter')} would be replayed"
-              f"{_skipped_and_failed(plan.skips, failed)}; nothing was produced")
-        return 1 if failed else 0
+        return dry_run(sendable, chosen, plan.skips, missing_topic)
     produced, errors = await produce(settings, sendable)
-    failed_count = len(failed) + len(errors)
     print(f"replayed {produced} of {_plural(len(chosen), 'selected dead letter')}"
-          f"{_skipped_and_failed(plan.skips, failed, errors)}")
-    return 1 if failed_count else 0
+          f"{_skipped_and_failed(plan.skips, [*missing_topic, *errors])}")
+    return 1 if missing_topic or errors else 0
 
 
-def _skipped_and_failed(skips: Sequence, failed: Sequence, errors: Sequence = ()) -> str:
+def dry_run(sendable: Sequence[Replay], chosen: Sequence[DlqEntry], skips: Sequence[Skip],
+            failed: Sequence[Replay]) -> int:
+    """Say what would be produced; the exit code a real run would have, as far as it can be known."""
+    for r in sendable:
+        print(f"would replay  {r.letter}  {r.request_id or '-'} -> {r.topic}  {_describe(r)}, {len(r.value)} bytes")
+    print(f"dry run: {len(sendable)} of {_plural(len(chosen), 'selected dead letter')} would be replayed"
+          f"{_skipped_and_failed(skips, failed)}; nothing was produced")
+    return 1 if failed else 0
+
+
+def _skipped_and_failed(skips: Sequence[Skip], failed: Sequence[object]) -> str:
     parts = []
     if skips:
         forceable = sum(1 for s in skips if s.not_a_request)
         parts.append(f"{len(skips)} skipped" + (f" ({forceable} not a request: --force replays them)"
                                                 if forceable else ""))
-    if failed or errors:
-        parts.append(f"{len(failed) + len(errors)} failed")
+    if failed:
+        parts.append(f"{len(failed)} failed")
     return f"; {', '.join(parts)}" if parts else ""
 
 
