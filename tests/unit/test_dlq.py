@@ -23,8 +23,9 @@ def avro_request(**fields) -> bytes:
 
 
 def entry(partition: int = 0, offset: int = 0, *, value: bytes | None = JSON_REQUEST,
-          code: str = "all_providers_unavailable", request_id: str | None = "r-json", failed_at_ms: int = NOW_MS, source_topic: str = "p.llm.requests.normal",
-          key: bytes | None = b"k", headers: list | None = None) -> DlqEntry:
+          code: str = "all_providers_unavailable", request_id: str | None = "r-json", failed_at_ms: int = NOW_MS,
+          source_topic: str = "p.llm.requests.normal", key: bytes | None = b"k",
+          headers: list | None = None) -> DlqEntry:
     """A DlqEntry decoded from a DeadLetter the way the router writes it (Avro)."""
     record = {"request_id": request_id, "source_topic": source_topic, "source_partition": 1, "source_offset": 7,
               "original_key": key, "original_value": value, "headers": headers or [], "reason": "why",
