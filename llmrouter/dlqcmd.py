@@ -33,11 +33,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from llmrouter.codec import Codec
+from llmrouter.contract import PRIORITIES
 from llmrouter.core.dlq import (DlqEntry, LetterId, Replay, ReplayOptions, Selection, Skip, count_by_code,
                                 missing_ids, parse_letter_id, parse_since, plan_replays)
 from llmrouter.errors import ConfigError, RouterError
 from llmrouter.settings import Settings
-from llmrouter.topics import DLQ
+from llmrouter.topics import ACCEPTED, DLQ, REQUESTS
 
 STALL_S = 30.0  # no record and no position change for this long while reading llm.dlq: give up
 PROGRESS_EVERY_S = 2.0
@@ -159,8 +160,10 @@ async def replay(settings: Settings, selection: Selection, args: argparse.Namesp
     if not chosen:
         print(f"no dead letter on {read.topic} matches the selection ({len(read.entries)} read); nothing to replay")
         return 0
+    redirects = {settings.topic(ACCEPTED.format(priority=p)): settings.topic(REQUESTS.format(priority=p))
+                 for p in PRIORITIES}
     plan = plan_replays(chosen, codec, ReplayOptions(to_topic=args.to, fresh_deadline=args.fresh_deadline,
-                                                     force=args.force, now_ms=_now_ms()))
+                                                     force=args.force, now_ms=_now_ms(), redirects=redirects))
     for skip in plan.skips:
         print(f"skipped  {skip.letter}  {skip.request_id or '-'}: {skip.reason}")
     missing_topic = [r for r in plan.replays if r.topic not in read.topics]

@@ -242,10 +242,15 @@ class Skip:
 
 @dataclass(frozen=True, kw_only=True)
 class ReplayOptions:
+    """``redirects``: source topics not to produce to again, and where their messages go instead (a
+    dead letter written for a message on the router's internal accepted topic goes back through intake,
+    to the request topic of its priority)."""
+
     to_topic: str | None = None
     fresh_deadline: bool = False
     force: bool = False
     now_ms: int = 0
+    redirects: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -290,7 +295,7 @@ def plan_replay(entry: DlqEntry, codec: Codec, options: ReplayOptions) -> Replay
     value = entry.original_value
     if value is None:
         return skip("it holds no original message (the router failed before it knew which message it was)")
-    topic = options.to_topic or entry.source_topic
+    topic = options.to_topic or options.redirects.get(entry.source_topic, entry.source_topic)
     if not topic:
         return skip("it names no source topic; give one with --to")
     problem = request_problem(value, codec)

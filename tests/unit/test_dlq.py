@@ -217,3 +217,13 @@ def test_a_message_without_request_id_that_failed_again_after_a_replay_is_replay
     assert [r.letter for r in plan.replays] == [LetterId(1, 1)]
     assert [(s.letter, "failed again as 1:1" in s.reason) for s in plan.skips] == [(LetterId(1, 0), True)]
     assert [r.letter for r in plan_replays([first], CODEC, ReplayOptions(force=True)).replays] == [LetterId(1, 0)]
+
+
+def test_a_message_dead_lettered_from_the_internal_accepted_topic_goes_back_through_intake():
+    """A dead letter whose source is the router's internal accepted topic (a message intake never
+    wrote) is replayed to the request topic of its priority, not to the internal topic; --to still wins."""
+    redirects = {"p.llm.router.accepted.high": "p.llm.requests.high"}
+    internal = entry(source_topic="p.llm.router.accepted.high")
+    assert plan_replay(internal, CODEC, ReplayOptions(redirects=redirects)).topic == "p.llm.requests.high"
+    assert plan_replay(internal, CODEC, ReplayOptions(redirects=redirects, to_topic="t")).topic == "t"
+    assert plan_replay(entry(), CODEC, ReplayOptions(redirects=redirects)).topic == "p.llm.requests.normal"
