@@ -7,6 +7,7 @@
     llmrouter worker                   run a router worker (Faust)
     llmrouter send "prompt"            produce one request, print its result
     llmrouter providers list|register|remove   the provider registry (llm.providers)
+    llmrouter dlq list|replay          dead letters on llm.dlq: show them, produce them again
     llmrouter simulate                 a local stand-in for the cloud APIs (OpenAI, HF, Anthropic)
     llmrouter demo                     infra + worker + a sample workload, with a summary
     llmrouter model build-tiny DIR     a small random-weight model of TinyLlama's shape
@@ -81,10 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result record as JSON")
     p.set_defaults(func=_send)
 
-    from llmrouter import providerscmd
+    from llmrouter import dlqcmd, providerscmd
     from llmrouter.simulator.cli import add_simulate_parser
 
     providerscmd.add_parser(sub)
+    dlqcmd.add_parser(sub)
     add_simulate_parser(sub)
 
     p = sub.add_parser("demo", help="run the main job: infra, a worker and a sample workload")
