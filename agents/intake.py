@@ -80,7 +80,7 @@ class Intake:
 
     def _check_size(self, request: Request, origin: Origin) -> Refusal | None:
         limits = self._settings.limits
-        size = len(origin.value) + sum(len(k) + len(v) for k, v in origin.forward_headers())
+        size = len(origin.value) + sum(len(k) + len(v or b"") for k, v in origin.forward_headers())
         if size > limits.max_message_bytes:
             return Refusal(status="rejected", code="message_too_large",
                            message=f"the request is {size} bytes with its headers; the limit is "

@@ -35,13 +35,13 @@ class Origin:
     headers: Headers = ()
     received_at_ms: int = 0
 
-    def forward_headers(self) -> list[tuple[str, bytes]]:
-        """The headers of the forwarded copy: upstream's own, then ours."""
+    def forward_headers(self) -> list[tuple[str, bytes | None]]:
+        """The headers of the forwarded copy: upstream's own (a null value stays null), then ours."""
         ours = [(SOURCE, f"{self.topic}:{self.partition}:{self.offset}".encode()),
                 (RECEIVED, str(self.received_at_ms).encode())]
         if self.key is not None:
             ours.append((KEY, self.key))
-        return [(k, v if v is not None else b"") for k, v in self.headers if k not in OURS] + ours
+        return [(k, v) for k, v in self.headers if k not in OURS] + ours
 
 
 def normalize_headers(headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> Headers:

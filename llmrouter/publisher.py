@@ -82,7 +82,7 @@ class Publisher:
         await self._send(self._topics.events.get_topic_name(), entity.encode(), self._codec.encode("Event", record))
 
     async def _send(self, topic: str, key: bytes | None, value: bytes,
-                    headers: list[tuple[str, bytes]] | None = None) -> None:
+                    headers: list[tuple[str, bytes | None]] | None = None) -> None:
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)
 
 

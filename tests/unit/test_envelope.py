@@ -14,7 +14,7 @@ def test_the_origin_is_rebuilt_exactly_from_the_forwarded_copy():
     forwarded = normalize_headers(origin.forward_headers())
     again = origin_of_forwarded(origin.value, forwarded)
     assert again == Origin(topic="llm.requests.high", partition=3, offset=1234, key=b"\x00k", value=b"{\"a\": 1}",
-                           headers=(("trace", b"abc"), ("empty", b"")), received_at_ms=1_700_000_000_000)
+                           headers=(("trace", b"abc"), ("empty", None)), received_at_ms=1_700_000_000_000)
 
 
 def test_a_null_key_stays_null_and_upstream_cannot_forge_our_headers():
