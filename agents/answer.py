@@ -170,7 +170,7 @@ class Answerer:
         self._count_attempts(outcome)
         self._registry.observe(outcome)
         record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms())
-        if outcome.ok:
+        if outcome.ok or record["error_code"] == "bad_request":  # a replay of a bad request fails again
             return record, None
         return record, DeadLetter(record["error_code"], record["error_message"], len(outcome.attempts))
 
@@ -261,8 +261,11 @@ def outcome_record(request: Request, outcome: Dispatched, *, dispatched_at_ms: i
             provider=outcome.provider, model=gen.model, route=route_of(outcome.provider),
             finish_reason=gen.finish_reason, prompt_tokens=gen.prompt_tokens,
             completion_tokens=gen.completion_tokens, cost_usd=outcome.cost_usd, attempts=attempts)
-    timed_out = bool(outcome.attempts) and all(a.outcome in ("timeout", "skipped") for a in outcome.attempts) \
-        and any(a.error_code in ("provider_timeout", "deadline_exceeded") for a in outcome.attempts)
+    timeouts = [a.error_code for a in outcome.attempts if a.error_code in ("provider_timeout", "deadline_exceeded")]
+    if timeouts and all(a.outcome in ("timeout", "skipped") for a in outcome.attempts):
+        code = "provider_timeout" if "provider_timeout" in timeouts else "deadline_exceeded"
+        return result_record(request, status="timeout", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms,
+                             attempts=attempts, error_code=code, error_message=outcome.error_message)
     return result_record(
-        request, status="timeout" if timed_out else "error", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms,
+        request, status="error", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms,
         attempts=attempts, error_code=outcome.error_code, error_message=outcome.error_message)

@@ -1,0 +1,38 @@
+"""The result record a dispatch outcome becomes."""
+
+from __future__ import annotations
+
+from llmrouter.agents.answer import outcome_record
+from llmrouter.contract import parse_request
+from llmrouter.dispatch import Attempt, Dispatched
+
+REQUEST = parse_request({"request_id": "r", "prompt": "p", "created_at_ms": 1_000}, priority="high",
+                        received_at_ms=1_000)
+
+
+def exhausted(*attempts: Attempt) -> Dispatched:
+    return Dispatched(attempts=list(attempts), error_code="all_providers_unavailable", error_message="none answered")
+
+
+def test_a_chain_that_only_timed_out_is_a_timeout_with_the_timeout_code():
+    """Every provider timed out (or was skipped): status timeout, code provider_timeout."""
+    record = outcome_record(REQUEST, exhausted(Attempt("a", "skipped", error_code="provider_unavailable"),
+                                               Attempt("b", "timeout", 30_000.0, "provider_timeout", "slow")),
+                            dispatched_at_ms=1_010, now_ms=31_010)
+    assert (record["status"], record["error_code"]) == ("timeout", "provider_timeout")
+
+
+def test_no_time_left_for_any_call_is_deadline_exceeded():
+    """Skipped for the deadline before any call: status timeout, code deadline_exceeded."""
+    record = outcome_record(REQUEST, exhausted(Attempt("a", "skipped", error_code="deadline_exceeded")),
+                            dispatched_at_ms=1_010, now_ms=1_020)
+    assert (record["status"], record["error_code"]) == ("timeout", "deadline_exceeded")
+
+
+def test_a_chain_with_errors_is_all_providers_unavailable():
+    """Any error among the attempts: status error, the dispatcher's code, every attempt kept."""
+    record = outcome_record(REQUEST, exhausted(Attempt("a", "timeout", 10.0, "provider_timeout", "slow"),
+                                               Attempt("b", "error", 5.0, "provider_unavailable", "500")),
+                            dispatched_at_ms=1_010, now_ms=1_100)
+    assert (record["status"], record["error_code"]) == ("error", "all_providers_unavailable")
+    assert [a["provider"] for a in record["attempts"]] == ["a", "b"]
