@@ -20,7 +20,8 @@ import faust
 import structlog
 
 from llmrouter.codec import Codec
-from llmrouter.contract import PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request
+from llmrouter.contract import (PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request,
+                                refusal_record)
 from llmrouter.envelope import Origin, normalize_headers
 from llmrouter.errors import RequestError
 from llmrouter.publisher import Publisher, now_ms
@@ -95,8 +96,7 @@ class Intake:
         return check_reply_to(reply_to, allowed=allowed, exists=await self._directory.exists(reply_to))
 
     async def _refuse(self, request: Request, refusal: Refusal) -> None:
-        record = {"request_id": request.request_id, "status": refusal.status, "priority": request.priority,
-                  "error_code": refusal.code, "error_message": refusal.message, "completed_at_ms": now_ms()}
+        record = refusal_record(request, refusal, now_ms=now_ms())
         reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
         await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
                            what="send a refusal", attempts=self._attempts)
