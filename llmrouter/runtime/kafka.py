@@ -29,6 +29,14 @@ from llmrouter.core.offsets import commit_point
 class SafeCommitConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer, committing only what is done."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # faust keeps the messages delivered and not acked in a WeakSet, so one
+        # dropped unacked (its work cancelled in a drain, or fenced) vanishes from
+        # it as soon as nothing refers to it, and the commit point would step over
+        # it. Held strongly here until acked, or until a rebalance makes it stale.
+        self._unacked_messages = set()
+
     def ack(self, message: Message) -> bool:
         if message.generation_id != self.app.consumer_generation_id:
             # Delivered before the last rebalance: it will be delivered again (and
@@ -62,11 +70,13 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
         return point
 
     def _in_flight_min(self) -> Mapping[TP, int]:
-        """The smallest offset per partition delivered in this generation and not acked yet."""
+        """The smallest offset per partition delivered in this generation and not acked yet
+        (messages of earlier generations are let go: they are delivered again)."""
         generation = self.app.consumer_generation_id
         lowest: dict[TP, int] = {}
         for message in list(self._unacked_messages):
             if message.acked or message.generation_id != generation:
+                self._unacked_messages.discard(message)
                 continue
             if message.tp not in lowest or message.offset < lowest[message.tp]:
                 lowest[message.tp] = message.offset

@@ -103,3 +103,43 @@ async def test_a_graceful_stop_mid_call_does_not_make_the_next_worker_call_again
         await client.read_to_end()
     assert_answered_once_each(client.collected, ids)
     assert calls_received(sim) == REQUESTS
+
+
+async def test_a_request_cancelled_while_queued_is_answered_after_a_restart_though_a_later_one_finished(
+        kafka_and_redis, tiny_model_dir, tmp_path):
+    """One partition: r0 and r1 for a provider that takes one call at a time, r2 for another.
+    SIGTERM while r0 and r2 are at their providers and r1 waits for its slot: r0 and r2
+    finish and are committed, r1 is cancelled unpaid, and the commit stays at r1 (faust's
+    own tracking forgets a message nothing refers to any more), so the next worker answers it."""
+    with SimulatorThread(SimProfile(latency_ms=3000, token_delay_ms=0),
+                         SimProfile(latency_ms=2000, token_delay_ms=0)) as sims:
+        one_at_a_time, other = sims.sims
+        settings, path = await asyncio.to_thread(
+            isolated_settings, tmp_path, tiny_model_dir, kafka={"request_partitions": 1, "partitions": 1},
+            local_config={"enabled": False}, fallback_chain=["single", "other"],
+            providers={"single": sim_provider(one_at_a_time, timeout_s=30, max_concurrent=1),
+                       "other": sim_provider(other, timeout_s=30)})
+
+        def calls(sim) -> int:
+            return sims.call(sim.stats)["requests"]["openai"]
+
+        first = await asyncio.to_thread(start_worker, path, settings, tmp_path / "worker-1.log")
+        async with RouterClient(settings) as client:
+            ids = [await client.send({"prompt": f"r{i}", "max_tokens": 4, "providers": [provider]})
+                   for i, provider in enumerate(("single", "single", "other"))]
+            deadline = time.monotonic() + 30
+            while calls(one_at_a_time) < 1 or calls(other) < 1:
+                assert time.monotonic() < deadline, "r0 and r2 never reached their providers"
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(first.stop)
+            assert first.returncode == 0, first.log_tail()
+            await client.read_to_end()
+            assert set(client.collected.results) == {ids[0], ids[2]}, "r0 and r2 finish within the grace period"
+            second = await asyncio.to_thread(start_worker, path, settings, tmp_path / "worker-2.log")
+            try:
+                await client.wait_for(ids, timeout_s=60)
+            finally:
+                await asyncio.to_thread(second.stop)
+            await client.read_to_end()
+        assert_answered_once_each(client.collected, ids)
+        assert (calls(one_at_a_time), calls(other)) == (2, 1)

@@ -84,3 +84,20 @@ def test_an_ack_from_before_the_last_rebalance_does_not_count(consumer):
     assert committable(consumer) is None
     consumer.ack(again[0])
     assert committable(consumer) == 11
+
+
+def test_a_message_left_unacked_and_forgotten_still_holds_the_commit(consumer):
+    """Offset 300's work was cancelled (a drain) and nothing refers to its message any more;
+    301 finished. The commit stays at 300, so the next owner starts there. (faust tracks
+    unacked messages in a WeakSet: the dropped one would vanish and 302 be committed.)"""
+    deliver(consumer, 300)  # the reference is dropped at once
+    consumer.ack(deliver(consumer, 301))
+    assert committable(consumer) == 300
+
+
+def test_messages_of_an_earlier_generation_are_let_go(consumer):
+    """Unacked messages of the generation before a rebalance neither hold the commit nor stay."""
+    deliver(consumer, 5, generation=6)
+    consumer.ack(deliver(consumer, 9))
+    assert committable(consumer) == 10
+    assert all(m.generation_id == 7 for m in consumer.unacked)
