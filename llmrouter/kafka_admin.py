@@ -103,9 +103,9 @@ async def _create(admin: AIOKafkaAdminClient, missing: list[TopicSpec], replicat
 
 async def _apply(admin: AIOKafkaAdminClient, specs: list[TopicSpec], existing: dict[str, ExistingTopic],
                  min_isr: int) -> dict[str, dict[str, str]]:
-    """Set the configs of every existing topic the router manages that differ from the settings."""
+    """Set the configs of every existing topic that differ from the settings (faust's changelog too)."""
     changes = {spec.name: config_changes(spec, existing[spec.name], min_isr)
-               for spec in specs if spec.managed and spec.name in existing}
+               for spec in specs if spec.name in existing}
     changes = {name: configs for name, configs in changes.items() if configs}
     if not changes:
         return {}

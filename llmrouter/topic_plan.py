@@ -36,10 +36,14 @@ def min_insync_replicas(replication_factor: int, configured: int | None = None) 
 
 
 def topic_configs(spec: TopicSpec, min_isr: int) -> dict[str, str]:
-    """The topic-level configs the router sets on ``spec`` when it creates it."""
-    if spec.compacted:
+    """The topic-level configs ``spec`` should have (the router sets them when it creates it).
+
+    A compacted topic with a retention is also deleted by time (``compact,delete``: the
+    answered table's changelog forgets answers older than the idempotency window)."""
+    if spec.compacted and spec.retention_ms is None:
         return {CLEANUP_POLICY: "compact", MIN_INSYNC_REPLICAS: str(min_isr)}
-    return {CLEANUP_POLICY: "delete", RETENTION_MS: str(spec.retention_ms), MIN_INSYNC_REPLICAS: str(min_isr)}
+    policy = "compact,delete" if spec.compacted else "delete"
+    return {CLEANUP_POLICY: policy, RETENTION_MS: str(spec.retention_ms), MIN_INSYNC_REPLICAS: str(min_isr)}
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,9 @@ def check_topics(specs: Iterable[TopicSpec], existing: Mapping[str, ExistingTopi
             continue
         if spec.exact_partitions and topic.partitions != spec.partitions:
             problems.append(_partition_problem(spec, topic.partitions))
-        if not spec.managed:
-            continue
         for key, expected in config_changes(spec, topic, min_isr).items():
             actual = topic.configs.get(key)
-            if spec.compacted and key == CLEANUP_POLICY:
+            if spec.compacted and spec.retention_ms is None and key == CLEANUP_POLICY:
                 problems.append(Problem(
                     spec.name, f"{spec.name} has cleanup.policy={actual}, expected compact: provider registrations "
                                f"would be deleted by time",

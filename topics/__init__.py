@@ -27,7 +27,8 @@ ALERTS = "llm.alerts"
 EVENTS = "llm.events"
 PROVIDERS = "llm.providers"
 # Faust names a table's changelog "<app id>-<table>-changelog" (no topic prefix)
-# and creates it itself; the router only checks its partition count.
+# and creates it itself (configs from tables/); the router checks its partition
+# count and its configs, and sets them with `topics create --apply-configs`.
 ANSWERED_CHANGELOG = "{app_id}-answered-changelog"
 
 _MS_PER_HOUR = 3_600_000
@@ -41,9 +42,11 @@ class TopicSpec:
     (empty: fixed). An existing topic must have exactly that count when
     ``exact_partitions`` (tables and their sources are partitioned alike);
     the outputs work with any count, their readers take every partition.
-    ``retention_ms`` is None for a compacted topic, whose records are never
-    deleted by time. A topic that is not ``managed`` is created by faust; only
-    its partition count is the router's business.
+    ``retention_ms`` is None for a compacted topic whose records are never
+    deleted by time (llm.providers); a compacted topic with a retention is
+    also deleted by time (the answered changelog). A topic that is not
+    ``managed`` is created by faust; the router checks it and can set its
+    configs, but never creates it.
     """
 
     name: str
@@ -85,7 +88,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
               output(ALERTS, keep.alerts_hours), output(EVENTS, keep.events_hours)]
     specs.append(TopicSpec(settings.topic(PROVIDERS), 1, compacted=True))
     specs.append(TopicSpec(ANSWERED_CHANGELOG.format(app_id=settings.worker.app_id), kafka.partitions,
-                           "kafka.partitions", compacted=True, managed=False))
+                           "kafka.partitions", compacted=True, managed=False,
+                           retention_ms=round(settings.tables.idempotency_window_s * 1000)))
     return specs
 
 

@@ -82,6 +82,20 @@ def test_a_configured_min_isr_wins_but_never_above_the_replicas():
         settings(min_insync_replicas=3)
 
 
+def test_the_answered_changelog_is_compacted_and_deleted_after_the_idempotency_window():
+    """Its configs: compact,delete with the window as retention; one created compact-only (before
+    the window existed) is drift, which `topics create --apply-configs` sets."""
+    s = settings()
+    changelog = by_name(s)["app-answered-changelog"]
+    window_ms = str(round(s.tables.idempotency_window_s * 1000))
+    assert topic_configs(changelog, 1) == {"cleanup.policy": "compact,delete", "retention.ms": window_ms,
+                                           "min.insync.replicas": "1"}
+    old = ExistingTopic(changelog.name, 2, {"cleanup.policy": "compact", "retention.ms": window_ms,
+                                            "min.insync.replicas": "1"})
+    check = check_topics([changelog], {changelog.name: old}, 1)
+    assert check.problems == [] and [d.key for d in check.drift] == ["cleanup.policy"]
+
+
 def test_topics_as_the_router_creates_them_have_no_problem_and_no_drift():
     """Freshly created topics (and the changelog) pass the check."""
     s = settings()
