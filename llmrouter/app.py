@@ -21,6 +21,7 @@ from llmrouter.publisher import Publisher
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.faust_app import RouterApp
 from llmrouter.runtime.inflight import InFlight
+from llmrouter.runtime.stall_watch import StallWatch
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.secrets import Secrets
 from llmrouter.settings import REBALANCE_TIMEOUT_S, Settings
@@ -75,6 +76,11 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     topics = declare_topics(app, settings)
     tables = declare_tables(app, settings)
     metrics = Metrics()
+    sources = {t.get_topic_name() for t in (*topics.requests.values(), *topics.accepted.values())}
+    app.add_dependency(StallWatch(
+        app, topics=lambda: sources, loop=app.loop, beacon=app.beacon,
+        busy=lambda tp: in_flight.busy(tp) or tp in app.consumer.partitions_in_flight(),
+        on_reseek=metrics.partitions_reseeked_total.inc))
     providers = ProviderRegistry(settings, secrets or Secrets.load(), metrics,
                                  providers_topic=topics.providers.get_topic_name(), loop=app.loop, beacon=app.beacon)
     app.add_dependency(providers)

@@ -44,6 +44,10 @@ class Metrics:
         self.avro_legacy_headers_total = Counter(
             "llmrouter_avro_legacy_headers_total", "Values read with the byte-reversed Avro header of 0.1.0.",
             ["schema"], registry=r)
+        self.partitions_reseeked_total = Counter(
+            "llmrouter_partitions_reseeked_total",
+            "Partitions found stalled (messages faust dropped before an agent got them) and sought back.",
+            registry=r)
         self.replays_total = Counter(
             "llmrouter_replays_total", "Stored results re-emitted for a request delivered again.", registry=r)
         self.memory_usage_bytes = Gauge(

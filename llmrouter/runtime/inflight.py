@@ -116,6 +116,10 @@ class InFlight(Service):
     def jobs(self) -> int:
         return len(self._jobs)
 
+    def busy(self, tp: TP) -> bool:
+        """Whether a job of ``tp`` is under way."""
+        return any(job.tp == tp for job in self._jobs)
+
     def stale(self, job: Job) -> bool:
         return job.generation != self._generation()
 

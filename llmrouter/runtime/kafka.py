@@ -69,6 +69,10 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
             self._acked_index[tp].difference_update(done)
         return point
 
+    def partitions_in_flight(self) -> set[TP]:
+        """The partitions with a message delivered in this generation and not acked yet."""
+        return set(self._in_flight_min())
+
     def _in_flight_min(self) -> Mapping[TP, int]:
         """The smallest offset per partition delivered in this generation and not acked yet
         (messages of earlier generations are let go: they are delivered again)."""
