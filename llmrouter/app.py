@@ -40,6 +40,8 @@ class Router:
     tables: Tables
     providers: ProviderRegistry
     metrics: Metrics
+    in_flight: InFlight
+    stall_watch: StallWatch
 
 
 def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
@@ -77,7 +79,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     tables = declare_tables(app, settings)
     metrics = Metrics()
     sources = {t.get_topic_name() for t in (*topics.requests.values(), *topics.accepted.values())}
-    app.add_dependency(StallWatch(
+    stall_watch = app.add_dependency(StallWatch(
         app, topics=lambda: sources, loop=app.loop, beacon=app.beacon,
         busy=lambda tp: in_flight.busy(tp) or tp in app.consumer.partitions_in_flight(),
         on_reseek=metrics.partitions_reseeked_total.inc))
@@ -97,7 +99,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     if inert:
         log.warning("settings_not_enforced_yet", count=len(inert), settings=", ".join(inert),
                     note="read and validated, but no stage acts on them yet")
-    router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics)
+    router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics,
+                    in_flight=in_flight, stall_watch=stall_watch)
     views.register(router)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)

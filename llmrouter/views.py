@@ -12,6 +12,9 @@
 * ``/metrics`` — Prometheus text format;
 * ``/providers/`` — the registry: each provider's configuration (never a
   key), availability, capabilities, health, latency, error rate and cost;
+* ``/work/`` — this worker's jobs under way (partition, offset, phase) and
+  each partition its agents read (committed offset, end, last read, busy,
+  queued, looks stalled);
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
   the worker that owns the key (``table_route``).
 """
@@ -82,6 +85,12 @@ def register(router: Router) -> None:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(router.metrics.render(), content_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.page("/work/")
+    class Work(View):
+        async def get(self, request: Request) -> Response:
+            partitions = router.stall_watch.describe() if app.tables.recovery.completed.is_set() else []
+            return self.json({"jobs": router.in_flight.describe(), "partitions": partitions})
 
     @app.page("/providers/")
     class Providers(View):

@@ -1,15 +1,19 @@
-"""Which offset of a partition may be committed, given what is done and what is not.
+"""Which offset of a partition may be committed: only past what is done.
 
 Kafka's committed offset is the *next* offset to read: after a crash the group
-starts there. It must therefore never pass a message whose work is not done
-(its result durable), whatever order concurrent work finishes in.
+starts there. It must never pass a message whose work is not done (its result
+durable), whatever order concurrent work finishes in, and whatever faust does
+with the messages between the fetch and the agent.
 
-Within one consumer generation a partition's messages are delivered in offset
-order, and every delivered message is either acked (done) or in flight. So
-every delivered offset below the smallest in-flight one is done, and offsets
-never delivered below the highest acked one do not exist (compaction,
-transaction markers, retention). The commit point is therefore the highest
-acked offset + 1, held back to the smallest offset still in flight.
+A :class:`PartitionLedger` walks from the committed offset over offsets that
+are acked (done) or proven absent, and stops at the first other one. Absent
+means the fetcher returned a later offset right where this one should have
+been (a compacted record, a transaction marker, a deleted segment): the
+ledger follows the fetch positions (:meth:`on_seek`, :meth:`on_fetched`).
+Anything else stops the walk: a message in flight, one not fetched yet, and
+one fetched but never delivered to an agent (faust drops a fetched batch when
+a seek races its fetcher; :mod:`llmrouter.runtime.stall_watch` fetches it
+again).
 
 faust 0.15.3's own rule (``Consumer._new_offset``) infers the head from the
 acked run instead: it lets one in-flight message at the head through and
@@ -18,22 +22,48 @@ checks nothing while the committed offset is None or 0 (faust issue #606).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 
-def commit_point(acked: Sequence[int], *, in_flight_min: int | None, committed: int | None) -> int | None:
-    """The offset to commit for a partition, or None when there is nothing new to commit.
+@dataclass
+class PartitionLedger:
+    """What the fetcher returned for one partition since the last seek, for the commit walk."""
 
-    ``acked``: offsets done in the current generation, sorted ascending;
-    ``in_flight_min``: the smallest offset delivered in the current generation and not
-    done yet (None when nothing is in flight); ``committed``: the offset committed
-    last (None when unknown).
-    """
-    if not acked:
-        return None
-    point = acked[-1] + 1
-    if in_flight_min is not None:
-        point = min(point, in_flight_min)
-    if committed is not None and point <= committed:
-        return None
-    return point
+    start: int | None = None  # where the walk begins when no offset is committed
+    expected: int | None = None  # the offset the fetcher returns next
+    absent: list[tuple[int, int]] = field(default_factory=list)  # [begin, end) proven not to exist
+
+    def on_seek(self, offset: int | None) -> None:
+        """The fetch position moved to ``offset`` (None: unknown, the next fetched offset says)."""
+        self.expected = offset
+        if offset is not None:
+            self.start = offset if self.start is None else min(self.start, offset)
+
+    def on_fetched(self, offsets: Iterable[int]) -> None:
+        """The fetcher returned these offsets, in order."""
+        for offset in offsets:
+            if self.expected is None:
+                self.start = offset if self.start is None else min(self.start, offset)
+            elif offset > self.expected:
+                self.absent.append((self.expected, offset))
+            self.expected = offset + 1
+
+    def commit_point(self, acked: set[int], committed: int | None) -> int | None:
+        """The next offset to read once everything done is counted, or None if that is no progress."""
+        begin = committed if committed is not None else self.start
+        if begin is None:
+            return None
+        point = begin
+        while True:
+            if point in acked:
+                point += 1
+                continue
+            gap = next((end for start, end in self.absent if start <= point < end), None)
+            if gap is None:
+                break
+            point = gap
+        if point == begin:
+            return None
+        self.absent = [(start, end) for start, end in self.absent if end > point]
+        return point

@@ -2,8 +2,8 @@
 
 * Its Kafka transport is :class:`~llmrouter.runtime.kafka.RouterTransport`
   (commits that never pass work in flight, an idempotent producer).
-* When partitions are revoked, before faust's own handling, the work in
-  flight on them is drained (:meth:`InFlight.drain`: queued work cancelled,
+* When partitions are revoked, before faust's consumer forgets their acks and
+  committed offsets, the work in flight on them is drained (:meth:`InFlight.drain`: queued work cancelled,
   provider calls under way given a grace period, then cancelled before they
   write) and what finished is committed, all while the old assignment still
   holds, so the next owner starts after it and never pays for it again.
@@ -30,6 +30,7 @@ class RouterApp(faust.App):
         """Drain ``in_flight`` on every revocation and at stop."""
         self.in_flight = in_flight
         self.add_dependency(in_flight)
+        self.consumer.before_revoke = self._drain_revoked
 
     def _new_transport(self) -> RouterTransport:
         return RouterTransport(self.conf.broker_consumer, self)
@@ -37,11 +38,11 @@ class RouterApp(faust.App):
     def _new_producer_transport(self) -> RouterTransport:
         return RouterTransport(self.conf.broker_producer, self)
 
-    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
-        if self.in_flight is not None and not self.should_stop:
-            await self.in_flight.drain(set(revoked))
+    async def _drain_revoked(self, revoked: set[TP]) -> None:
+        """Called by the consumer when partitions are revoked, before faust lets go of them."""
+        if self.in_flight is not None:
+            await self.in_flight.drain(revoked)
             await self._commit_drained(revoked)
-        await super()._on_partitions_revoked(revoked)
 
     async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         if self.in_flight is not None:

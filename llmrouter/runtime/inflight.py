@@ -116,6 +116,11 @@ class InFlight(Service):
     def jobs(self) -> int:
         return len(self._jobs)
 
+    def describe(self) -> list[dict[str, object]]:
+        """Every job under way: where its message is from and its phase (for the /work/ view)."""
+        return [{"topic": job.tp.topic, "partition": job.tp.partition, "offset": job.event.message.offset,
+                 "phase": job.phase.value} for job in sorted(self._jobs, key=lambda j: (j.tp, j.event.message.offset))]
+
     def busy(self, tp: TP) -> bool:
         """Whether a job of ``tp`` is under way."""
         return any(job.tp == tp for job in self._jobs)

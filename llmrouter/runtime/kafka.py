@@ -1,11 +1,13 @@
 """faust's Kafka transport with two fixes the router's correctness stands on.
 
-* :class:`SafeCommitConsumer` commits a partition only up to the first message
-  still in flight (:func:`llmrouter.core.offsets.commit_point`), whatever
-  order concurrent handlers finish in; faust 0.15.3 commits past such a
-  message (faust issue #606). It also ignores acks of messages delivered in an
-  earlier consumer generation: faust acks the events it skips after a
-  rebalance, and those will be delivered again, so their offsets are not done.
+* :class:`SafeCommitConsumer` commits a partition only past offsets that are
+  done (acked) or proven absent, walking from the committed offset
+  (:class:`llmrouter.core.offsets.PartitionLedger`), whatever order
+  concurrent handlers finish in and whatever faust drops between the fetch
+  and the agent. faust 0.15.3 alone commits past a message still in flight
+  (faust issue #606). It also ignores acks of messages delivered in an
+  earlier consumer generation: faust acks events it skips after a rebalance,
+  and those are delivered again, so their offsets are not done.
 * :class:`IdempotentProducer` turns on Kafka's idempotent producer (acks=all),
   which faust enables only in its experimental exactly-once mode, so a send
   retried by the client never writes a record twice.
@@ -17,25 +19,51 @@ consumer class, so an upgrade that changes them fails there first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-from llmrouter.core.offsets import commit_point
+from llmrouter.core.offsets import PartitionLedger
 
 
 class SafeCommitConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer, committing only what is done."""
+    """faust's aiokafka consumer, committing only what is done.
+
+    ``before_revoke`` runs when partitions are revoked, before faust forgets
+    their acks and committed offsets: the app drains their work and commits
+    what finished there (:class:`llmrouter.runtime.faust_app.RouterApp`).
+    """
+
+    before_revoke: Callable[[set[TP]], Awaitable[None]] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # faust keeps the messages delivered and not acked in a WeakSet, so one
-        # dropped unacked (its work cancelled in a drain, or fenced) vanishes from
-        # it as soon as nothing refers to it, and the commit point would step over
-        # it. Held strongly here until acked, or until a rebalance makes it stale.
-        self._unacked_messages = set()
+        self._ledgers: defaultdict[TP, PartitionLedger] = defaultdict(PartitionLedger)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Mapping[TP, list[Any]]:
+        records = await super()._getmany(active_partitions, timeout)
+        for tp, batch in records.items():
+            self._ledgers[tp].on_fetched(record.offset for record in batch)
+        return records
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        for tp, offset in list(self._read_offset.items()):  # faust set it to each committed offset
+            self._ledgers[tp].on_seek(offset)
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._ledgers[partition].on_seek(offset)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        if revoked and self.before_revoke is not None and not self.app.should_stop:
+            await self.before_revoke(set(revoked))
+        await super().on_partitions_revoked(revoked)
+        for tp in revoked:
+            self._ledgers.pop(tp, None)
 
     def ack(self, message: Message) -> bool:
         if message.generation_id != self.app.consumer_generation_id:
@@ -46,45 +74,20 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
             return False
         return super().ack(message)
 
-    def _filter_committable_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
-        in_flight = self._in_flight_min()
-        points = {}
-        for tp in tps:
-            point = self._commit_point(tp, in_flight.get(tp))
-            if point is not None and self._should_commit(tp, point):
-                points[tp] = point
-        return points
-
     def _new_offset(self, tp: TP) -> int | None:
-        """faust's hook, kept so no caller of it can take the old rule."""
-        return self._commit_point(tp, self._in_flight_min().get(tp))
-
-    def _commit_point(self, tp: TP, in_flight_min: int | None) -> int | None:
-        acked = self._acked[tp]
-        acked.sort()
-        point = commit_point(acked, in_flight_min=in_flight_min, committed=self._committed_offset[tp])
+        acked_index = self._acked_index[tp]
+        point = self._ledgers[tp].commit_point(acked_index, self._committed_offset[tp])
         if point is not None:
+            acked = self._acked[tp]
             done = [offset for offset in acked if offset < point]
-            del acked[:len(done)]
-            self._acked_index[tp].difference_update(done)
+            acked[:] = [offset for offset in acked if offset >= point]
+            acked_index.difference_update(done)
         return point
 
     def partitions_in_flight(self) -> set[TP]:
         """The partitions with a message delivered in this generation and not acked yet."""
-        return set(self._in_flight_min())
-
-    def _in_flight_min(self) -> Mapping[TP, int]:
-        """The smallest offset per partition delivered in this generation and not acked yet
-        (messages of earlier generations are let go: they are delivered again)."""
         generation = self.app.consumer_generation_id
-        lowest: dict[TP, int] = {}
-        for message in list(self._unacked_messages):
-            if message.acked or message.generation_id != generation:
-                self._unacked_messages.discard(message)
-                continue
-            if message.tp not in lowest or message.offset < lowest[message.tp]:
-                lowest[message.tp] = message.offset
-        return lowest
+        return {m.tp for m in list(self._unacked_messages) if not m.acked and m.generation_id == generation}
 
 
 class IdempotentProducer(faust_aiokafka.Producer):

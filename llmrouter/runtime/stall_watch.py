@@ -75,6 +75,15 @@ class StallWatch(Service):
                 out.append(tp)
         return out
 
+    def describe(self) -> list[dict[str, object]]:
+        """Each watched partition as the watch sees it (for the /work/ view)."""
+        consumer = self._app.consumer
+        watched = set(self._topics())
+        return [{"topic": tp.topic, "partition": tp.partition, "committed": consumer._committed_offset.get(tp),
+                 "end": consumer.highwater(tp), "read": consumer._read_offset.get(tp), "busy": self._busy(tp),
+                 "queued": self._queued(tp), "stalled_looks": self._seen.get(tp, (None, 0))[1]}
+                for tp in sorted(consumer.assignment()) if tp.topic in watched]
+
     def _queued(self, tp: TP) -> bool:
         return any(channel.queue.qsize() for channel in self._app.topics._tp_index.get(tp, ()))
 

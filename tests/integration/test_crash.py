@@ -41,7 +41,10 @@ async def test_sigkill_mid_stream_loses_no_request_and_never_calls_the_model_twi
 
         second = await asyncio.to_thread(start_worker, path, settings, tmp_path / "worker-2.log")
         try:
-            collected = await client.wait_for(ids, timeout_s=60)
+            try:
+                collected = await client.wait_for(ids, timeout_s=60)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; the second worker's /work/: {second.get_json('/work/')}") from exc
             model_calls_after = second.metric("llmrouter_provider_calls_total", provider="local", outcome="ok")
         finally:
             second.stop()
