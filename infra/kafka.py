@@ -55,7 +55,7 @@ from llmrouter.infra._process import (
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 MAVEN_TIMEOUT_S = 900.0
-JVM_OPTS = ["-Xmx512m", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
+JVM_OPTS = ["-Xmx1g", "-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
 _PACKAGE_DIR = Path(__file__).parent / "kafka"
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 

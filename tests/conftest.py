@@ -65,9 +65,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_TEST_TOPIC_PREFIXES: list[str] = []  # topics (and faust's internal ones) the session made, deleted at its end
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delete_test_topics():
+    """Delete every topic the session's workers made, so a broker kept running across
+    `make test` runs does not pile up thousands of partitions (its heap is bounded)."""
+    yield
+    if _TEST_TOPIC_PREFIXES:
+        asyncio.run(_delete_topics(tuple(_TEST_TOPIC_PREFIXES)))
+
+
+async def _delete_topics(prefixes: tuple[str, ...]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=30000)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        for i in range(0, len(names), 100):
+            await admin.delete_topics(names[i:i + 100])
+    except Exception as exc:  # cleanup only: never fail a session over it
+        print(f"could not delete the test topics: {exc!r}")
+    finally:
+        await admin.close()
+
+
 def isolated_settings(directory: Path, model_dir: Path, **sections: dict) -> tuple[Settings, Path]:
     """Settings of a worker of its own: fresh topic prefix, app id, datadir and web port."""
     name = uuid.uuid4().hex[:10]
+    _TEST_TOPIC_PREFIXES.extend([f"t{name}.", f"llmrouter-test-{name}-"])
     data = {
         "kafka": {"bootstrap_servers": BOOTSTRAP, "topic_prefix": f"t{name}.", "request_partitions": 2,
                   "partitions": 2},
