@@ -81,7 +81,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     sources = {t.get_topic_name() for t in (*topics.requests.values(), *topics.accepted.values())}
     stall_watch = app.add_dependency(StallWatch(
         app, topics=lambda: sources, loop=app.loop, beacon=app.beacon,
-        busy=lambda tp: in_flight.busy(tp) or tp in app.consumer.partitions_in_flight(),
+        busy=lambda: in_flight.busy_partitions() | app.consumer.partitions_in_flight(),
         on_reseek=metrics.partitions_reseeked_total.inc))
     providers = ProviderRegistry(settings, secrets or Secrets.load(), metrics,
                                  providers_topic=topics.providers.get_topic_name(), loop=app.loop, beacon=app.beacon)

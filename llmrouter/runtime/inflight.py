@@ -121,9 +121,9 @@ class InFlight(Service):
         return [{"topic": job.tp.topic, "partition": job.tp.partition, "offset": job.event.message.offset,
                  "phase": job.phase.value} for job in sorted(self._jobs, key=lambda j: (j.tp, j.event.message.offset))]
 
-    def busy(self, tp: TP) -> bool:
-        """Whether a job of ``tp`` is under way."""
-        return any(job.tp == tp for job in self._jobs)
+    def busy_partitions(self) -> set[TP]:
+        """The partitions with a job under way."""
+        return {job.tp for job in self._jobs}
 
     def stale(self, job: Job) -> bool:
         return job.generation != self._generation()

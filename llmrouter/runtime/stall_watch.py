@@ -34,7 +34,7 @@ log = structlog.get_logger("llmrouter.stall")
 
 
 class StallWatch(Service):
-    def __init__(self, app: faust.App, *, topics: Callable[[], Iterable[str]], busy: Callable[[TP], bool],
+    def __init__(self, app: faust.App, *, topics: Callable[[], Iterable[str]], busy: Callable[[], set[TP]],
                  on_reseek: Callable[[int], None] = lambda n: None, interval_s: float = 2.0, confirm: int = 2,
                  **kwargs: object) -> None:
         super().__init__(**kwargs)
@@ -61,6 +61,7 @@ class StallWatch(Service):
             return []
         consumer = app.consumer
         watched = set(self._topics())
+        busy = self._busy()
         out = []
         for tp in consumer.assignment():
             if tp.topic not in watched:
@@ -68,7 +69,7 @@ class StallWatch(Service):
             read = consumer._read_offset.get(tp)
             read_before, looks_before = self._seen.get(tp, (None, 0))
             looks = stalled_looks(committed=consumer._committed_offset.get(tp), end=consumer.highwater(tp),
-                                  busy=self._busy(tp), queued=self._queued(tp), read=read,
+                                  busy=tp in busy, queued=self._queued(tp), read=read,
                                   read_before=read_before, looks_before=looks_before)
             self._seen[tp] = (read, looks)
             if looks >= self._confirm:
@@ -79,8 +80,9 @@ class StallWatch(Service):
         """Each watched partition as the watch sees it (for the /work/ view)."""
         consumer = self._app.consumer
         watched = set(self._topics())
+        busy = self._busy()
         return [{"topic": tp.topic, "partition": tp.partition, "committed": consumer._committed_offset.get(tp),
-                 "end": consumer.highwater(tp), "read": consumer._read_offset.get(tp), "busy": self._busy(tp),
+                 "end": consumer.highwater(tp), "read": consumer._read_offset.get(tp), "busy": tp in busy,
                  "queued": self._queued(tp), "stalled_looks": self._seen.get(tp, (None, 0))[1]}
                 for tp in sorted(consumer.assignment()) if tp.topic in watched]
 

@@ -4,8 +4,10 @@ local ONNX model, driven by plain aiokafka clients as an upstream system would.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 import uuid
 
 import avro.io
@@ -176,6 +178,25 @@ async def test_health_reports_providers_and_redis(worker):
     assert worker.get_json("/health/ready/") == (200, {"ready": True, "not_ready_because": []})
     assert health["providers"]["local"] == {"available": True}
     assert "HF_TOKEN" in health["providers"]["huggingface"]["reason"]
+
+
+async def test_the_work_view_shows_each_partition_the_agents_read(worker):
+    """/work/ lists the jobs under way (none when idle) and every request and accepted partition the
+    worker owns, each caught up (committed = end) and not counted as stalled."""
+    async with RouterClient(worker.settings) as client:
+        await client.wait_for([await client.send({"prompt": "count me", "max_tokens": 2})], timeout_s=60)
+    deadline = time.monotonic() + 30
+    while True:
+        status, work = worker.get_json("/work/")
+        caught_up = all(p["committed"] == p["end"] for p in work["partitions"] if p["end"])
+        if caught_up or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert status == 200 and work["jobs"] == [] and caught_up, work
+    topics = {p["topic"] for p in work["partitions"]}
+    assert worker.settings.topic("llm.router.accepted.normal") in topics
+    assert worker.settings.topic("llm.requests.critical") in topics
+    assert all(p["stalled_looks"] == 0 for p in work["partitions"])
 
 
 async def test_the_answered_changelog_forgets_after_the_idempotency_window(worker):
