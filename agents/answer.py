@@ -12,7 +12,11 @@ stored result.
 Per request, each write awaited before the next::
 
     store the answer (delivered=no) ─► dead letter, if the chain was exhausted
-        ─► send the result ─► mark the answer delivered ─► ack
+        ─► send the result ─► ack
+
+and the answer is marked delivered (the replay header's cue) once the result
+is out, without waiting for that mark: losing it costs one more copy without
+the header after a crash, never a lost or twice-paid request.
 
 Only ``ok`` and ``rejected`` answers are stored; ``error``/``timeout`` ones may
 be replayed from the DLQ. A failed write is retried (``worker.write_attempts``);
@@ -43,7 +47,7 @@ from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.routing import plan_chain, route_of
 from llmrouter.runtime.inflight import Fenced, InFlight, Job
-from llmrouter.runtime.writes import WriteFailed, put_durably, until_written, with_retries
+from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
 from llmrouter.settings import Settings
 from llmrouter.tables import Tables
 from llmrouter.topics import Topics
@@ -142,9 +146,9 @@ class Answerer:
                                                                reply_to=request.reply_to, replay=stored.delivered),
                            what="re-emit a stored result", attempts=self._attempts)
         if not stored.delivered:
-            await self._mark_delivered(request.request_id, stored)
+            self._mark_delivered(request.request_id, stored)
         self._metrics.replays_total.inc()
-        log.info("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
+        log.debug("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
 
     async def _serve(self, request: Request, job: Job) -> tuple[dict[str, Any], DeadLetter | None]:
         """The result record, and a dead letter when the request should be kept for a replay."""
@@ -193,7 +197,7 @@ class Answerer:
             await self._undeliverable(request, origin, exc)
             return
         if stored.status in STORED_STATUSES:
-            await self._mark_delivered(rid, stored)
+            self._mark_delivered(rid, stored)
         self._finished(request, record)
 
     async def _undeliverable(self, request: Request, origin: Origin, exc: WriteFailed) -> None:
@@ -210,13 +214,11 @@ class Answerer:
         await with_retries(lambda: put_durably(self._answered, request_id.encode(), stored.to_bytes()),
                            what=what, attempts=self._attempts)
 
-    async def _mark_delivered(self, request_id: str, stored: StoredAnswer) -> None:
-        """Best effort: the result is out already, so a failure here only means a later copy
-        goes without the replay header (a duplicate), not that the request failed."""
-        try:
-            await self._store(request_id, stored.as_delivered(), what="mark the answer delivered")
-        except WriteFailed as exc:
-            log.warning("delivered_mark_lost", request_id=request_id, error=str(exc))
+    def _mark_delivered(self, request_id: str, stored: StoredAnswer) -> None:
+        """Best effort, not awaited: the result is out already, so losing the mark (a crash before
+        its changelog record is written, a failed send) only means a later copy goes without the
+        replay header (a duplicate), never that the request failed or is paid for again."""
+        put_soon(self._answered, request_id.encode(), stored.as_delivered().to_bytes(), what="delivered_mark")
 
     def _request_or_none(self, origin: Origin, *, priority: str) -> Request | None:
         try:
@@ -230,7 +232,7 @@ class Answerer:
         self._metrics.request_total.labels(request.priority, record["status"], route).inc()
         self._metrics.request_duration_seconds.labels(request.priority, route).observe(
             record["total_latency_ms"] / 1000.0)
-        log.info("request_answered", request_id=request.request_id, priority=request.priority,
+        log.debug("request_answered", request_id=request.request_id, priority=request.priority,
                  status=record["status"], route=route, provider=record.get("provider"),
                  latency_ms=record["total_latency_ms"], queue_ms=record["queue_latency_ms"],
                  prompt_tokens=record.get("prompt_tokens", 0), completion_tokens=record.get("completion_tokens", 0),

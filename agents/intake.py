@@ -100,7 +100,7 @@ class Intake:
         reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
         await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
                            what="send a refusal", attempts=self._attempts)
-        log.info("request_refused", request_id=request.request_id, code=refusal.code, priority=request.priority)
+        log.debug("request_refused", request_id=request.request_id, code=refusal.code, priority=request.priority)
 
     async def _dead_letter(self, origin: Origin, decoded: dict[str, Any], priority: str, *, code: str,
                            reason: str, last_resort: bool = False) -> None:

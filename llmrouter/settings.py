@@ -113,6 +113,9 @@ class WorkerSettings(_Section):
     revoke_grace_s: float = Field(8.0, ge=0, description="how long provider calls under way may finish when "
                                                          "their partitions are revoked or the worker stops")
     producer_timeout_s: float = Field(10.0, gt=0, description="the most one Kafka write may take")
+    producer_linger_ms: float = Field(2.0, ge=0, le=100, description="how long the producer holds a record to "
+                                      "batch it with others: results of requests answered together share one "
+                                      "produce request instead of one each")
     write_attempts: int = Field(3, ge=1, description="tries of a failed Kafka write before the dead-letter path")
     reply_to_topics: list[str] = Field(["llm.results", "llm.replies.*"],
                                        description="topics (or shell patterns) a request's reply_to may name; "

@@ -10,6 +10,7 @@ times before its caller takes the dead-letter path.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -38,6 +39,25 @@ async def put_durably(table: faust.Table, key: Any, value: Any) -> None:
     sent = table.send_changelog(table.partition_for_key(key), key, value)
     table.data[key] = value
     await sent
+
+
+def put_soon(table: faust.Table, key: Any, value: Any, *, what: str) -> asyncio.Future:
+    """``table[key] = value`` now in RocksDB; its changelog record is sent without waiting for it.
+
+    For best-effort writes only (a result's delivered mark): the caller moves
+    on (and acks) before the broker has the record, so a crash may lose it.
+    A failed send is logged as ``{what}_lost``. Same event context rule as
+    :func:`put_durably`.
+    """
+    sent = table.send_changelog(table.partition_for_key(key), key, value)
+    table.data[key] = value
+    sent.add_done_callback(functools.partial(_log_if_lost, what))
+    return sent
+
+
+def _log_if_lost(what: str, sent: asyncio.Future) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning(f"{what}_lost", error=repr(sent.exception()))
 
 
 async def with_retries(write: Callable[[], Awaitable[T]], *, what: str, attempts: int,
