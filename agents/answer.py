@@ -36,6 +36,7 @@ from typing import Any
 import faust
 import structlog
 
+from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.contract import PRIORITIES, Request, check_dispatch, parse_request, refusal_record, result_record
 from llmrouter.core.stored import StoredAnswer
@@ -54,6 +55,7 @@ from llmrouter.topics import Topics
 
 log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
+CACHED_ROUTES = frozenset({"local", "cloud"})  # answers a provider gave (never a cached one stored again)
 
 
 def register(app: faust.App, topics: Topics, in_flight: InFlight, answerer: Answerer, settings: Settings) -> None:
@@ -74,7 +76,7 @@ class DeadLetter:
 class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
-        publisher: Publisher, metrics: Metrics, registry: ProviderRegistry,
+        publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache,
     ) -> None:
         self._settings = settings
         self._answered = tables.answered
@@ -83,6 +85,7 @@ class Answerer:
         self._publisher = publisher
         self._metrics = metrics
         self._registry = registry
+        self._cache = cache
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
@@ -198,6 +201,8 @@ class Answerer:
             return
         if stored.status in STORED_STATUSES:
             self._mark_delivered(rid, stored)
+        if record["status"] == "ok" and record.get("route") in CACHED_ROUTES and self._cache.decide(request).write:
+            self._cache.store(request, record)
         self._finished(request, record)
 
     async def _undeliverable(self, request: Request, origin: Origin, exc: WriteFailed) -> None:
@@ -228,12 +233,9 @@ class Answerer:
             return None
 
     def _finished(self, request: Request, record: dict[str, Any]) -> None:
-        route = record.get("route", "none")
-        self._metrics.request_total.labels(request.priority, record["status"], route).inc()
-        self._metrics.request_duration_seconds.labels(request.priority, route).observe(
-            record["total_latency_ms"] / 1000.0)
+        self._metrics.finished(request.priority, record)
         log.debug("request_answered", request_id=request.request_id, priority=request.priority,
-                 status=record["status"], route=route, provider=record.get("provider"),
+                 status=record["status"], route=record.get("route", "none"), provider=record.get("provider"),
                  latency_ms=record["total_latency_ms"], queue_ms=record["queue_latency_ms"],
                  prompt_tokens=record.get("prompt_tokens", 0), completion_tokens=record.get("completion_tokens", 0),
                  error_code=record.get("error_code"))

@@ -5,7 +5,10 @@ request_id onto the internal accepted topic of its priority (so the
 idempotency table is written from a stream grouped by its key), with where it
 came from in headers (:mod:`llmrouter.envelope`). Before that, every size
 limit and the ``reply_to`` topic are checked, so nothing unservable takes a
-slot downstream: such a request gets a ``rejected`` result at once. A bad one
+slot downstream: such a request gets a ``rejected`` result at once. A request
+whose answer is in the response cache (and may be read from it,
+:mod:`llmrouter.cache.policy`) is answered here, the fast path: no hop
+through the accepted topic, no table write, no provider. A bad one
 goes to the DLQ with its original bytes and the reason; when it names a
 request_id, an ``error`` result tells the requester too. Each message is
 acked only once its outcome is durable; the stream never stops on bad input.
@@ -19,11 +22,14 @@ from typing import Any
 import faust
 import structlog
 
+from llmrouter.cache.service import ResponseCache
+from llmrouter.cache.tiers import Hit
 from llmrouter.codec import Codec
 from llmrouter.contract import (PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request,
-                                refusal_record)
+                                refusal_record, result_record)
 from llmrouter.envelope import Origin, normalize_headers
 from llmrouter.errors import RequestError
+from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.runtime.inflight import InFlight, Job
 from llmrouter.runtime.topic_directory import TopicDirectory
@@ -44,13 +50,15 @@ def register(app: faust.App, topics: Topics, in_flight: InFlight, intake: Intake
 
 class Intake:
     def __init__(self, *, settings: Settings, topics: Topics, codec: Codec, publisher: Publisher,
-                 directory: TopicDirectory) -> None:
+                 directory: TopicDirectory, cache: ResponseCache, metrics: Metrics) -> None:
         self._settings = settings
         self._accepted = {p: topics.accepted[p].get_topic_name() for p in PRIORITIES}
         self._priority_of = {topics.requests[p].get_topic_name(): p for p in PRIORITIES}
         self._codec = codec
         self._publisher = publisher
         self._directory = directory
+        self._cache = cache
+        self._metrics = metrics
         self._attempts = settings.worker.write_attempts
 
     async def accept(self, event: faust.EventT, job: Job) -> None:
@@ -65,12 +73,33 @@ class Intake:
             await self._dead_letter(origin, decoded, priority, code=exc.code, reason=str(exc))
             return
         refusal = await self._check_reply_to(request.reply_to) or self._check_size(request, origin)
+        hit = await self._cache.lookup(request) if refusal is None and self._cache.decide(request).read else None
         job.start_delivery()
         if refusal is not None:
             await self._refuse(request, refusal)
             return
+        if hit is not None:
+            await self._answer_from_cache(request, hit)
+            return
         await with_retries(lambda: self._publisher.forward(self._accepted[priority], origin, request.request_id),
                            what="forward the request", attempts=self._attempts)
+
+    async def _answer_from_cache(self, request: Request, hit: Hit) -> None:
+        """The fast path: the cached answer as this request's result, from intake itself (no hop through
+        the accepted topic, no table write, no provider). It costs nothing now: ``cost_usd`` is 0."""
+        answer = hit.answer
+        if request.stream:
+            await with_retries(lambda: self._publisher.chunk(request.request_id, 0, answer.text, True,
+                                                             answer.provider),
+                               what="send a cached stream chunk", attempts=self._attempts)
+        record = result_record(
+            request, status="ok", now_ms=now_ms(), text=answer.text, provider=answer.provider, model=answer.model,
+            route="cache", cache_level=hit.level, finish_reason=answer.finish_reason,
+            prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, cost_usd=0.0)
+        await with_retries(lambda: self._publisher.result(record, reply_to=request.reply_to),
+                           what="send a cached result", attempts=self._attempts)
+        self._metrics.finished(request.priority, record)
+        log.debug("request_answered_from_cache", request_id=request.request_id, level=hit.level)
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a message intake failed on: dead letter (and error result) until written."""

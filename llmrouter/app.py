@@ -7,17 +7,19 @@ the agents together and returns a :class:`Router` holding them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faust
 import structlog
 
 from llmrouter import views
 from llmrouter.agents import answer, intake
+from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.dispatch import Dispatcher
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
-from llmrouter.publisher import Publisher
+from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.faust_app import RouterApp
 from llmrouter.runtime.inflight import InFlight
@@ -42,6 +44,7 @@ class Router:
     metrics: Metrics
     in_flight: InFlight
     stall_watch: StallWatch
+    cache: ResponseCache
 
 
 def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
@@ -90,18 +93,24 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     dispatcher = Dispatcher(providers.entries)
 
+    cache = app.add_dependency(ResponseCache(
+        settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,
+        publish=lambda key, value: topics.cache.send_soon(key=key, value=value), now_ms=now_ms,
+        loop=app.loop, beacon=app.beacon))
+
     inbound = Codec(on_legacy_header=lambda schema: metrics.avro_legacy_headers_total.labels(schema).inc())
     intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
-                                                          publisher=publisher, directory=directory), settings)
+                                                          publisher=publisher, directory=directory, cache=cache,
+                                                          metrics=metrics), settings)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
-                               publisher=publisher, metrics=metrics, registry=providers)
+                               publisher=publisher, metrics=metrics, registry=providers, cache=cache)
     answer.register(app, topics, in_flight, answerer, settings)
     inert = settings.inert()
     if inert:
         log.warning("settings_not_enforced_yet", count=len(inert), settings=", ".join(inert),
                     note="read and validated, but no stage acts on them yet")
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics,
-                    in_flight=in_flight, stall_watch=stall_watch)
+                    in_flight=in_flight, stall_watch=stall_watch, cache=cache)
     views.register(router)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)

@@ -26,6 +26,8 @@ class Metrics:
             "llmrouter_active_connections", "Provider calls in flight.", ["provider"], registry=r)
         self.cache_hits_total = Counter(
             "llmrouter_cache_hits_total", "Answers served from a cache level.", ["level"], registry=r)
+        self.cache_misses_total = Counter(
+            "llmrouter_cache_misses_total", "Cache lookups no level could answer.", registry=r)
         self.llm_tokens_used = Counter(
             "llmrouter_llm_tokens_used", "Tokens used, by provider and kind.", ["provider", "kind"], registry=r)
         self.provider_calls_total = Counter(
@@ -55,6 +57,12 @@ class Metrics:
         self.cpu_usage_percent = Gauge(
             "llmrouter_cpu_usage_percent", "CPU use of the worker process (100 = one core).", registry=r)
         self._process = psutil.Process(os.getpid())
+
+    def finished(self, priority: str, record: dict) -> None:
+        """Count a result sent: by status and route, and its end-to-end latency."""
+        route = record.get("route", "none")
+        self.request_total.labels(priority, record["status"], route).inc()
+        self.request_duration_seconds.labels(priority, route).observe(record["total_latency_ms"] / 1000.0)
 
     def sample_process(self) -> None:
         """Refresh the process gauges (called from a timer)."""

@@ -15,6 +15,8 @@
 * ``/work/`` — this worker's jobs under way (partition, offset, phase) and
   each partition its agents read (committed offset, end, last read, busy,
   queued, looks stalled);
+* ``/cache/`` — the response cache of this worker: lookups, hits per level,
+  misses, stores, and each level's own figures (L2: Redis up or down);
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
   the worker that owns the key (``table_route``).
 """
@@ -66,6 +68,8 @@ def register(router: Router) -> None:
                           "rebalancing": bool(app.rebalancing), "generation": app.consumer_generation_id},
                 "work_in_flight": app.in_flight.jobs if app.in_flight is not None else 0,
                 "redis": {"ok": redis_ok, "note": "" if redis_ok else "Redis unreachable: L2 cache off"},
+                "cache": router.cache.status(),
+                "degraded": [] if redis_ok else ["redis: answers come from the L1 and L3 cache levels only"],
                 "providers": router.providers.status(),
             }
             return self.json(body)
@@ -91,6 +95,11 @@ def register(router: Router) -> None:
         async def get(self, request: Request) -> Response:
             partitions = router.stall_watch.describe() if app.tables.recovery.completed.is_set() else []
             return self.json({"jobs": router.in_flight.describe(), "partitions": partitions})
+
+    @app.page("/cache/")
+    class Cache(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(router.cache.stats())
 
     @app.page("/providers/")
     class Providers(View):

@@ -26,6 +26,7 @@ DLQ = "llm.dlq"
 ALERTS = "llm.alerts"
 EVENTS = "llm.events"
 PROVIDERS = "llm.providers"
+CACHE = "llm.router.cache"  # every cached answer, read whole by every worker into its L3 (llmrouter.cache.sync)
 # Faust names a table's changelog "<app id>-<table>-changelog" (no topic prefix)
 # and creates it itself (configs from tables/); the router checks its partition
 # count and its configs, and sets them with `topics create --apply-configs`.
@@ -68,6 +69,7 @@ class Topics:
     alerts: faust.TopicT
     events: faust.TopicT
     providers: faust.TopicT
+    cache: faust.TopicT
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -87,6 +89,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs += [output(RESULTS, keep.results_hours), output(STREAM, keep.stream_hours), output(DLQ, keep.dlq_hours),
               output(ALERTS, keep.alerts_hours), output(EVENTS, keep.events_hours)]
     specs.append(TopicSpec(settings.topic(PROVIDERS), 1, compacted=True))
+    specs.append(TopicSpec(settings.topic(CACHE), kafka.partitions, "kafka.partitions", exact_partitions=False,
+                           compacted=True, retention_ms=max(1, settings.cache_config.ttl_default) * 1000))
     specs.append(TopicSpec(ANSWERED_CHANGELOG.format(app_id=settings.worker.app_id), kafka.partitions,
                            "kafka.partitions", compacted=True, managed=False,
                            retention_ms=round(settings.tables.idempotency_window_s * 1000)))
@@ -118,4 +122,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         alerts=raw(ALERTS, kafka.partitions),
         events=raw(EVENTS, kafka.partitions),
         providers=raw(PROVIDERS, 1),
+        cache=raw(CACHE, kafka.partitions),
     )

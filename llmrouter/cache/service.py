@@ -1,0 +1,104 @@
+"""The response cache of one worker: its levels built from the settings, and what the agents ask of it.
+
+Intake asks :meth:`ResponseCache.decide` whether a request may be read from
+the cache, and :meth:`ResponseCache.lookup` for its answer; the answer stage
+calls :meth:`ResponseCache.store` with every result a provider gave that may
+be written. Levels (``cache.l1_enabled`` …) and the TTL, size and compression
+of ``cache_config`` (§5.2) come from the settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mode
+
+from llmrouter.cache.entry import CachedAnswer
+from llmrouter.cache.keys import cache_key
+from llmrouter.cache.l1 import L1Cache
+from llmrouter.cache.l2 import RedisCache
+from llmrouter.cache.l3 import L3Store
+from llmrouter.cache.normalise import Templates
+from llmrouter.cache.policy import CacheDecision, decide
+from llmrouter.cache.sync import CacheApplier, CacheFollower
+from llmrouter.cache.tiers import CacheTiers, Hit
+from llmrouter.contract import Request
+from llmrouter.localmodel.config import parse_size
+from llmrouter.metrics import Metrics
+from llmrouter.settings import Settings
+
+NO_CACHE = CacheDecision(read=False, write=False, reason="cache_disabled")
+
+
+class ResponseCache(mode.Service):
+    def __init__(self, settings: Settings, *, datadir: Path, cache_topic: str, metrics: Metrics,
+                 publish: Callable[[bytes, bytes], object], now_ms: Callable[[], int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        cache, config = settings.cache, settings.cache_config
+        self.enabled = cache.enabled and config.ttl_default > 0
+        self._settings = settings
+        self._metrics = metrics
+        self._now_ms = now_ms
+        self._ttl_ms = config.ttl_default * 1000
+        self._templates = Templates.from_settings(cache.templates)
+        self.l1 = L1Cache(parse_size(config.max_size)) if cache.l1_enabled else None
+        self.l2 = RedisCache.from_settings(settings) if cache.l2_enabled else None
+        self.l3 = L3Store(datadir / "cache-l3", ttl_s=config.ttl_default) if cache.l3_enabled else None
+        self.tiers = CacheTiers(l1=self.l1, l2=self.l2, l3=self.l3, publish=publish, compress=config.compression,
+                                now_ms=now_ms)
+        self.follower = CacheFollower(settings.kafka.bootstrap_servers, cache_topic, CacheApplier(self.l1, self.l3),
+                                      loop=self.loop, beacon=self.beacon)
+        if self.enabled:
+            self.add_dependency(self.follower)
+
+    async def on_start(self) -> None:
+        if self.enabled and self.l2 is not None:
+            await self.l2.start()
+
+    async def on_stop(self) -> None:
+        if self.l2 is not None:
+            await self.l2.stop()
+        if self.l3 is not None:
+            self.l3.close()
+
+    def decide(self, request: Request) -> CacheDecision:
+        if not self.enabled:
+            return NO_CACHE
+        return decide(request, cache_nondeterministic=self._settings.cache.cache_nondeterministic)
+
+    def key(self, request: Request) -> str:
+        cache = self._settings.cache
+        return cache_key(request, version=cache.namespace_version, templates=self._templates,
+                         shared_namespace=cache.shared_namespace)
+
+    async def lookup(self, request: Request) -> Hit | None:
+        hit = await self.tiers.lookup(self.key(request))
+        if hit is None:
+            self._metrics.cache_misses_total.inc()
+        else:
+            self._metrics.cache_hits_total.labels(hit.level).inc()
+        return hit
+
+    def store(self, request: Request, record: dict[str, Any]) -> None:
+        """Keep an ``ok`` result a provider gave (text, who, tokens, what it cost then) for ``cache_config.ttl_default``."""
+        now = self._now_ms()
+        self.tiers.store(self.key(request), CachedAnswer(
+            text=record.get("text", ""), provider=record.get("provider"), model=record.get("model"),
+            finish_reason=record.get("finish_reason"), prompt_tokens=record.get("prompt_tokens", 0),
+            completion_tokens=record.get("completion_tokens", 0), cost_usd=record.get("cost_usd", 0.0),
+            stored_at_ms=now, expires_at_ms=now + self._ttl_ms))
+
+    def status(self) -> dict[str, str]:
+        """Per level: ``ok``, ``off`` or ``down: <reason>`` (Redis): what /health/ shows."""
+        out = {"l1": "ok" if self.l1 is not None else "off", "l3": "ok" if self.l3 is not None else "off"}
+        out["l2"] = "off" if self.l2 is None else self.l2.status()
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "status": self.status(), **self.tiers.stats(),
+                "l1": self.l1.stats() if self.l1 is not None else None,
+                "l2": self.l2.stats() if self.l2 is not None else None,
+                "l3": self.l3.stats() if self.l3 is not None else None,
+                "follower_caught_up": self.follower.caught_up}
