@@ -33,6 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmrouter.cache.normalise import Templates
 from llmrouter.errors import ConfigError
 from llmrouter.localmodel.config import parse_size
 from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_record
@@ -233,6 +234,46 @@ class CacheConfig(_Section):
     eviction_policy: Literal["LRU"] = "LRU"
     compression: bool = True
 
+    @field_validator("max_size")
+    @classmethod
+    def _size(cls, value: str) -> str:
+        parse_size(value)
+        return value
+
+
+class CacheTemplate(_Section):
+    """A volatile part of prompts, replaced by ``<name>`` before the cache key is hashed."""
+
+    name: str
+    pattern: str = Field(description="a Python regular expression, matched against normalised text")
+
+
+class CacheSettings(_Section):
+    """How the answer cache behaves (F031-F035); TTL, size and compression are in ``cache_config``."""
+
+    enabled: bool = True
+    namespace_version: int = Field(1, ge=1, description="in every key; raise it to orphan every cached answer")
+    shared_namespace: bool = Field(False, description="one cache for all tenants instead of one per user/tenant")
+    cache_nondeterministic: bool = Field(False, description="cache sampled requests too (temperature > 0, no seed)")
+    templates: list[CacheTemplate] = Field([], description="volatile parts stripped before hashing; none by default")
+    l1_enabled: bool = True
+    l2_enabled: bool = True
+    l3_enabled: bool = True
+    redis_timeout_s: float = Field(0.1, gt=0, le=10, description="connect and reply timeout of the Redis level")
+    redis_retry_s: float = Field(1.0, gt=0, description="seconds between pings while Redis is down")
+    l2_batch_max: int = Field(256, ge=1, description="most keys in one MGET, most writes in one pipeline")
+    write_queue_max: int = Field(10_000, ge=1, description="Redis writes queued before the oldest is dropped")
+
+    @field_validator("templates")
+    @classmethod
+    def _templates_compile(cls, value: list[CacheTemplate]) -> list[CacheTemplate]:
+        Templates((template.name, template.pattern) for template in value)
+        return value
+
+    def compiled_templates(self) -> Templates:
+        """The templates, compiled (call once at start and keep the result)."""
+        return Templates((template.name, template.pattern) for template in self.templates)
+
 
 class RegistrySettings(_Section):
     """The provider registry (F001, F051, F052)."""
@@ -255,6 +296,7 @@ class Settings(_Section):
     fallback_chain: list[str] = ["local", "huggingface", "together", PREMIUM]
     llm_config: dict[str, ProviderLimits] = {}
     cache_config: CacheConfig = CacheConfig()
+    cache: CacheSettings = CacheSettings()
     registry: RegistrySettings = RegistrySettings()
     tables: TablesSettings = TablesSettings()
 
@@ -321,6 +363,10 @@ class Settings(_Section):
             row = self.llm_config.get(PREMIUM)
         return row or ProviderLimits(max_concurrent=4, timeout=30)
 
+    def cache_l1_bytes(self) -> int:
+        """The in-process cache's bound in bytes (``cache_config.max_size``)."""
+        return parse_size(self.cache_config.max_size)
+
     def topic(self, name: str) -> str:
         """A contract topic name with the configured prefix."""
         return f"{self.kafka.topic_prefix}{name}"
@@ -333,7 +379,7 @@ class Settings(_Section):
         """Settings that are read and validated but not acted on yet (a later stage makes them real)."""
         names = [f"{section}.rate_limit" for section in ("huggingface_config", "together_config")]
         names += [f"premium_config.{vendor}.rate_limit" for vendor in PREMIUM_KINDS]
-        names += ["premium_config.usage_limit", "together_config.priority", "cache_config"]
+        names += ["premium_config.usage_limit", "together_config.priority", "cache_config", "cache"]
         for provider, row in sorted(self.llm_config.items()):
             names += [f"llm_config.{provider}.{key}" for key in ("rate_limit", "memory_limit") if getattr(row, key)]
         return names

@@ -93,7 +93,7 @@ def test_rates_are_parsed_into_count_and_period():
 def test_settings_read_but_not_enforced_yet_are_named():
     """The worker warns at start about each setting no stage acts on yet (rate limits, budgets, cache)."""
     inert = load_settings(env={}).inert()
-    assert {"huggingface_config.rate_limit", "premium_config.usage_limit", "cache_config",
+    assert {"huggingface_config.rate_limit", "premium_config.usage_limit", "cache_config", "cache",
             "together_config.priority", "llm_config.local.memory_limit"} <= set(inert)
     assert not any(name.startswith(("worker.", "kafka.", "limits.", "tables.")) for name in inert)
 
@@ -102,3 +102,35 @@ def test_the_revoke_grace_and_write_timeout_must_fit_inside_a_rebalance():
     """A drain longer than half the rebalance timeout would get the worker thrown out of its group."""
     with pytest.raises(ConfigError, match="revoke_grace_s \\+ producer_timeout_s must be at most 30"):
         load_settings(env={"LLMROUTER__WORKER__REVOKE_GRACE_S": "25"})
+
+
+def test_the_cache_section_has_safe_defaults_and_reuses_cache_config():
+    """cache: on, per-tenant, deterministic only, no templates; the L1 bound is cache_config.max_size."""
+    s = load_settings(env={})
+    assert s.cache.enabled and s.cache.namespace_version == 1 and not s.cache.shared_namespace
+    assert not s.cache.cache_nondeterministic and s.cache.templates == [] and len(s.cache.compiled_templates()) == 0
+    assert (s.cache.l1_enabled, s.cache.l2_enabled, s.cache.l3_enabled) == (True, True, True)
+    assert s.cache_l1_bytes() == 256 * 1024 * 1024
+    assert load_settings(env={"LLMROUTER__CACHE_CONFIG__MAX_SIZE": "64MiB"}).cache_l1_bytes() == 64 * 1024 * 1024
+
+
+def test_cache_templates_are_compiled_from_the_file(tmp_path):
+    """A list of {name, pattern} becomes Templates that strip what they match."""
+    path = tmp_path / "s.yaml"
+    path.write_text("cache:\n  templates:\n    - {name: now, pattern: 'Now: \\S+'}\n")
+    templates = load_settings(path, env={}).cache.compiled_templates()
+    assert templates.apply("Now: 10:00 hello") == "<now> hello"
+
+
+@pytest.mark.parametrize("override, problem", [
+    ({"LLMROUTER__CACHE__TEMPLATES": "[{name: when, pattern: '(unclosed'}]"},
+     "cache.templates.*'when'.*not a valid regular expression"),
+    ({"LLMROUTER__CACHE__TEMPLATES": "[{name: when, pattern: '.*'}]"}, "matches the empty string"),
+    ({"LLMROUTER__CACHE_CONFIG__MAX_SIZE": "lots"}, "cache_config.max_size.*not a memory size"),
+    ({"LLMROUTER__CACHE__NAMESPACE_VERSION": "0"}, "cache.namespace_version"),
+    ({"LLMROUTER__CACHE__REDIS_TIMEOUT_S": "0"}, "cache.redis_timeout_s"),
+], ids=["bad-regex", "empty-match", "max-size", "version", "timeout"])
+def test_a_bad_cache_setting_is_refused_at_load_with_its_path(override, problem):
+    """An invalid template or size stops the worker at start, not at the first request."""
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(env=override)
