@@ -22,6 +22,7 @@ from typing import Any
 import faust
 import structlog
 
+from llmrouter.cache.recent import RecentAnswers
 from llmrouter.cache.service import ResponseCache
 from llmrouter.cache.tiers import Hit
 from llmrouter.codec import Codec
@@ -59,6 +60,7 @@ class Intake:
         self._directory = directory
         self._cache = cache
         self._metrics = metrics
+        self._recent = RecentAnswers(settings.cache.recent_answers)
         self._attempts = settings.worker.write_attempts
 
     async def accept(self, event: faust.EventT, job: Job) -> None:
@@ -72,8 +74,16 @@ class Intake:
             job.start_delivery()
             await self._dead_letter(origin, decoded, priority, code=exc.code, reason=str(exc))
             return
+        if (earlier := self._recent.get(request.request_id)) is not None:
+            job.start_delivery()
+            await with_retries(lambda: self._publisher.send_result(request.request_id, earlier,
+                                                                   reply_to=request.reply_to, replay=True),
+                               what="re-emit a cached result", attempts=self._attempts)
+            return
         refusal = await self._check_reply_to(request.reply_to) or self._check_size(request, origin)
         hit = await self._cache.lookup(request) if refusal is None and self._cache.decide(request).read else None
+        if hit is not None and hit.answer.request_id == request.request_id:
+            hit = None  # the answer paid for this very request: it is delivered again, the answer stage re-emits it
         job.start_delivery()
         if refusal is not None:
             await self._refuse(request, refusal)
@@ -93,11 +103,13 @@ class Intake:
                                                              answer.provider),
                                what="send a cached stream chunk", attempts=self._attempts)
         record = result_record(
-            request, status="ok", now_ms=now_ms(), text=answer.text, provider=answer.provider, model=answer.model,
-            route="cache", cache_level=hit.level, finish_reason=answer.finish_reason,
+            request, status="ok", now_ms=now_ms(), text=answer.text, provider=answer.provider or None,
+            model=answer.model or None, route="cache", cache_level=hit.level, finish_reason=answer.finish_reason or None,
             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, cost_usd=0.0)
-        await with_retries(lambda: self._publisher.result(record, reply_to=request.reply_to),
+        data = self._publisher.encode_result(record)
+        await with_retries(lambda: self._publisher.send_result(request.request_id, data, reply_to=request.reply_to),
                            what="send a cached result", attempts=self._attempts)
+        self._recent.put(request.request_id, data)
         self._metrics.finished(request.priority, record)
         log.debug("request_answered_from_cache", request_id=request.request_id, level=hit.level)
 

@@ -8,6 +8,7 @@
     llmrouter send "prompt"            produce one request, print its result
     llmrouter providers list|register|remove   the provider registry (llm.providers)
     llmrouter dlq list|replay          dead letters on llm.dlq: show them, produce them again
+    llmrouter cache clear|stats        invalidate cached answers everywhere; a worker's cache figures
     llmrouter simulate                 a local stand-in for the cloud APIs (OpenAI, HF, Anthropic)
     llmrouter demo                     infra + worker + a sample workload, with a summary
     llmrouter model build-tiny DIR     a small random-weight model of TinyLlama's shape
@@ -82,11 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result record as JSON")
     p.set_defaults(func=_send)
 
-    from llmrouter import dlqcmd, providerscmd
+    from llmrouter import cachecmd, dlqcmd, providerscmd
     from llmrouter.simulator.cli import add_simulate_parser
 
     providerscmd.add_parser(sub)
     dlqcmd.add_parser(sub)
+    cachecmd.add_parser(sub)
     add_simulate_parser(sub)
 
     p = sub.add_parser("demo", help="run the main job: infra, a worker and a sample workload")

@@ -263,6 +263,8 @@ class CacheSettings(_Section):
     redis_retry_s: float = Field(1.0, gt=0, description="seconds between pings while Redis is down")
     l2_batch_max: int = Field(256, ge=1, description="most keys in one MGET, most writes in one pipeline")
     write_queue_max: int = Field(10_000, ge=1, description="Redis writes queued before the oldest is dropped")
+    recent_answers: int = Field(10_000, ge=0, description="results answered from the cache kept by request_id, "
+                                "so a copy of such a request delivered again is re-emitted as a replay")
 
     @field_validator("templates")
     @classmethod

@@ -7,7 +7,7 @@ Layout of :meth:`CachedAnswer.to_bytes` (all integers little-endian)::
     body        stored_at_ms i64, expires_at_ms i64, cost_usd f64,
                 prompt_tokens u32, completion_tokens u32,
                 then the UTF-8 lengths of provider u16, model u16, finish_reason u16, text u32,
-                then those four strings, back to back
+                request_id u16, then those five strings, back to back
 
 The body is compressed only when asked (``cache_config.compression``), when it
 is longer than :data:`COMPRESS_ABOVE_BYTES` (below that zlib's own header eats
@@ -34,7 +34,7 @@ FORMAT_VERSION = 1
 COMPRESS_ABOVE_BYTES = 256
 MAX_BODY_BYTES = 16 * 1024 * 1024  # an inflated body larger than this is refused (a zlib bomb, not an answer)
 _FLAG_ZLIB = 0x01
-_HEAD = struct.Struct("<qqdIIHHHI")
+_HEAD = struct.Struct("<qqdIIHHHIH")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +48,7 @@ class CachedAnswer:
     cost_usd: float
     stored_at_ms: int
     expires_at_ms: int
+    request_id: str = ""  # the request this answer was paid for: a copy of that request is a redelivery, not a hit
 
     def expired(self, now_ms: int) -> bool:
         """True from ``expires_at_ms`` on."""
@@ -59,7 +60,8 @@ class CachedAnswer:
 
     def to_bytes(self, *, compress: bool) -> bytes:
         """The layout of the module docstring; ``ValueError`` if a field does not fit it."""
-        strings = [s.encode("utf-8", "surrogatepass") for s in (self.provider, self.model, self.finish_reason, self.text)]
+        strings = [s.encode("utf-8", "surrogatepass")
+                   for s in (self.provider, self.model, self.finish_reason, self.text, self.request_id)]
         try:
             head = _HEAD.pack(self.stored_at_ms, self.expires_at_ms, self.cost_usd, self.prompt_tokens,
                               self.completion_tokens, *(len(s) for s in strings))
@@ -96,10 +98,10 @@ class CachedAnswer:
             except UnicodeDecodeError as exc:
                 raise ValueError(f"cached answer holds text that is not UTF-8: {exc}") from None
             offset += length
-        provider, model, finish_reason, text = strings
+        provider, model, finish_reason, text, request_id = strings
         return cls(text=text, provider=provider, model=model, finish_reason=finish_reason,
                    prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=cost,
-                   stored_at_ms=stored, expires_at_ms=expires)
+                   stored_at_ms=stored, expires_at_ms=expires, request_id=request_id)
 
 
 def _inflate(packed: bytes) -> bytes:

@@ -10,6 +10,7 @@ of ``cache_config`` (§5.2) come from the settings.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,10 @@ from llmrouter.cache.keys import cache_key
 from llmrouter.cache.l1 import L1Cache
 from llmrouter.cache.l2 import RedisCache
 from llmrouter.cache.l3 import L3Store
-from llmrouter.cache.normalise import Templates
 from llmrouter.cache.policy import CacheDecision, decide
-from llmrouter.cache.sync import CacheApplier, CacheFollower
+from llmrouter.cache.sync import CacheApplier, CacheFollower, Clears
 from llmrouter.cache.tiers import CacheTiers, Hit
 from llmrouter.contract import Request
-from llmrouter.localmodel.config import parse_size
 from llmrouter.metrics import Metrics
 from llmrouter.settings import Settings
 
@@ -42,14 +41,17 @@ class ResponseCache(mode.Service):
         self._metrics = metrics
         self._now_ms = now_ms
         self._ttl_ms = config.ttl_default * 1000
-        self._templates = Templates.from_settings(cache.templates)
-        self.l1 = L1Cache(parse_size(config.max_size)) if cache.l1_enabled else None
-        self.l2 = RedisCache.from_settings(settings) if cache.l2_enabled else None
+        self._templates = cache.compiled_templates()
+        self.l1 = L1Cache(settings.cache_l1_bytes()) if cache.l1_enabled else None
+        self.l2 = RedisCache(settings.redis.url, timeout_s=cache.redis_timeout_s, retry_s=cache.redis_retry_s,
+                             batch_max=cache.l2_batch_max, write_queue_max=cache.write_queue_max) \
+            if cache.l2_enabled else None
         self.l3 = L3Store(datadir / "cache-l3", ttl_s=config.ttl_default) if cache.l3_enabled else None
+        clears = Clears()
         self.tiers = CacheTiers(l1=self.l1, l2=self.l2, l3=self.l3, publish=publish, compress=config.compression,
-                                now_ms=now_ms)
-        self.follower = CacheFollower(settings.kafka.bootstrap_servers, cache_topic, CacheApplier(self.l1, self.l3),
-                                      loop=self.loop, beacon=self.beacon)
+                                now_ms=now_ms, clears=clears)
+        self.follower = CacheFollower(settings.kafka.bootstrap_servers, cache_topic,
+                                      CacheApplier(self.l1, self.l3, clears), loop=self.loop, beacon=self.beacon)
         if self.enabled:
             self.add_dependency(self.follower)
 
@@ -85,10 +87,10 @@ class ResponseCache(mode.Service):
         """Keep an ``ok`` result a provider gave (text, who, tokens, what it cost then) for ``cache_config.ttl_default``."""
         now = self._now_ms()
         self.tiers.store(self.key(request), CachedAnswer(
-            text=record.get("text", ""), provider=record.get("provider"), model=record.get("model"),
-            finish_reason=record.get("finish_reason"), prompt_tokens=record.get("prompt_tokens", 0),
+            text=record.get("text") or "", provider=record.get("provider") or "", model=record.get("model") or "",
+            finish_reason=record.get("finish_reason") or "", prompt_tokens=record.get("prompt_tokens", 0),
             completion_tokens=record.get("completion_tokens", 0), cost_usd=record.get("cost_usd", 0.0),
-            stored_at_ms=now, expires_at_ms=now + self._ttl_ms))
+            stored_at_ms=now, expires_at_ms=now + self._ttl_ms, request_id=request.request_id))
 
     def status(self) -> dict[str, str]:
         """Per level: ``ok``, ``off`` or ``down: <reason>`` (Redis): what /health/ shows."""
@@ -98,7 +100,7 @@ class ResponseCache(mode.Service):
 
     def stats(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "status": self.status(), **self.tiers.stats(),
-                "l1": self.l1.stats() if self.l1 is not None else None,
-                "l2": self.l2.stats() if self.l2 is not None else None,
+                "l1": asdict(self.l1.stats()) if self.l1 is not None else None,
+                "l2": asdict(self.l2.stats()) if self.l2 is not None else None,
                 "l3": self.l3.stats() if self.l3 is not None else None,
                 "follower_caught_up": self.follower.caught_up}

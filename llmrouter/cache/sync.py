@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import mode
 import structlog
 
+from llmrouter.cache.entry import CachedAnswer
 from llmrouter.cache.l1 import L1Cache
 from llmrouter.cache.l3 import L3Store
 from llmrouter.registry.reader import CompactedTopicReader
@@ -55,12 +56,36 @@ def parse_clear(key: bytes, value: bytes | None) -> Clear | None:
         return None
 
 
+class Clears:
+    """Every clear seen: the newest ``at_ms`` per prefix.
+
+    An entry under a cleared prefix stored before the clear is stale wherever it is found: in a fill
+    read after the clear (partitions are read in no particular order), in Redis (promoted there by a
+    worker that had not seen the clear yet), anywhere. Checking hits against this list is what makes a
+    clear exact on every worker as soon as its follower has read it; deleting entries only frees space.
+    """
+
+    def __init__(self) -> None:
+        self._at: dict[str, int] = {}
+
+    def add(self, clear: Clear) -> None:
+        self._at[clear.prefix] = max(clear.at_ms, self._at.get(clear.prefix, clear.at_ms))
+
+    def covers(self, key: str, stored_at_ms: int) -> bool:
+        """True when ``key`` stored at ``stored_at_ms`` was cleared since."""
+        return any(stored_at_ms < at_ms and key.startswith(prefix) for prefix, at_ms in self._at.items())
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+
 class CacheApplier:
     """Applies cache-topic records to this worker's L1 and L3 (pure enough to test without Kafka)."""
 
-    def __init__(self, l1: L1Cache | None, l3: L3Store | None) -> None:
+    def __init__(self, l1: L1Cache | None, l3: L3Store | None, clears: Clears) -> None:
         self._l1 = l1
         self._l3 = l3
+        self._clears = clears
         self.applied = 0
         self.clears = 0
 
@@ -79,14 +104,19 @@ class CacheApplier:
             if self._l3 is not None:
                 self._l3.delete(key)
             return
-        if self._l3 is not None:
-            try:
-                self._l3.put(key, value)
-            except ValueError as exc:
-                log.warning("cache_fill_unreadable", key=key[:80], error=str(exc))
+        if self._l3 is None:
+            return
+        try:
+            answer = CachedAnswer.from_bytes(value)
+        except ValueError as exc:
+            log.warning("cache_fill_unreadable", key=key[:80], error=str(exc))
+            return
+        if not self._clears.covers(key.decode(errors="replace"), answer.stored_at_ms):
+            self._l3.put(key, value)
 
     def clear(self, clear: Clear) -> None:
         self.clears += 1
+        self._clears.add(clear)
         if self._l1 is not None:
             self._l1.clear(clear.prefix)
         if self._l3 is not None:

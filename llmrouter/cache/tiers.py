@@ -19,6 +19,7 @@ from llmrouter.cache.entry import CachedAnswer
 from llmrouter.cache.l1 import L1Cache
 from llmrouter.cache.l2 import RedisCache
 from llmrouter.cache.l3 import L3Store
+from llmrouter.cache.sync import Clears
 
 LEVELS = ("l1", "l2", "l3")
 
@@ -32,27 +33,29 @@ class Hit:
 class CacheTiers:
     def __init__(self, *, l1: L1Cache | None, l2: RedisCache | None, l3: L3Store | None,
                  publish: Callable[[bytes, bytes], object] | None, compress: bool,
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], clears: Clears | None = None) -> None:
         self._l1 = l1
         self._l2 = l2
         self._l3 = l3
         self._publish = publish
         self._compress = compress
         self._now_ms = now_ms
+        self._clears = clears if clears is not None else Clears()
         self.hits: Counter[str] = Counter()
         self.misses = 0
         self.stores = 0
 
     async def lookup(self, key: str) -> Hit | None:
         now = self._now_ms()
-        if self._l1 is not None and (answer := _live(self._l1.get(key), now)) is not None:
+        if self._l1 is not None and (answer := self._live(key, self._l1.get(key), now)) is not None:
             return self._hit("l1", answer)
         if self._l2 is not None and self._l2.available:
             raw = await self._l2.get(key)
-            if (answer := _live(raw, now)) is not None:
+            if (answer := self._live(key, raw, now)) is not None:
                 self._put_l1(key, raw, answer)
                 return self._hit("l2", answer)
-        if self._l3 is not None and (answer := self._l3.get(key.encode(), now_ms=now)) is not None:
+        answer = self._l3.get(key.encode(), now_ms=now) if self._l3 is not None else None
+        if answer is not None and not self._clears.covers(key, answer.stored_at_ms):
             raw = answer.to_bytes(compress=self._compress)
             self._put_l1(key, raw, answer)
             self._put_l2(key, raw, answer, now)
@@ -76,6 +79,18 @@ class CacheTiers:
         return {"lookups": lookups, "hits": dict(self.hits), "misses": self.misses, "stores": self.stores,
                 "hit_rate": round(sum(self.hits.values()) / lookups, 4) if lookups else None}
 
+    def _live(self, key: str, raw: bytes | None, now_ms: int) -> CachedAnswer | None:
+        """The entry in ``raw`` unless it is absent, unreadable, expired or cleared since it was stored."""
+        if raw is None:
+            return None
+        try:
+            answer = CachedAnswer.from_bytes(raw)
+        except ValueError:
+            return None
+        if answer.expired(now_ms) or self._clears.covers(key, answer.stored_at_ms):
+            return None
+        return answer
+
     def _hit(self, level: str, answer: CachedAnswer) -> Hit:
         self.hits[level] += 1
         return Hit(level, answer)
@@ -89,13 +104,3 @@ class CacheTiers:
         if self._l2 is not None and ttl_s > 0:
             self._l2.put(key, raw, ttl_s)
 
-
-def _live(raw: bytes | None, now_ms: int) -> CachedAnswer | None:
-    """The entry in ``raw`` unless it is absent, unreadable or expired."""
-    if raw is None:
-        return None
-    try:
-        answer = CachedAnswer.from_bytes(raw)
-    except ValueError:
-        return None
-    return None if answer.expired(now_ms) else answer
