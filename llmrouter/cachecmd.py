@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from llmrouter.cache.keys import KEY_ROOT, key_prefix, tenant_scope
 from llmrouter.cache.l2 import RedisCache
+from llmrouter.cache.service import l2_namespace
 from llmrouter.cache.sync import clear_record
 from llmrouter.errors import ConfigError
 from llmrouter.publisher import now_ms
@@ -75,7 +76,7 @@ async def _clear(settings: Settings, prefix: str) -> int | None:
     redis = RedisCache(settings.redis.url, timeout_s=max(1.0, settings.cache.redis_timeout_s))
     await redis.start()
     try:
-        deleted = await redis.clear(prefix) if redis.available else None
+        deleted = await redis.clear(l2_namespace(settings) + prefix) if redis.available else None
     finally:
         await redis.stop()
     if deleted is None:

@@ -4,7 +4,7 @@
 
     llmrouter infra up|down|status     local Kafka (KRaft, jars from Maven Central) + Redis
     llmrouter topics create [--apply-configs]   create the router's topics, check those that exist
-    llmrouter worker                   run a router worker (Faust)
+    llmrouter worker [--processes N]   run a router worker (Faust), or N of them in one group
     llmrouter send "prompt"            produce one request, print its result
     llmrouter providers list|register|remove   the provider registry (llm.providers)
     llmrouter dlq list|replay          dead letters on llm.dlq: show them, produce them again
@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="run a router worker")
     p.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    p.add_argument("--processes", type=int, default=1, metavar="N",
+                   help="run N worker processes in the group (one per core); web ports and data dirs numbered")
     p.set_defaults(func=_worker)
 
     p = sub.add_parser("send", help="send one request and print its result")
@@ -143,7 +145,7 @@ def _topics_create(args: argparse.Namespace, settings: Settings) -> None:
         print(f"warning: left as they are; run `{APPLY_COMMAND}` to set them", file=sys.stderr)
 
 
-def _worker(args: argparse.Namespace, settings: Settings) -> None:
+def _worker(args: argparse.Namespace, settings: Settings) -> int | None:
     import logging
 
     import faust
@@ -155,6 +157,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> None:
     from llmrouter.new_group import seed_new_group
     from llmrouter.topic_plan import APPLY_COMMAND
 
+    if args.processes < 1:
+        raise ConfigError(f"--processes must be at least 1, not {args.processes}")
     # Our own lines logged before faust starts (faust replaces this handler with its own).
     before_faust = logging.StreamHandler()
     before_faust.addFilter(logging.Filter("llmrouter"))
@@ -167,6 +171,10 @@ def _worker(args: argparse.Namespace, settings: Settings) -> None:
         log.warning("topic_config_differs", topic=drift.topic, config=drift.key, actual=drift.actual,
                     expected=drift.expected, fix=f"run `{APPLY_COMMAND}`")
     asyncio.run(seed_new_group(settings))  # a new group starts at recent requests, not a week of stale ones
+    if args.processes > 1:
+        from llmrouter.multiproc import supervise
+
+        return supervise(settings, args.processes, settings_path=args.settings, loglevel=args.loglevel)
     router = build_router(settings)
     faust.Worker(router.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 

@@ -31,6 +31,11 @@ from llmrouter.settings import Settings
 NO_CACHE = CacheDecision(read=False, write=False, reason="cache_disabled")
 
 
+def l2_namespace(settings: Settings) -> str:
+    """What Redis keys of this deployment (its consumer group) start with."""
+    return f"{settings.worker.app_id}/"
+
+
 class ResponseCache(mode.Service):
     def __init__(self, settings: Settings, *, datadir: Path, cache_topic: str, metrics: Metrics,
                  publish: Callable[[bytes, bytes], object], now_ms: Callable[[], int], **kwargs: Any) -> None:
@@ -49,7 +54,7 @@ class ResponseCache(mode.Service):
         self.l3 = L3Store(datadir / "cache-l3", ttl_s=config.ttl_default) if cache.l3_enabled else None
         clears = Clears()
         self.tiers = CacheTiers(l1=self.l1, l2=self.l2, l3=self.l3, publish=publish, compress=config.compression,
-                                now_ms=now_ms, clears=clears)
+                                now_ms=now_ms, clears=clears, l2_namespace=l2_namespace(settings))
         self.follower = CacheFollower(settings.kafka.bootstrap_servers, cache_topic,
                                       CacheApplier(self.l1, self.l3, clears), loop=self.loop, beacon=self.beacon)
         if self.enabled:

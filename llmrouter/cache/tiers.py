@@ -6,7 +6,8 @@ promoted into the levels above it. A store writes L1, queues the Redis write
 (never awaited: :class:`~llmrouter.cache.l2.RedisCache` batches it), writes
 L3 and hands the entry to ``publish`` (the cache topic, so every other
 worker's L3 gets it). Any level may be absent (disabled in the settings); L2
-is skipped at once while Redis is down.
+is skipped at once while Redis is down. Redis keys carry ``l2_namespace`` in
+front (the app id: deployments sharing one Redis never read each other's answers).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Hit:
 class CacheTiers:
     def __init__(self, *, l1: L1Cache | None, l2: RedisCache | None, l3: L3Store | None,
                  publish: Callable[[bytes, bytes], object] | None, compress: bool,
-                 now_ms: Callable[[], int], clears: Clears | None = None) -> None:
+                 now_ms: Callable[[], int], clears: Clears | None = None, l2_namespace: str = "") -> None:
         self._l1 = l1
         self._l2 = l2
         self._l3 = l3
@@ -41,6 +42,7 @@ class CacheTiers:
         self._compress = compress
         self._now_ms = now_ms
         self._clears = clears if clears is not None else Clears()
+        self._l2_namespace = l2_namespace  # Redis may be shared by several deployments: their keys stay apart
         self.hits: Counter[str] = Counter()
         self.misses = 0
         self.stores = 0
@@ -50,7 +52,7 @@ class CacheTiers:
         if self._l1 is not None and (answer := self._live(key, self._l1.get(key), now)) is not None:
             return self._hit("l1", answer)
         if self._l2 is not None and self._l2.available:
-            raw = await self._l2.get(key)
+            raw = await self._l2.get(self._l2_namespace + key)
             if (answer := self._live(key, raw, now)) is not None:
                 self._put_l1(key, raw, answer)
                 return self._hit("l2", answer)
@@ -102,5 +104,5 @@ class CacheTiers:
     def _put_l2(self, key: str, raw: bytes, answer: CachedAnswer, now: int) -> None:
         ttl_s = (answer.expires_at_ms - now) / 1000.0
         if self._l2 is not None and ttl_s > 0:
-            self._l2.put(key, raw, ttl_s)
+            self._l2.put(self._l2_namespace + key, raw, ttl_s)
 

@@ -81,9 +81,11 @@ class StallWatch(Service):
         consumer = self._app.consumer
         watched = set(self._topics())
         busy = self._busy()
+        active = consumer._active_partitions or set()
         return [{"topic": tp.topic, "partition": tp.partition, "committed": consumer._committed_offset.get(tp),
                  "end": consumer.highwater(tp), "read": consumer._read_offset.get(tp), "busy": tp in busy,
-                 "queued": self._queued(tp), "stalled_looks": self._seen.get(tp, (None, 0))[1]}
+                 "queued": self._queued(tp), "stalled_looks": self._seen.get(tp, (None, 0))[1],
+                 "fetching": tp in active, **_fetch_state(consumer, tp)}
                 for tp in sorted(consumer.assignment()) if tp.topic in watched]
 
     def _queued(self, tp: TP) -> bool:
@@ -101,3 +103,12 @@ class StallWatch(Service):
             consumer.resume_flow()
         self._seen.clear()
         self._on_reseek(len(stalled))
+
+
+def _fetch_state(consumer: object, tp: TP) -> dict[str, object]:
+    """Where aiokafka's fetcher stands on ``tp`` (read across threads: a diagnostic, not a decision)."""
+    try:
+        state = consumer._thread._consumer._subscription.subscription.assignment.state_value(tp)
+        return {"position": state._position, "fetch_paused": state.paused, "awaiting_reset": state.awaiting_reset}
+    except AttributeError:
+        return {}

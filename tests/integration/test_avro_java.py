@@ -104,7 +104,7 @@ def test_a_java_producer_gets_its_answer_decoded_by_a_java_consumer(avro_java: A
     the local model; KafkaConsumer + BinaryMessageDecoder read our LLMResult from llm.results."""
     settings, bootstrap = worker.settings, worker.settings.kafka.bootstrap_servers
     request_id = f"java-{uuid.uuid4()}"
-    sent = avro_java.produce_request(bootstrap, settings.topic("llm.requests.normal"), request_id, "Say hello", 8)
+    sent = avro_java.produce_request(bootstrap, settings.topic("llm.requests.normal"), request_id, f"Say hello ({request_id})", 8)
     try:
         result = avro_java.consume_result(bootstrap, settings.topic("llm.results"), request_id, timeout_s=90)
     except AssertionError as exc:

@@ -188,7 +188,7 @@ async def test_l3_fills_a_fresh_worker_from_the_cache_topic_and_redis_comes_back
         await ask(second_settings, {"prompt": fresh, "max_tokens": 8})
         client = redis.Redis(port=port)
         deadline = time.monotonic() + 10
-        while not client.keys("llm:v1:*"):
+        while not client.keys(f"{second_settings.worker.app_id}/llm:v1:*"):
             assert time.monotonic() < deadline, "the answer never reached Redis"
             await asyncio.sleep(0.05)
     finally:

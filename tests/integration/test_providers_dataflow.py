@@ -72,6 +72,7 @@ def cloud_worker(sims: SimulatorThread, kafka_and_redis: None, tiny_model_dir: P
     settings, path = isolated_settings(
         directory, tiny_model_dir,
         local_config={"enabled": False},
+        cache={"enabled": False},  # every fault is asked with the same prompt: each must reach its provider
         huggingface_config={"endpoint": urls["huggingface"]},
         together_config={"endpoint": urls["together"]},
         premium_config={"openai": {"endpoint": urls["openai"]}, "anthropic": {"endpoint": urls["anthropic"]}},

@@ -37,6 +37,7 @@ def slow_provider_settings(sim, kafka_and_redis, tiny_model_dir, tmp_path):
         worker={"max_in_flight": 4},
         limits={"default_timeout_s": 300},
         local_config={"enabled": False},
+        cache={"enabled": False},  # provider calls are what is counted: a cache hit must not hide a second one
         providers={"slow": sim_provider(sim.sims[0], timeout_s=30)},
         fallback_chain=["slow"],
     )

@@ -43,7 +43,8 @@ def bare_worker(kafka_and_redis: None, tiny_model_dir: Path,
     """A worker with nothing to serve with until a provider is registered."""
     directory = tmp_path_factory.mktemp("bare-worker")
     settings, path = isolated_settings(directory, tiny_model_dir, local_config={"enabled": False},
-                                       registry={"health_check_interval_s": 1})
+                                       registry={"health_check_interval_s": 1},
+                                       cache={"enabled": False})  # calls per provider are counted
     proc = start_worker(path, settings, directory / "worker.log", consuming_only=True)
     yield proc, path
     proc.stop()

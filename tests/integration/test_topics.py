@@ -59,9 +59,12 @@ async def test_topics_are_created_with_the_configured_retention_min_isr_and_clea
 
     for name, spec in specs.items():
         assert configs[name]["min.insync.replicas"] == ("1", TOPIC_OVERRIDE), name
-        if spec.compacted:
+        if spec.compacted and spec.retention_ms is None:
             assert configs[name]["cleanup.policy"] == ("compact", TOPIC_OVERRIDE)
             assert configs[name]["retention.ms"][1] != TOPIC_OVERRIDE
+        elif spec.compacted:  # the cache topic: compacted, and deleted after the cache TTL
+            assert configs[name]["cleanup.policy"] == ("compact,delete", TOPIC_OVERRIDE)
+            assert configs[name]["retention.ms"] == (str(spec.retention_ms), TOPIC_OVERRIDE), name
         else:
             assert configs[name]["cleanup.policy"] == ("delete", TOPIC_OVERRIDE), name
             assert configs[name]["retention.ms"] == (str(spec.retention_ms), TOPIC_OVERRIDE), name
