@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -107,6 +108,8 @@ class RedisCache:
 
     async def start(self) -> None:
         """Connect (or start probing if Redis does not answer) and start the reader and writer."""
+        if self._client is not None:
+            raise RuntimeError("this RedisCache is started already")
         self._client = Redis.from_url(self.url, socket_timeout=self.timeout_s,
                                       socket_connect_timeout=self.timeout_s, retry=Retry(NoBackoff(), 0))
         self._reader = asyncio.create_task(self._read_loop(), name="l2-reader")
@@ -165,8 +168,15 @@ class RedisCache:
             await self._read_wakeup.wait()
             self._read_wakeup.clear()
             while self._pending:
-                batch = _take(self._pending, self.batch_max)
-                await self._mget(batch)
+                await self._mget(self._take_batch())
+
+    def _take_batch(self) -> dict[str, list[asyncio.Future[bytes | None]]]:
+        """The first ``batch_max`` keys queued (all of them, usually) and their waiters."""
+        if len(self._pending) <= self.batch_max:
+            batch, self._pending = self._pending, {}
+            return batch
+        keys = list(itertools.islice(self._pending, self.batch_max))
+        return {key: self._pending.pop(key) for key in keys}
 
     async def _mget(self, batch: dict[str, list[asyncio.Future[bytes | None]]]) -> None:
         assert self._client is not None
@@ -236,7 +246,11 @@ class RedisCache:
     # invalidation
 
     async def delete(self, keys: Iterable[str]) -> int | None:
-        """Remove ``keys``: how many Redis had, or None if Redis is down (kept and replayed when it is back)."""
+        """Remove ``keys``: how many Redis had, or None if that failed.
+
+        When Redis cannot be reached the deletion is kept and replayed before
+        the cache is used again; a command Redis refuses is counted and logged.
+        """
         doomed = list(keys)
         wanted = set(doomed)
         await self._discard_queued(lambda key: key in wanted)
@@ -259,8 +273,10 @@ class RedisCache:
         if self._down_reason is None:
             try:
                 return await self._apply(kind, what)
-            except Exception as exc:  # noqa: BLE001 - counted, shown in status, replayed later
+            except Exception as exc:  # noqa: BLE001 - counted; an outage shows in status and replays it later
                 self._failed(exc)
+            if self._down_reason is None:
+                return None  # refused by a Redis that is up: logged by _failed, nothing to replay
         if len(self._invalidations) == self._invalidations.maxlen:
             self._counts["lost_invalidations"] += 1
         self._invalidations.append((kind, what))
@@ -328,17 +344,6 @@ class RedisCache:
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
-
-
-def _take(pending: dict[str, list[asyncio.Future[bytes | None]]], limit: int
-          ) -> dict[str, list[asyncio.Future[bytes | None]]]:
-    """Remove and return the first ``limit`` keys of ``pending`` (all of it when it is small enough)."""
-    if len(pending) <= limit:
-        batch = dict(pending)
-        pending.clear()
-        return batch
-    keys = list(pending)[:limit]
-    return {key: pending.pop(key) for key in keys}
 
 
 def _reason(exc: BaseException) -> str:
