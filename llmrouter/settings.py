@@ -381,7 +381,7 @@ class Settings(_Section):
         """Settings that are read and validated but not acted on yet (a later stage makes them real)."""
         names = [f"{section}.rate_limit" for section in ("huggingface_config", "together_config")]
         names += [f"premium_config.{vendor}.rate_limit" for vendor in PREMIUM_KINDS]
-        names += ["premium_config.usage_limit", "together_config.priority", "cache_config", "cache"]
+        names += ["premium_config.usage_limit", "together_config.priority"]
         for provider, row in sorted(self.llm_config.items()):
             names += [f"llm_config.{provider}.{key}" for key in ("rate_limit", "memory_limit") if getattr(row, key)]
         return names

@@ -60,8 +60,8 @@ class CachedAnswer:
 
     def to_bytes(self, *, compress: bool) -> bytes:
         """The layout of the module docstring; ``ValueError`` if a field does not fit it."""
-        strings = [s.encode("utf-8", "surrogatepass")
-                   for s in (self.provider, self.model, self.finish_reason, self.text, self.request_id)]
+        strings = [field.encode("utf-8", "surrogatepass")
+                   for field in (self.provider, self.model, self.finish_reason, self.text, self.request_id)]
         try:
             head = _HEAD.pack(self.stored_at_ms, self.expires_at_ms, self.cost_usd, self.prompt_tokens,
                               self.completion_tokens, *(len(s) for s in strings))

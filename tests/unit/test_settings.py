@@ -91,11 +91,11 @@ def test_rates_are_parsed_into_count_and_period():
 
 
 def test_settings_read_but_not_enforced_yet_are_named():
-    """The worker warns at start about each setting no stage acts on yet (rate limits, budgets, cache)."""
+    """The worker warns at start about each setting no stage acts on yet (rate limits, budgets)."""
     inert = load_settings(env={}).inert()
-    assert {"huggingface_config.rate_limit", "premium_config.usage_limit", "cache_config", "cache",
+    assert {"huggingface_config.rate_limit", "premium_config.usage_limit",
             "together_config.priority", "llm_config.local.memory_limit"} <= set(inert)
-    assert not any(name.startswith(("worker.", "kafka.", "limits.", "tables.")) for name in inert)
+    assert not any(name.startswith(("worker.", "kafka.", "limits.", "tables.", "cache")) for name in inert)
 
 
 def test_the_revoke_grace_and_write_timeout_must_fit_inside_a_rebalance():
