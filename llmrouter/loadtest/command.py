@@ -212,8 +212,8 @@ async def _measure(settings: Settings, spec: WorkloadSpec, schedule: Schedule, b
         printer.end()
     own_cpu.append(time.process_time())
     workers.stop()
-    cpu: dict[str, Any] = {"workers": [{"pid": u.pid, "cpu_ms": u.cpu_s * 1000} for u in workers.usage],
-                           "worker_ms_per_request": _per(workers.cpu_s, router.answered) if workers.usage else None,
+    cpu: dict[str, Any] = {"workers": [{"pid": u.pid, "cpu_ms": u.as_dict()["cpu_ms"]} for u in workers.usage],
+                           "worker_ms_per_request": _per(workers.cpu_s, router.answered),
                            "loadtest_ms_per_request": _per(own_cpu[1] - own_cpu[0], router.answered),
                            "echo_ms_per_request": None}
     echo: Tally | None = None
@@ -237,8 +237,8 @@ def _run_id() -> str:
     return f"lt{uuid.uuid4().hex[:10]}"
 
 
-def _per(seconds: float, count: int) -> float | None:
-    return seconds * 1000.0 / count if count else None
+def _per(seconds: float | None, count: int) -> float | None:
+    return seconds * 1000.0 / count if seconds is not None and count else None
 
 
 def _bounds_text(bounds: Bounds) -> str:

@@ -11,7 +11,7 @@ COLUMNS = ("count", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms")
 
 @dataclass(frozen=True)
 class Progress:
-    """One look at a run under way; ``recent_*`` cover the last ``interval_s`` seconds."""
+    """One look at a run under way; ``recent_*`` cover the last ``interval_s`` seconds, ``p95_ms`` the whole run."""
 
     label: str
     phase: str  # sending | draining
@@ -22,10 +22,12 @@ class Progress:
     interval_s: float
     recent_answers: int
     recent_p95_ms: float | None
+    p95_ms: float | None
 
 
 def progress_line(p: Progress, *, width: int = 20) -> str:
-    """``[#####...............]  25% router sending 5.0s sent 1500/6000 answered 1490 300/s p95 12.4 ms``.
+    """``[#####...............]  25% router sending 5.0s sent 1500/6000 answered 1490 300/s p95 12.4 ms
+    (last 1s 15.0 ms)``: answers per second and p95 over the last interval, p95 over the whole run.
 
     The bar is the share sent while sending (when the total is known), the share answered while draining.
     """
@@ -36,10 +38,13 @@ def progress_line(p: Progress, *, width: int = 20) -> str:
     else:
         bar = ""
     rate = p.recent_answers / p.interval_s if p.interval_s > 0 else 0.0
-    p95 = f"{p.recent_p95_ms:.1f} ms" if p.recent_p95_ms is not None else "-"
     of = f"/{p.expected}" if p.expected else ""
     return (f"{bar}{p.label} {p.phase} {p.elapsed_s:.1f}s sent {p.sent}{of} answered {p.answered} "
-            f"{rate:.0f}/s p95 {p95}")
+            f"{rate:.0f}/s p95 {_ms(p.p95_ms)} (last {p.interval_s:.0f}s {_ms(p.recent_p95_ms)})")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
 
 
 def _row(name: str, stats: LatencyStats | None) -> str:
@@ -99,6 +104,8 @@ def report_text(header: str, runs: list[Summary], cpu: dict, rss: list[dict]) ->
     if line := cpu_line(cpu):
         lines.append(line)
     for usage in rss:
+        if usage["exited"]:
+            lines.append(f"pid {usage['pid']} exited during the run: its CPU is not counted")
         if "rss_start_mib" in usage:
             lines.append(f"RSS of pid {usage['pid']}: {usage['rss_start_mib']:.1f} -> {usage['rss_end_mib']:.1f} MiB "
                          f"(max {usage['rss_max_mib']:.1f}, {usage['rss_growth_pct']:+.1f} %)")

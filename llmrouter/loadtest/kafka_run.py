@@ -96,7 +96,8 @@ async def run_load(
         await consumer.seek_to_end(*partitions)
         for tp in partitions:  # resolve the end offsets now, before anything is sent
             await consumer.position(tp)
-        tasks.append(asyncio.create_task(run.read(consumer), name="loadtest-reader"))
+        reader = asyncio.create_task(run.read(consumer), name="loadtest-reader")
+        tasks.append(reader)
         if on_progress is not None:
             tasks.append(asyncio.create_task(
                 run.report(on_progress, options.progress_every_s, schedule.expected_count(bounds)),
@@ -104,14 +105,17 @@ async def run_load(
         if on_start is not None:
             on_start()
         run.start()
-        if isinstance(schedule, OpenLoop):
-            await run.send_open(producer, schedule, bounds)
-        else:
-            await run.send_closed(producer, schedule, bounds)
+        sending = run.send_open(producer, schedule, bounds) if isinstance(schedule, OpenLoop) else (
+            run.send_closed(producer, schedule, bounds))
+        sender = asyncio.create_task(sending, name="loadtest-sender")
+        tasks.append(sender)
+        await asyncio.wait([sender, reader], return_when=asyncio.FIRST_COMPLETED)
+        _raise_if_done(reader)  # a reader that failed stops the run at once, not after the last send
+        await sender
         run.phase = "draining"
         await producer.flush()
-        await run.drain(options.drain_s, tasks[0])
-        await run.read_to_end(consumer, partitions, tasks[0])
+        await run.drain(options.drain_s, reader)
+        await run.read_to_end(consumer, partitions, reader)
     finally:
         for task in tasks:
             task.cancel()
@@ -253,7 +257,8 @@ class _Run:
             on_progress(Progress(
                 label=self.target.label, phase=self.phase, elapsed_s=now - self.t0, sent=self.tally.sent,
                 expected=expected, answered=self.tally.answered, interval_s=now - last, recent_answers=len(recent),
-                recent_p95_ms=float(np.percentile(recent, 95)) * 1000.0 if recent else None))
+                recent_p95_ms=float(np.percentile(recent, 95)) * 1000.0 if recent else None,
+                p95_ms=self.tally.p95_so_far_ms()))
             last = now
 
 

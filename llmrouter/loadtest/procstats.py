@@ -4,7 +4,9 @@ CPU is the process's user + system time, taken before the first request is
 sent and after the drain: divided by the answers, it is the CPU each request
 cost the worker, idle timers included (they are small beside a run of a few
 thousand requests). RSS is sampled while the run goes (once a progress tick)
-to show whether memory stays flat over a long run.
+to show whether memory stays flat over a long run. A process that exits
+during the run (a worker killed on purpose, say) is reported as such; the
+run's figures stand without its CPU.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from llmrouter.errors import ConfigError, RouterError
+from llmrouter.errors import ConfigError
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -28,12 +30,13 @@ class ProcessUsage:
 
     pid: int
     name: str
-    cpu_s: float = 0.0
+    cpu_s: float | None = None  # None when it exited before the end of the run
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         rss = [mib for _, mib in self.rss_samples]
-        figures = {"pid": self.pid, "name": self.name, "cpu_ms": self.cpu_s * 1000.0}
+        figures = {"pid": self.pid, "name": self.name, "exited": self.cpu_s is None,
+                   "cpu_ms": None if self.cpu_s is None else self.cpu_s * 1000.0}
         if rss:
             figures |= {"rss_start_mib": rss[0], "rss_end_mib": rss[-1], "rss_max_mib": max(rss),
                         "rss_growth_pct": (rss[-1] - rss[0]) / rss[0] * 100.0 if rss[0] else 0.0,
@@ -73,11 +76,14 @@ class ProcessSampler:
         for proc, usage, start in zip(self._procs, self.usage, self._cpu_start):
             try:
                 usage.cpu_s = cpu_seconds(proc) - start
-            except psutil.Error as exc:
-                raise RouterError(f"--worker-pid {usage.pid} exited during the run ({exc})") from None
+            except psutil.Error:
+                usage.cpu_s = None
 
     @property
-    def cpu_s(self) -> float:
+    def cpu_s(self) -> float | None:
+        """The CPU time of every process over the run; None unless each one lasted to its end."""
+        if not self.usage or any(u.cpu_s is None for u in self.usage):
+            return None
         return sum(u.cpu_s for u in self.usage)
 
 

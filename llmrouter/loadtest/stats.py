@@ -231,6 +231,12 @@ class Tally:
         recent, self._recent = self._recent, []
         return recent
 
+    def p95_so_far_ms(self) -> float | None:
+        """p95 of every latency recorded so far, in milliseconds (None before the first answer)."""
+        if not self._latency:
+            return None
+        return float(np.percentile(np.frombuffer(self._latency, dtype=np.float64), 95)) * 1000.0
+
     def latencies_by_path(self) -> dict[str, np.ndarray]:
         """Every answered request's latency in milliseconds, by path (for a plot)."""
         return {path: np.asarray(values) * 1000.0 for path, values in sorted(self._by_path.items())}

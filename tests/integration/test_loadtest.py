@@ -13,12 +13,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
+from llmrouter.loadtest.procstats import ProcessSampler, cpu_seconds
 from llmrouter.simulator import SimProfile
 from llmrouter.workerproc import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, sim_provider, start_worker
@@ -101,3 +104,26 @@ def test_fail_on_loss_exits_1_when_requests_come_back_as_errors(served, tmp_path
     router = json.loads(report_path.read_text())["router"]
     assert router["errors"] == {"rejected/unknown_provider": 10} and router["lost"] == 0
     assert "router: error results rejected/unknown_provider x10" in done.stderr
+
+
+
+def test_the_cpu_of_a_worker_is_measured_and_one_that_exits_during_the_run_is_reported_not_fatal():
+    """--worker-pid: CPU over the run for a process that lasts; for one that exits, no CPU and no crash."""
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
+    short = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        sampler = ProcessSampler([busy.pid, short.pid])
+        sampler.start()
+        started_cpu_s = cpu_seconds(psutil.Process(busy.pid))
+        short.communicate(b"")  # it exits now
+        deadline = time.monotonic() + 10
+        while cpu_seconds(psutil.Process(busy.pid)) < started_cpu_s + 0.2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sampler.stop()
+    finally:
+        busy.kill()
+        busy.wait()
+    lasting, exited = (u.as_dict() for u in sampler.usage)
+    assert lasting["cpu_ms"] >= 200 and not lasting["exited"] and lasting["rss_start_mib"] > 0
+    assert exited["exited"] and exited["cpu_ms"] is None
+    assert sampler.cpu_s is None  # not every process lasted: no total to divide

@@ -134,12 +134,15 @@ def test_throughput_is_counted_over_the_send_window_and_to_the_last_answer():
     assert summary.sent_rps == pytest.approx(100) and summary.answered_rps == pytest.approx(99 / 1.49)
 
 
-def test_recent_latencies_are_handed_over_once_for_the_progress_line():
+def test_recent_latencies_are_handed_over_once_for_the_progress_line_beside_the_p95_so_far():
     tally = Tally("router", from_due=True)
     sent(tally, 2)
+    assert tally.p95_so_far_ms() is None
     tally.record_result(0, 0.02, OK_CLOUD)
     assert tally.take_recent() == [pytest.approx(0.02)]
     assert tally.take_recent() == []
+    tally.record_result(1, 0.05, OK_CLOUD)
+    assert tally.p95_so_far_ms() == pytest.approx(39)  # 20 and 40 ms (seq 1 was due at 10 ms)
 
 
 def test_sends_are_recorded_in_order():
@@ -148,13 +151,17 @@ def test_sends_are_recorded_in_order():
         tally.record_send(3, "normal", due_s=0, sent_s=0)
 
 
-def test_the_progress_line_shows_the_bar_counts_rate_and_recent_p95():
+def test_the_progress_line_shows_the_bar_counts_rate_and_p95_so_far_and_of_late():
     line = progress_line(Progress(label="router", phase="sending", elapsed_s=5.0, sent=1500, expected=6000,
-                                  answered=1490, interval_s=1.0, recent_answers=300, recent_p95_ms=12.44))
-    assert line == "[#####...............]  25% router sending 5.0s sent 1500/6000 answered 1490 300/s p95 12.4 ms"
+                                  answered=1490, interval_s=1.0, recent_answers=300, recent_p95_ms=15.04,
+                                  p95_ms=12.44))
+    assert line == ("[#####...............]  25% router sending 5.0s sent 1500/6000 answered 1490 300/s "
+                    "p95 12.4 ms (last 1s 15.0 ms)")
     draining = progress_line(Progress(label="echo", phase="draining", elapsed_s=9.0, sent=100, expected=None,
-                                      answered=50, interval_s=1.0, recent_answers=0, recent_p95_ms=None))
-    assert draining.startswith("[##########..........]  50% echo draining") and draining.endswith("0/s p95 -")
+                                      answered=50, interval_s=1.0, recent_answers=0, recent_p95_ms=None,
+                                      p95_ms=8.0))
+    assert draining.startswith("[##########..........]  50% echo draining") and draining.endswith(
+        "0/s p95 8.0 ms (last 1s -)")
 
 
 def test_the_table_has_a_row_per_priority_and_path_and_the_counts_line_says_what_was_lost():
