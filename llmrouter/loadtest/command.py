@@ -101,7 +101,8 @@ def router_target(settings: Settings) -> Target:
         try:
             record = codec.decode("LLMResult", value)
         except UndecodableRequest:
-            return (key or b"").decode(errors="replace"), Answer(status="error", error_code="undecodable_result", replay=replay)
+            return (key or b"").decode(errors="replace"), Answer(status="error", error_code="undecodable_result",
+                                                                 replay=replay)
         return record["request_id"], Answer(status=record["status"], route=record.get("route") or "none",
                                             cache_level=record.get("cache_level") or "none",
                                             error_code=record.get("error_code"), replay=replay)

@@ -152,7 +152,10 @@ class Workload:
         self._seq += 1
         priority = rng.choices(self._priorities, cum_weights=self._cum_weights)[0]
         repeated = rng.random() < self.spec.repeat_share
-        prompt, task_type = self._pool[rng.randrange(len(self._pool))] if repeated else self._prompt(f"request {seq}", seq)
+        if repeated:
+            prompt, task_type = self._pool[rng.randrange(len(self._pool))]
+        else:
+            prompt, task_type = self._prompt(f"request {seq}", seq)
         fields: dict[str, Any] = {
             "request_id": request_id(self.run_id, seq), "prompt": prompt, "max_tokens": self.spec.max_tokens,
             "temperature": 0.0, "task_type": task_type, "user_id": self.spec.user_id,

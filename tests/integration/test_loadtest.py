@@ -86,6 +86,7 @@ def test_an_open_loop_smoke_run_loses_nothing_duplicates_nothing_and_fails_nothi
 
 
 def test_a_closed_loop_keeps_its_concurrency_and_counts_latency_from_the_send(served, tmp_path):
+    """--concurrency: every request answered by the cloud path, latency from the send, no sender lag."""
     report_path = tmp_path / "report.json"
     done = loadtest(served, "--concurrency", "4", "--count", "60", "--complex-share", "1", "--json",
                     str(report_path), "--fail-on-loss")
@@ -109,7 +110,8 @@ def test_fail_on_loss_exits_1_when_requests_come_back_as_errors(served, tmp_path
 
 def test_the_cpu_of_a_worker_is_measured_and_one_that_exits_during_the_run_is_reported_not_fatal():
     """--worker-pid: CPU over the run for a process that lasts; for one that exits, no CPU and no crash."""
-    busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 30\nwhile time.time() < end: pass"])
+    spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
     short = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         sampler = ProcessSampler([busy.pid, short.pid])

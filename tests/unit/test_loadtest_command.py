@@ -15,6 +15,7 @@ from llmrouter.settings import load_settings
 @pytest.mark.parametrize("bootstrap", ["127.0.0.1:9092", "localhost:9092", "[::1]:9092",
                                        "127.0.0.1:9092,127.0.0.2:9093"])
 def test_a_broker_on_this_machine_is_accepted(bootstrap):
+    """Loopback addresses and localhost, alone or several, pass."""
     check_loopback(bootstrap)
 
 
@@ -26,6 +27,7 @@ def test_any_other_broker_is_refused(bootstrap):
 
 
 def test_the_router_target_uses_the_topic_prefix(tmp_path):
+    """Requests go to the prefixed llm.requests.<priority>, answers are read from the prefixed llm.results."""
     path = tmp_path / "settings.yaml"
     path.write_text("kafka: {topic_prefix: 'x7.'}\n")
     target = router_target(load_settings(path, env={}))
@@ -34,6 +36,7 @@ def test_the_router_target_uses_the_topic_prefix(tmp_path):
 
 
 def test_a_result_is_read_in_avro_or_json_with_its_path_and_replay_header():
+    """An LLMResult, Avro or JSON, gives its request_id, status, route, cache level, error code and replay header."""
     read = router_target(load_settings(None, env={})).read_answer
     record = {"request_id": "lt1-4", "status": "ok", "route": "cache", "cache_level": "l2", "completed_at_ms": 1}
     assert read(b"lt1-4", Codec().encode_avro("LLMResult", record), None) == (
@@ -44,5 +47,6 @@ def test_a_result_is_read_in_avro_or_json_with_its_path_and_replay_header():
 
 
 def test_a_result_that_cannot_be_decoded_is_an_error_answer_not_a_crash():
+    """Garbage under one of the run's keys is counted as an error answer for that request."""
     rid, answer = router_target(load_settings(None, env={})).read_answer(b"lt1-6", b"\x00garbage", None)
     assert rid == "lt1-6" and (answer.status, answer.error_code) == ("error", "undecodable_result")

@@ -18,6 +18,7 @@ def sent(tally: Tally, n: int, *, every_s: float = 0.01, late_s: float = 0.0, pr
 
 
 def test_the_path_is_the_cache_level_for_a_hit_else_the_route():
+    """A cache hit is reported by its level; any other answer by its route."""
     assert path_of("cache", "l1") == "l1" and path_of("cache", "l3") == "l3"
     assert path_of("local", "none") == "local" and path_of("cloud", "none") == "cloud"
     assert path_of("none", "none") == "none" and path_of("", "none") == "none"
@@ -42,6 +43,7 @@ def test_an_open_loop_counts_latency_from_the_due_time_so_a_late_sender_is_not_o
 
 
 def test_a_closed_loop_counts_latency_from_the_send():
+    """Sent 40 ms late (no schedule to be late against) and answered 10 ms later: 10 ms, and no sender lag."""
     tally = Tally("router", from_due=False)
     sent(tally, 1, late_s=0.040)
     tally.record_result(0, 0.050, OK_CLOUD)
@@ -50,6 +52,7 @@ def test_a_closed_loop_counts_latency_from_the_send():
 
 
 def test_latency_is_broken_down_per_priority_and_per_path():
+    """Each answer counts once overall, once under its priority and once under its path."""
     tally = Tally("router", from_due=True)
     sent(tally, 2, priority="critical")
     sent(tally, 2, priority="low")
@@ -66,6 +69,7 @@ def test_latency_is_broken_down_per_priority_and_per_path():
 
 
 def test_a_request_never_answered_is_lost_and_one_refused_by_the_broker_is_an_error_not_a_loss():
+    """Lost means sent and unanswered; a send the broker refused is a send error, and not outstanding."""
     tally = Tally("router", from_due=True)
     sent(tally, 4)
     tally.record_result(0, 0.1, OK_CLOUD)
@@ -78,6 +82,7 @@ def test_a_request_never_answered_is_lost_and_one_refused_by_the_broker_is_an_er
 
 
 def test_a_send_reported_failed_that_is_answered_after_all_counts_as_answered():
+    """A send that timed out on the client yet reached the broker is answered, not refused."""
     tally = Tally("router", from_due=True)
     sent(tally, 1)
     tally.record_refused(0, "RequestTimedOutError")
@@ -102,6 +107,7 @@ def test_a_second_result_is_a_duplicate_unless_it_carries_the_replay_header():
 
 
 def test_errors_are_counted_by_status_and_code_and_each_is_a_problem():
+    """Results that are not ok are counted by status/error_code, and --fail-on-loss fails on them."""
     tally = Tally("router", from_due=True)
     sent(tally, 3)
     tally.record_result(0, 0.1, Answer(status="error", error_code="all_providers_unavailable"))
@@ -115,6 +121,7 @@ def test_errors_are_counted_by_status_and_code_and_each_is_a_problem():
 
 
 def test_a_clean_run_has_no_problem_and_a_result_for_a_request_never_sent_is_a_stray():
+    """Everything answered once and ok is clean; an answer to a request this run never sent is a problem."""
     tally = Tally("router", from_due=True)
     sent(tally, 2)
     tally.record_result(0, 0.1, OK_CLOUD)
@@ -135,6 +142,7 @@ def test_throughput_is_counted_over_the_send_window_and_to_the_last_answer():
 
 
 def test_recent_latencies_are_handed_over_once_for_the_progress_line_beside_the_p95_so_far():
+    """The progress line gets each latency once for its last interval, and the p95 of the whole run."""
     tally = Tally("router", from_due=True)
     sent(tally, 2)
     assert tally.p95_so_far_ms() is None
@@ -146,12 +154,14 @@ def test_recent_latencies_are_handed_over_once_for_the_progress_line_beside_the_
 
 
 def test_sends_are_recorded_in_order():
+    """Sequence numbers index the per-request arrays, so a send out of order is a bug, refused loudly."""
     tally = Tally("router", from_due=True)
     with pytest.raises(ValueError, match="expected seq 0"):
         tally.record_send(3, "normal", due_s=0, sent_s=0)
 
 
 def test_the_progress_line_shows_the_bar_counts_rate_and_p95_so_far_and_of_late():
+    """Sending: the share sent; draining: the share answered; p95 overall and over the last interval."""
     line = progress_line(Progress(label="router", phase="sending", elapsed_s=5.0, sent=1500, expected=6000,
                                   answered=1490, interval_s=1.0, recent_answers=300, recent_p95_ms=15.04,
                                   p95_ms=12.44))
@@ -165,6 +175,7 @@ def test_the_progress_line_shows_the_bar_counts_rate_and_p95_so_far_and_of_late(
 
 
 def test_the_table_has_a_row_per_priority_and_path_and_the_counts_line_says_what_was_lost():
+    """One row for the run, then per priority and per path; the counts line names what was lost."""
     tally = Tally("router", from_due=True)
     sent(tally, 1, priority="high")
     sent(tally, 2, priority="low")

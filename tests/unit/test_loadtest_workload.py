@@ -31,6 +31,7 @@ def test_the_priority_mix_is_parsed_with_weights_and_bare_names():
     ("high=lots", "must be a number"),
 ])
 def test_a_bad_priority_mix_is_refused(text, words):
+    """An unknown priority, one named twice, or a weight that is not a number: refused with the reason."""
     with pytest.raises(ConfigError, match=words):
         parse_priority_mix(text)
 
@@ -91,6 +92,7 @@ def test_complex_requests_go_to_the_cloud_first_and_simple_ones_to_the_local_mod
 
 
 def test_the_stream_share_and_the_allow_list_are_carried():
+    """About stream_share of the requests stream; an allow-list goes on every request, and none when not asked."""
     requests = draw(WorkloadSpec(stream_share=0.25, providers=("sim",)), 4_000)
     assert abs(sum(r.fields["stream"] for r in requests) / 4_000 - 0.25) < 0.02
     assert {tuple(r.fields["providers"]) for r in requests} == {("sim",)}
@@ -98,6 +100,7 @@ def test_the_stream_share_and_the_allow_list_are_carried():
 
 
 def test_a_request_id_gives_back_its_sequence_number_only_for_its_own_run():
+    """Answers are matched by request_id: another run's id (even one with a longer run id) is not ours."""
     assert seq_of("lt1", request_id("lt1", 42)) == 42
     assert seq_of("lt1", request_id("lt12", 42)) is None
     assert seq_of("lt1", "lt1-x") is None
@@ -112,5 +115,6 @@ def test_a_request_id_gives_back_its_sequence_number_only_for_its_own_run():
     ({"max_tokens": 0}, "--max-tokens must be at least 1"),
 ])
 def test_a_bad_spec_is_refused(fields, words):
+    """Shares outside 0..1, no positive priority weight, an empty pool or no tokens: refused, the flag named."""
     with pytest.raises(ConfigError, match=words):
         WorkloadSpec(**fields)
