@@ -9,14 +9,16 @@ it runs, as a child process and exactly as a user would::
         --json bench/results/hot_path-R.json --plot bench/results/hot_path-R.png [flags after --]
 
 (open loop, latency from the due time; the router run, then the bare consume->produce echo on the same
-schedule), then prints one table: offered rate, answers per second, router and echo p50/p95/p99, worker
-and load generator CPU per answered request, lost / duplicates / errors, and whether the rate was held
-(answers >= 95 % of the offered rate, nothing lost). Writes ``bench/results/hot_path.json``.
+schedule); with ``--concurrency N``, one closed-loop run at N outstanding after them, whose answers per
+second are the worker's saturation throughput. Then it prints one table: offered rate (or concurrency),
+answers per second, router and echo p50/p95/p99, worker and load generator CPU per answered request,
+lost / duplicates / errors, and whether the rate was held (answers >= 95 % of the offered rate, nothing
+lost). Writes ``bench/results/hot_path.json``.
 
 Usage::
 
     .venv/bin/python bench/hot_path.py                                  # provider path: 100 and 300 req/s, 20 s each
-    .venv/bin/python bench/hot_path.py --rates 100,200,300,500 --duration 30
+    .venv/bin/python bench/hot_path.py --rates 100,200,300,500 --duration 30 --concurrency 64
     .venv/bin/python bench/hot_path.py --rates 500,1000,2000 -- --repeat-share 1 --pool-size 16   # cache hits
 
 Needs Kafka and Redis (``.venv/bin/llmrouter infra up``) and matplotlib (``pip install -e ".[bench]"``).
@@ -54,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load per rate")
     parser.add_argument("--warmup-s", type=float, default=3.0, help="seconds at 50 req/s first, not counted")
     parser.add_argument("--drain-s", type=float, default=60.0, help="the load test's drain (later answers are lost)")
+    parser.add_argument("--concurrency", type=int, help="then a closed loop at this many outstanding: saturation")
     parser.add_argument("--no-baseline", action="store_true", help="skip the echo baseline")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (settings, worker and simulator logs)")
     parser.add_argument("--out", type=Path, default=RESULTS / "hot_path.json")
@@ -74,9 +77,11 @@ def run_rates(settings_path: Path, worker: WorkerProcess, args: argparse.Namespa
     print(f"warming up: {args.warmup_s:g} s at 50 req/s", flush=True)
     subprocess.run(warmup, check=True, stdout=subprocess.DEVNULL)
     reports = []
-    for rate in args.rates:
-        out = args.out.with_name(f"{args.out.stem}-{rate:g}.json")
-        flags = ["--rate", f"{rate:g}", "--duration", f"{args.duration:g}", "--drain-s", f"{args.drain_s:g}",
+    runs = [("rate", f"{rate:g}") for rate in args.rates] + (
+        [("concurrency", str(args.concurrency))] if args.concurrency else [])
+    for how, value in runs:
+        out = args.out.with_name(f"{args.out.stem}-{'' if how == 'rate' else 'c'}{value}.json")
+        flags = [f"--{how}", value, "--duration", f"{args.duration:g}", "--drain-s", f"{args.drain_s:g}",
                  "--worker-pid", str(worker.pid), "--json", str(out), "--plot", str(out.with_suffix(".png")),
                  *([] if args.no_baseline else ["--baseline", "echo"]), *args.loadtest_args]
         print(f"\n$ llmrouter --settings <the worker's settings> loadtest {shlex.join(flags)}", flush=True)
@@ -90,19 +95,21 @@ def run_rates(settings_path: Path, worker: WorkerProcess, args: argparse.Namespa
 def row(report: dict[str, Any]) -> dict[str, Any]:
     """The figures of one rate for the table and the summary file."""
     router, echo = report["router"], report["baseline"]
-    offered = report["schedule"]["rate_rps"]
+    offered = report["schedule"].get("rate_rps")  # None for the closed loop
 
     def pcts(run: dict[str, Any] | None) -> list[float | None]:
         latency = (run or {}).get("latency") or {}
         return [latency.get(k) for k in ("p50_ms", "p95_ms", "p99_ms")]
 
-    return {"offered_rps": offered, "answered_rps": router["answered_rps"], "router_ms": pcts(router),
+    return {"offered_rps": offered, "concurrency": report["schedule"].get("concurrency"),
+            "answered_rps": router["answered_rps"], "router_ms": pcts(router),
             "echo_ms": pcts(echo), "worker_cpu_ms": report["cpu"]["worker_ms_per_request"],
             "loadtest_cpu_ms": report["cpu"]["loadtest_ms_per_request"],
             "echo_cpu_ms": report["cpu"]["echo_ms_per_request"], "lost": router["lost"],
             "duplicates": router["duplicates"], "errors": sum(router["errors"].values()),
             "echo_answered_rps": echo["answered_rps"] if echo else None,
-            "held": router["answered_rps"] >= HELD_SHARE * offered and router["lost"] == 0,
+            "held": None if offered is None else (router["answered_rps"] >= HELD_SHARE * offered
+                                                  and router["lost"] == 0),
             "problems": report["problems"]}
 
 
@@ -113,13 +120,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     def num(value: float | None, fmt: str = ".2f") -> str:
         return "-" if value is None else format(value, fmt)
 
-    lines = ["| offered req/s | answered req/s | router p50 / p95 / p99 ms | echo p50 / p95 / p99 ms | "
+    lines = ["| offered req/s (or outstanding) | answered req/s | router p50 / p95 / p99 ms | echo p50 / p95 / p99 ms | "
              "worker CPU ms/req | load test CPU ms/req | echo CPU ms/req | lost / dup / errors | held |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| {r['offered_rps']:g} | {r['answered_rps']:.1f} | {ms(r['router_ms'])} | {ms(r['echo_ms'])} | "
+        offered = f"{r['offered_rps']:g}" if r["offered_rps"] is not None else f"closed loop, {r['concurrency']}"
+        held = {None: "-", True: "yes", False: "no"}[r["held"]]
+        lines.append(f"| {offered} | {r['answered_rps']:.1f} | {ms(r['router_ms'])} | {ms(r['echo_ms'])} | "
                      f"{num(r['worker_cpu_ms'])} | {num(r['loadtest_cpu_ms'])} | {num(r['echo_cpu_ms'])} | "
-                     f"{r['lost']} / {r['duplicates']} / {r['errors']} | {'yes' if r['held'] else 'no'} |")
+                     f"{r['lost']} / {r['duplicates']} / {r['errors']} | {held} |")
     return "\n".join(lines)
 
 
