@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from llmrouter.contract import PRIORITIES
 from llmrouter.errors import RouterError
@@ -52,8 +53,12 @@ async def echo_baseline(settings: Settings, run_id: str, *, linger_ms: float) ->
     await admin.start()
     proc: asyncio.subprocess.Process | None = None
     try:
-        await admin.create_topics([NewTopic(requests, kafka.request_partitions, kafka.replication_factor),
-                                   NewTopic(results, kafka.partitions, kafka.replication_factor)])
+        response = await admin.create_topics([NewTopic(requests, kafka.request_partitions, kafka.replication_factor),
+                                              NewTopic(results, kafka.partitions, kafka.replication_factor)])
+        for name, error_code, error_message in response.topic_errors:
+            if error_code:
+                raise RouterError(f"cannot create the echo baseline's topic {name}: {error_message} "
+                                  f"(Kafka error {error_code})")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", echo.__name__, "--bootstrap", kafka.bootstrap_servers, "--source", requests,
             "--sink", results, "--linger-ms", str(linger_ms),
@@ -67,6 +72,8 @@ async def echo_baseline(settings: Settings, run_id: str, *, linger_ms: float) ->
             await proc.wait()
         try:
             await admin.delete_topics([requests, results])
+        except KafkaError as exc:  # never hide the run's own outcome behind a cleanup failure
+            print(f"llmrouter loadtest: could not delete {requests} and {results}: {exc!r}", file=sys.stderr)
         finally:
             await admin.close()
 

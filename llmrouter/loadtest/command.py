@@ -146,6 +146,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     check_loopback(settings.kafka.bootstrap_servers)
     if args.plot:
         require_matplotlib()
+    if not args.drain_s > 0:
+        raise ConfigError(f"--drain-s must be more than 0, not {args.drain_s:g}")
     schedule: Schedule = (OpenLoop(args.rate, args.arrivals, args.seed) if args.rate is not None
                           else ClosedLoop(args.concurrency, give_up_s=args.drain_s))
     bounds = Bounds(args.count, args.duration)
@@ -153,8 +155,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         pool_size=args.pool_size, complex_share=args.complex_share, stream_share=args.stream_share,
                         max_tokens=args.max_tokens, providers=tuple(args.providers) if args.providers else None,
                         seed=args.seed)
-    if not args.drain_s > 0:
-        raise ConfigError(f"--drain-s must be more than 0, not {args.drain_s:g}")
     codec = Codec()
     encode = (lambda r: codec.encode_avro("LLMRequest", r)) if args.encoding == "avro" else encode_json
     options = RunOptions(drain_s=args.drain_s, linger_ms=args.linger_ms)
