@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from llmrouter.codec import Codec, encode_json
 from llmrouter.errors import ConfigError
-from llmrouter.loadtest.command import check_loopback, router_target
+from llmrouter.loadtest.command import QUIET_TICKS, ProgressPrinter, check_loopback, router_target
+from llmrouter.loadtest.display import Progress
 from llmrouter.loadtest.stats import Answer
 from llmrouter.publisher import REPLAY_HEADER
 from llmrouter.settings import load_settings
@@ -50,3 +53,32 @@ def test_a_result_that_cannot_be_decoded_is_an_error_answer_not_a_crash():
     """Garbage under one of the run's keys is counted as an error answer for that request."""
     rid, answer = router_target(load_settings(None, env={})).read_answer(b"lt1-6", b"\x00garbage", None)
     assert rid == "lt1-6" and (answer.status, answer.error_code) == ("error", "undecodable_result")
+
+
+class Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self._tty = tty
+
+    def isatty(self) -> bool:
+        return self._tty
+
+
+def look(n: int) -> Progress:
+    return Progress(label="router", phase="sending", elapsed_s=float(n), sent=n, expected=10, answered=n,
+                    interval_s=1.0, recent_answers=1, recent_p95_ms=1.0, p95_ms=1.0)
+
+
+def test_progress_is_rewritten_in_place_on_a_terminal_and_printed_every_few_ticks_elsewhere():
+    """A terminal gets one line redrawn each tick and a newline at the end; a log gets a line every QUIET_TICKS."""
+    tty, log = Stream(tty=True), Stream(tty=False)
+    for printer_stream in (tty, log):
+        printer = ProgressPrinter(printer_stream)
+        for n in range(1, 2 * QUIET_TICKS + 1):
+            printer(look(n))
+        printer.end()
+    assert tty.getvalue().count("\r\x1b[K") == 2 * QUIET_TICKS and tty.getvalue().endswith("\n")
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 2 and "\r" not in log.getvalue()
+    assert lines[0].startswith("[##") and " sent 1/10 " in lines[0]
+    assert f" sent {QUIET_TICKS + 1}/10 " in lines[1]
