@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -46,18 +44,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from harness import delete_topics, start_worker, worker_settings
 from llmrouter.client import RouterClient
-from llmrouter.kafka_admin import ensure_topics
-from llmrouter.providers.spec import DEFAULT_KEY_ENV
-from llmrouter.settings import Settings, load_settings
+from llmrouter.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
 from llmrouter.workerproc import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results" / "failover.json"
-BOOTSTRAP = "127.0.0.1:9092"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 API_KEY = f"sk-sim-{uuid.uuid4().hex}"
 PROVIDERS = {"huggingface": "huggingface", "together": "openai"}  # provider -> simulator flavor
 BASE_PROFILE: dict[str, Any] = {"latency_ms": 40, "latency_sigma": 0.3, "token_delay_ms": 0, "error_rate": 0.0,
@@ -134,38 +128,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_settings(directory: Path, sims: SimulatorThread) -> tuple[Settings, Path]:
-    """Settings of a worker of its own (topic prefix, app id, web port, datadir), its topics created."""
-    name = uuid.uuid4().hex[:10]
+    """Settings of a worker of its own whose Hugging Face and Together are the simulators, its topics created."""
     urls = {p: sims.sims[p].base_urls()[flavor] for p, flavor in PROVIDERS.items()}
-    data = {
-        "kafka": {"bootstrap_servers": BOOTSTRAP, "topic_prefix": f"bench{name}."},
-        "redis": {"url": REDIS_URL},
-        "worker": {"app_id": f"llmrouter-bench-{name}", "datadir": str(directory / "worker"), "web_port": free_port()},
-        "local_config": {"enabled": False},
-        "huggingface_config": {"endpoint": urls["huggingface"]},
-        "together_config": {"endpoint": urls["together"]},
-        "fallback_chain": ["local", "huggingface", "together", "premium"],
-    }
-    path = directory / "settings.yaml"
-    path.write_text(yaml.safe_dump(data))
-    settings = load_settings(path, env={})
-    asyncio.run(ensure_topics(settings))
-    return settings, path
-
-
-def start_worker(settings: Settings, path: Path, directory: Path) -> WorkerProcess:
-    """A worker child process; the simulators' key only in its env, a developer's own keys never passed."""
-    hidden = set(DEFAULT_KEY_ENV.values()) | {"LLMROUTER_SECRETS_FILE"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER") and k not in hidden}
-    env |= {"LLMROUTER_SETTINGS": str(path), "HF_TOKEN": API_KEY, "TOGETHER_API_KEY": API_KEY}
-    return WorkerProcess(settings, log_path=directory / "worker.log", env=env).start()
+    return worker_settings(directory, local_config={"enabled": False},
+                           huggingface_config={"endpoint": urls["huggingface"]},
+                           together_config={"endpoint": urls["together"]},
+                           fallback_chain=["local", "huggingface", "together", "premium"])
 
 
 async def send_keeping(client: RouterClient, label: str, count: int, concurrency: int) -> tuple[list[dict], float]:
@@ -283,13 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="llmrouter-bench-failover-"))
     sims: SimulatorThread | None = None
+    settings: Settings | None = None
     worker: WorkerProcess | None = None
     try:
         sims = SimulatorThread(list(PROVIDERS))
         settings, path = write_settings(directory, sims)
         print(f"starting a worker (log {directory / 'worker.log'})...", flush=True)
-        worker = start_worker(settings, path, directory)
-        worker.wait_ready()
+        worker = start_worker(settings, path, directory, keys={"HF_TOKEN": API_KEY, "TOGETHER_API_KEY": API_KEY})
         rows = asyncio.run(run_phases(settings, sims, args))
     except KeyboardInterrupt:
         print("interrupted: stopping the worker and the simulators", flush=True)
@@ -299,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             worker.stop()
         if sims is not None:
             sims.stop()
+        if settings is not None:
+            delete_topics(settings)
         if args.keep:
             print(f"kept {directory}")
         else:

@@ -10,6 +10,7 @@
     llmrouter dlq list|replay          dead letters on llm.dlq: show them, produce them again
     llmrouter cache clear|stats        invalidate cached answers everywhere; a worker's cache figures
     llmrouter simulate                 a local stand-in for the cloud APIs (OpenAI, HF, Anthropic)
+    llmrouter loadtest --rate R|--concurrency N   load the router through Kafka; latency, loss, duplicates
     llmrouter demo                     infra + worker + a sample workload, with a summary
     llmrouter model build-tiny DIR     a small random-weight model of TinyLlama's shape
     llmrouter model quantize SRC DST   int8 dynamic quantization (ONNX Runtime)
@@ -86,12 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_send)
 
     from llmrouter import cachecmd, dlqcmd, providerscmd
+    from llmrouter.loadtest import command as loadtest
     from llmrouter.simulator.cli import add_simulate_parser
 
     providerscmd.add_parser(sub)
     dlqcmd.add_parser(sub)
     cachecmd.add_parser(sub)
     add_simulate_parser(sub)
+    loadtest.add_parser(sub)
 
     p = sub.add_parser("demo", help="run the main job: infra, a worker and a sample workload")
     p.add_argument("--requests", type=int, default=12, help="size of the sample workload")
