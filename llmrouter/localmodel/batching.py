@@ -13,7 +13,8 @@ request arrives while one waits, applies these rules in order:
 1. The batch cap is ``max_batch``, lowered to the requests at the head of
    the queue whose padded KV cache fits the memory budget.
 2. A full batch (as many queued as the cap) runs at once.
-3. ``latency`` never waits: what is queued runs now.
+3. ``latency`` never waits, and no mode waits with a critical request
+   (priority 0) queued: what is queued runs now.
 4. Waiting ends ``max_wait_s`` after the oldest queued request arrived.
 5. Waiting ends early enough that the full batch still finishes
    (estimated run time) before the earliest deadline in the queue.
@@ -51,6 +52,7 @@ from llmrouter.localmodel.memory import MemoryBudget
 __all__ = ["MODES", "Queued", "Decision", "Refusal", "BatchPolicyConfig", "BatchPolicy", "ArrivalRate", "StepCost"]
 
 DEFAULT_MAX_WAIT_S = {"latency": 0.0, "balanced": 0.05, "throughput": 0.2}
+CRITICAL = 0  # the priority that never waits for a batch to fill
 BALANCED_WAIT_SHARE = 0.25  # balanced mode waits at most this share of the batch's run time
 
 
@@ -219,6 +221,8 @@ class BatchPolicy:
             return Decision(cap, 0.0, "full" if cap == self.config.max_batch else "memory")
         if self.config.mode == "latency":
             return Decision(len(queue), 0.0, "latency")
+        if any(q.priority == CRITICAL for q in queue):
+            return Decision(len(queue), 0.0, "critical")
         run_s = cost.batch_s(queue, rows=cap)
         limits = {"waited": self.config.wait_s - (now_s - min(q.arrived_s for q in queue)),
                   "deadline": min(q.deadline_s for q in queue) - now_s - (run_s or 0.0)}

@@ -140,6 +140,14 @@ def test_latency_mode_never_waits() -> None:
     assert BatchPolicyConfig(mode="latency", max_wait_s=1.0).wait_s == 0.0
 
 
+@pytest.mark.parametrize("mode", ["balanced", "throughput"])
+def test_no_mode_waits_with_a_critical_request_queued(mode: str) -> None:
+    """A critical request (priority 0) in the queue makes the batch run now, with what is queued."""
+    queue = [q(priority=2), q(priority=0)]
+    decision = policy(mode, max_wait_s=1.0).next_batch(queue, now_s=0.0, rate_per_s=1000.0, cost=measured())
+    assert decision == Decision(2, 0.0, "critical")
+
+
 def test_throughput_mode_waits_for_more_until_max_wait_after_the_oldest_arrival() -> None:
     """Throughput mode waits for a full batch even at no load, but never past max_wait from the first arrival."""
     rules = policy("throughput", max_wait_s=0.2)
