@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +36,6 @@ from tokenizers import Tokenizer
 
 from llmrouter.errors import ContextTooLong, ModelLoadError
 from llmrouter.localmodel.config import LocalModelConfig
-from llmrouter.localmodel.detokenize import IncrementalDecoder
 from llmrouter.localmodel.generation import GenerationCancelled, GenerationRequest, LocalResult
 from llmrouter.localmodel.loading import clamp_threads, find_model_files, read_hf_config, usable_cores
 from llmrouter.localmodel.memory import PREFILL_CHUNK_TOKENS, MemoryBudget, estimate_memory_bytes, weights_bytes
@@ -215,27 +214,6 @@ class LocalModel:
         for _ in self._steps([ids], seqs, [cancel]):
             pass
         return self._result(seqs, 0, len(ids))
-
-    def stream(self, request: GenerationRequest, *,
-               cancel: threading.Event | None = None) -> Generator[str, None, LocalResult]:
-        """Yield text deltas as tokens are generated; the generator returns the :class:`LocalResult`.
-
-        The deltas joined equal the result's text. ``GenerationCancelled`` is
-        raised from the generator when ``cancel`` gets set.
-        """
-        ids = self.prompt_ids(request)
-        seqs = _Sequences([request], [self._budget(request, ids)])
-        decoder = IncrementalDecoder(self.tokenizer)
-        for new in self._steps([ids], seqs, [cancel]):
-            for _, token in new:
-                delta = decoder.add(token)
-                if delta:
-                    yield delta
-        result = self._result(seqs, 0, len(ids))
-        tail = decoder.flush()
-        if tail:
-            yield tail
-        return result
 
     def generate_batch(self, requests: Sequence[GenerationRequest], *,
                        cancels: Sequence[threading.Event | None] | None = None) -> list[LocalResult]:

@@ -65,23 +65,6 @@ def test_chunked_prefill_gives_the_same_tokens(model: LocalModel, monkeypatch: p
     assert model.generate(request).token_ids == whole.token_ids
 
 
-def test_stream_deltas_join_to_the_generated_text(model: LocalModel) -> None:
-    """The streamed deltas joined equal generate()'s text, and the generator returns the same result."""
-    request = GenerationRequest(prompt=PROMPT, max_tokens=40)
-    expected = model.generate(request)
-    stream = model.stream(request)
-    deltas = []
-    while True:
-        try:
-            deltas.append(next(stream))
-        except StopIteration as finished:
-            result = finished.value
-            break
-    assert "".join(deltas) == expected.text
-    assert result == expected
-    assert all(deltas)
-
-
 def test_end_of_sequence_token_stops_with_reason_stop(tiny_model_dir: Path, tmp_path: Path) -> None:
     """When the model emits the eos token, generation ends before it with finish_reason 'stop'."""
     base = LocalModel(LocalModelConfig(model_path=tiny_model_dir, quantization="none"))
@@ -110,7 +93,7 @@ def test_prompt_over_the_context_raises_context_too_long(tiny_model_dir: Path) -
     with pytest.raises(ContextTooLong, match=r"context window is 8 tokens"):
         model.generate(GenerationRequest(prompt=PROMPT, max_tokens=4))
     with pytest.raises(ContextTooLong):
-        list(model.stream(GenerationRequest(prompt=PROMPT, max_tokens=4)))
+        model.run_batch([GenerationRequest(prompt="Hi", max_tokens=4), GenerationRequest(prompt=PROMPT, max_tokens=4)])
 
 
 def test_cancel_event_stops_generation(model: LocalModel) -> None:
