@@ -159,7 +159,7 @@ class LocalConfig(_Section):
         "balanced", description="latency: never wait for a batch to fill; balanced: wait briefly when requests "
                                 "arrive fast enough; throughput: wait up to max_batch_wait_ms for a full batch")
     max_batch_wait_ms: float | None = Field(None, ge=0, description="None = the mode's default (0, 50, 200 ms)")
-    max_queue: int = Field(16, ge=0, description="requests waiting for a busy model at most; more go on to the "
+    max_queue: int = Field(32, ge=0, description="requests waiting for a busy model at most; more go on to the "
                                                  "next provider (code overloaded)")
 
     @field_validator("max_memory")

@@ -91,7 +91,7 @@ class BatchPolicyConfig:
     mode: str = "balanced"
     max_batch: int = 1
     max_wait_s: float | None = None  # None: the mode's default (latency 0, balanced 50 ms, throughput 200 ms)
-    max_queue: int = 16  # requests waiting for a busy model at most; more are refused
+    max_queue: int = 32  # requests waiting for a busy model at most; more are refused
     workers: int = 1  # batches run at once
 
     def __post_init__(self) -> None:

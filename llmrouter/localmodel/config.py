@@ -92,7 +92,7 @@ class LocalModelConfig:
     batch_size: int = 1
     batching: str = "balanced"
     max_batch_wait_s: float | None = None
-    max_queue: int = 16
+    max_queue: int = 32
     max_concurrent: int = 1
     timeout_s: float = 10.0
     context_tokens: int = 2048

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import functools
 import itertools
 import threading
 import time
@@ -152,7 +151,9 @@ class LocalProvider(LLMProvider):
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the worker pool, load the model on it (``ModelLoadError`` if it cannot) and start serving."""
+        """Create the worker pool, load the model on it (``ModelLoadError`` if it cannot) and start serving.
+
+        The batching workers are tasks of the running event loop: call the provider from that loop."""
         self._pool = ThreadPoolExecutor(max_workers=self._config.max_concurrent, thread_name_prefix="local-model")
         loop = asyncio.get_running_loop()
         self._model = await loop.run_in_executor(self._pool, self._model_factory, self._config)
