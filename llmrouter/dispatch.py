@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from llmrouter.bulkhead import PriorityBulkhead
@@ -119,7 +119,7 @@ class Dispatcher:
         held; whatever it raises ends the dispatch (a fence: the call must not be made).
         """
         outcome = Dispatched()
-        call = _Call(prompt, on_delta, self._clock() + time_left_s, before_call)
+        call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call)
         for name in plan:
             entry = self._entries.get(name)
             provider = entry.provider if entry else Unavailable("not registered")
@@ -159,7 +159,7 @@ class Dispatcher:
             started = self._clock()
             try:
                 async with asyncio.timeout(timeout), _slot(entry.bulkhead, priority):
-                    generation = await call.run(provider)
+                    generation = await call.run(provider, timeout)
             except TimeoutError:
                 error: ProviderError = ProviderTimeout(f"no answer within {timeout:.1f}s", provider=name)
             except ProviderError as exc:
@@ -193,14 +193,16 @@ class _Call:
     def deadline_passed(self, now: float) -> bool:
         return now >= self.deadline
 
-    async def run(self, provider: LLMProvider) -> Generation:
+    async def run(self, provider: LLMProvider, timeout_s: float) -> Generation:
+        """One call; the prompt carries its deadline on the providers' clock (time.monotonic)."""
         if self.before_call is not None:
             self.before_call()
+        prompt = replace(self.prompt, deadline_s=time.monotonic() + timeout_s)
         if self.on_delta is None:
-            return await provider.generate(self.prompt)
+            return await provider.generate(prompt)
         restart = self.seq > 0  # an earlier attempt sent text: tell consumers to drop it
         final: Generation | None = None
-        async for piece in provider.stream(self.prompt):
+        async for piece in provider.stream(prompt):
             if piece.final is not None:
                 final = piece.final
             await self.on_delta(self.seq, piece.delta, piece.final is not None, provider.name, restart)

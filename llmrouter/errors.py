@@ -10,7 +10,9 @@
     ├── ModelLoadError              the local model cannot be loaded (memory, files)
     └── ProviderError               a provider call failed      retry?  next provider?
         ├── ProviderUnavailable     down, 5xx, overloaded;        yes      yes
-        │                           may carry retry_after_s
+        │   │                       may carry retry_after_s
+        │   └── Overloaded          our own queue is full, or     no       yes
+        │                           the deadline cannot be met
         ├── ProviderTimeout         no answer in time             yes      yes
         ├── RateLimited             429; carries retry_after_s    yes      yes
         ├── MalformedReply          garbage, a cut stream         yes      yes
@@ -81,6 +83,15 @@ class ProviderError(RouterError):
 class ProviderUnavailable(ProviderError):
     code = "provider_unavailable"
     retriable = True
+
+
+class Overloaded(ProviderUnavailable):
+    """A provider with a bounded queue of its own (the local model) refused the call at once:
+    the queue is full, or the wait ahead would pass the request's deadline. Asking the same
+    provider again only queues again, so it is not retriable; the next provider may answer."""
+
+    code = "overloaded"
+    retriable = False
 
 
 class ProviderTimeout(ProviderError):

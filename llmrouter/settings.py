@@ -158,7 +158,13 @@ class LocalConfig(_Section):
     max_memory: str = "1.5GB"
     inference_threads: int = Field(4, ge=1)
     quantization: Literal["int8", "none"] = "int8"
-    batch_size: int = Field(1, ge=1, le=64)
+    batch_size: int = Field(1, ge=1, le=64, description="most requests decoded together in one batch (F040)")
+    batching: Literal["latency", "balanced", "throughput"] = Field(
+        "balanced", description="latency: never wait for a batch to fill; balanced: wait briefly when requests "
+                                "arrive fast enough; throughput: wait up to max_batch_wait_ms for a full batch")
+    max_batch_wait_ms: float | None = Field(None, ge=0, description="None = the mode's default (0, 50, 200 ms)")
+    max_queue: int = Field(32, ge=0, description="requests waiting for a busy model at most; more go on to the "
+                                                 "next provider (code overloaded)")
 
     @field_validator("max_memory")
     @classmethod

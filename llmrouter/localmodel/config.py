@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LocalModelConfig", "parse_size", "QUANTIZATIONS"]
+__all__ = ["LocalModelConfig", "parse_size", "QUANTIZATIONS", "BATCHING_MODES"]
 
 QUANTIZATIONS = ("int8", "none")
+BATCHING_MODES = ("latency", "balanced", "throughput")
 
 _SIZE_UNITS = {
     "b": 1,
@@ -64,12 +65,21 @@ class LocalModelConfig:
         model_path: directory holding ``model.onnx`` (or ``model.int8.onnx``),
             ``config.json`` and ``tokenizer.json``.
         max_memory_bytes: the engine refuses to load a model whose estimated
-            memory exceeds this (default 1.5 GiB).
+            memory for one full-context sequence exceeds this (default
+            1.5 GiB); batches of long sequences run fewer rows to stay within it.
         inference_threads: ONNX Runtime intra-op threads; clamped at load time
             to the cores this process may use.
         quantization: ``"int8"`` prefers ``model.int8.onnx`` when present;
             ``"none"`` always loads ``model.onnx``.
         batch_size: most sequences decoded together in one pass.
+        batching: ``"latency"`` (never wait for a batch to fill),
+            ``"balanced"`` (wait briefly, only when requests arrive fast
+            enough) or ``"throughput"`` (wait up to the max wait for a full
+            batch); see :mod:`llmrouter.localmodel.batching`.
+        max_batch_wait_s: longest wait for a batch to fill; None for the
+            mode's default (0, 0.05, 0.2 s).
+        max_queue: requests waiting for the model at most; the next one is
+            refused (code ``overloaded``) and goes on to the next provider.
         max_concurrent: worker threads running inference (each one a batch).
         timeout_s: longest a generation may take, queueing included.
         context_tokens: prompt plus completion may not exceed this.
@@ -80,6 +90,9 @@ class LocalModelConfig:
     inference_threads: int = 4
     quantization: str = "int8"
     batch_size: int = 1
+    batching: str = "balanced"
+    max_batch_wait_s: float | None = None
+    max_queue: int = 32
     max_concurrent: int = 1
     timeout_s: float = 10.0
     context_tokens: int = 2048
@@ -96,6 +109,12 @@ class LocalModelConfig:
             )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}.")
+        if self.batching not in BATCHING_MODES:
+            raise ValueError(f"batching must be one of {', '.join(BATCHING_MODES)}, got {self.batching!r}.")
+        if self.max_batch_wait_s is not None and self.max_batch_wait_s < 0:
+            raise ValueError(f"max_batch_wait_s must not be negative, got {self.max_batch_wait_s}.")
+        if self.max_queue < 0:
+            raise ValueError(f"max_queue must be 0 or more, got {self.max_queue}.")
         if self.max_concurrent < 1:
             raise ValueError(f"max_concurrent must be at least 1, got {self.max_concurrent}.")
         if not self.timeout_s > 0:

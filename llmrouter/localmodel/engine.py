@@ -2,7 +2,9 @@
 
 :class:`LocalModel` loads a model directory (see :mod:`.loading` for the
 files and the int8 rule), refuses to load when the memory estimate
-(:mod:`.memory`) exceeds ``max_memory_bytes``, and generates text:
+(:mod:`.memory`) of one full-context sequence exceeds ``max_memory_bytes``
+(:attr:`LocalModel.memory_budget` then tells the batching policy how many
+rows of a given length fit), and generates text:
 
 * prefill the prompt (in chunks of ``PREFILL_CHUNK_TOKENS``), then decode one
   token per step, feeding ``present.*`` back as ``past_key_values.*``;
@@ -10,9 +12,11 @@ files and the int8 rule), refuses to load when the memory estimate
   per request;
 * stop at an end-of-sequence token ("stop"), at ``max_tokens`` or at the
   context window ("length"), or when the caller's cancel event is set;
-* several prompts in one pass with :meth:`LocalModel.generate_batch` (left
-  padding; positions counted from the attention mask, so each row computes
-  what it would compute alone).
+* several prompts in one pass with :meth:`LocalModel.generate_batch` /
+  :meth:`LocalModel.run_batch` (left padding; positions counted from the
+  attention mask, so each row computes what it would compute alone; each
+  row stops on its own, and finished rows leave the batch so the others run
+  as a smaller one).
 
 Everything here is synchronous and CPU-bound: call it from a worker thread,
 never from the event loop.
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Generator, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -30,13 +36,12 @@ from tokenizers import Tokenizer
 
 from llmrouter.errors import ContextTooLong, ModelLoadError
 from llmrouter.localmodel.config import LocalModelConfig
-from llmrouter.localmodel.detokenize import IncrementalDecoder
 from llmrouter.localmodel.generation import GenerationCancelled, GenerationRequest, LocalResult
 from llmrouter.localmodel.loading import clamp_threads, find_model_files, read_hf_config, usable_cores
-from llmrouter.localmodel.memory import PREFILL_CHUNK_TOKENS, estimate_memory_bytes, weights_bytes
+from llmrouter.localmodel.memory import PREFILL_CHUNK_TOKENS, MemoryBudget, estimate_memory_bytes, weights_bytes
 from llmrouter.localmodel.sampling import pick_token
 
-__all__ = ["LocalModel", "GenerationRequest", "LocalResult", "GenerationCancelled"]
+__all__ = ["LocalModel", "BatchRun", "GenerationRequest", "LocalResult", "GenerationCancelled"]
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +57,24 @@ class _Sequences:
         self.tokens: list[list[int]] = [[] for _ in requests]
         self.finish: list[str | None] = [None] * len(requests)
         self.rngs = [np.random.default_rng(r.seed) if r.temperature > 0 else None for r in requests]
+        self.prefill_tokens = 0  # padded positions prefilled
+        self.prefill_s = 0.0
+        self.steps: list[tuple[int, float]] = []  # (rows, seconds) of each decode step
 
     @property
     def done(self) -> bool:
         """Whether every row has finished."""
         return all(f is not None for f in self.finish)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchRun:
+    """A finished batch: each request's result, and what the batch cost (the batching policy learns from it)."""
+
+    results: list[LocalResult]
+    prefill_tokens: int  # rows x padded prompt width
+    prefill_s: float
+    steps: list[tuple[int, float]]  # (rows in the step, seconds) of each decode step
 
 
 class LocalModel:
@@ -77,9 +95,10 @@ class LocalModel:
                         config.context_tokens, hf.max_positions, self.context_tokens)
         self.threads = clamp_threads(config.inference_threads, usable_cores(),
                                      allow_oversubscribe=allow_oversubscribe)
+        weights = weights_bytes(files.model)
+        self.memory_budget = MemoryBudget.for_model(hf.dims, weights=weights, limit_bytes=config.max_memory_bytes)
         self.estimated_memory_bytes = estimate_memory_bytes(
-            hf.dims, weights=weights_bytes(files.model), batch_size=config.batch_size,
-            context_tokens=self.context_tokens,
+            hf.dims, weights=weights, batch_size=config.batch_size, context_tokens=self.context_tokens,
         )
         self._check_memory()
         self.tokenizer = Tokenizer.from_file(str(files.tokenizer))
@@ -89,17 +108,21 @@ class LocalModel:
     # -- loading -----------------------------------------------------------------------------
 
     def _check_memory(self) -> None:
-        """Raise ModelLoadError when the estimate exceeds max_memory_bytes."""
+        """Raise ModelLoadError unless one full-context sequence fits max_memory_bytes; warn when a
+        full batch of them would not (the batching policy then runs fewer rows of long sequences)."""
         limit = self.config.max_memory_bytes
-        if self.estimated_memory_bytes <= limit:
-            return
-        raise ModelLoadError(
-            f"The model {self.model_file} needs an estimated {self.estimated_memory_bytes / 2**30:.2f} GiB "
-            f"({self.estimated_memory_bytes} bytes) at batch_size={self.config.batch_size} and "
-            f"context_tokens={self.context_tokens}, over the max_memory limit of {limit / 2**30:.2f} GiB "
-            f"({limit} bytes). Quantize it (`llmrouter model quantize SRC DST`, quantization: int8), "
-            "lower batch_size or context_tokens, or raise max_memory."
-        )
+        one = self.memory_budget.batch_bytes(1, self.context_tokens)
+        if one > limit:
+            raise ModelLoadError(
+                f"The model {self.model_file} needs an estimated {one / 2**30:.2f} GiB ({one} bytes) for one "
+                f"sequence of context_tokens={self.context_tokens}, over the max_memory limit of "
+                f"{limit / 2**30:.2f} GiB ({limit} bytes). Quantize it (`llmrouter model quantize SRC DST`, "
+                "quantization: int8), lower context_tokens, or raise max_memory."
+            )
+        if self.estimated_memory_bytes > limit:
+            log.warning("batch_size=%d sequences of %d tokens would need an estimated %.2f GiB, over max_memory "
+                        "(%.2f GiB); batches of long sequences will run fewer rows.", self.config.batch_size,
+                        self.context_tokens, self.estimated_memory_bytes / 2**30, limit / 2**30)
 
     def _open_session(self) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -192,27 +215,6 @@ class LocalModel:
             pass
         return self._result(seqs, 0, len(ids))
 
-    def stream(self, request: GenerationRequest, *,
-               cancel: threading.Event | None = None) -> Generator[str, None, LocalResult]:
-        """Yield text deltas as tokens are generated; the generator returns the :class:`LocalResult`.
-
-        The deltas joined equal the result's text. ``GenerationCancelled`` is
-        raised from the generator when ``cancel`` gets set.
-        """
-        ids = self.prompt_ids(request)
-        seqs = _Sequences([request], [self._budget(request, ids)])
-        decoder = IncrementalDecoder(self.tokenizer)
-        for new in self._steps([ids], seqs, [cancel]):
-            for _, token in new:
-                delta = decoder.add(token)
-                if delta:
-                    yield delta
-        result = self._result(seqs, 0, len(ids))
-        tail = decoder.flush()
-        if tail:
-            yield tail
-        return result
-
     def generate_batch(self, requests: Sequence[GenerationRequest], *,
                        cancels: Sequence[threading.Event | None] | None = None) -> list[LocalResult]:
         """Generate several requests in one pass, each stopping on its own.
@@ -220,11 +222,20 @@ class LocalModel:
         A request whose cancel event gets set ends with finish_reason
         "cancelled"; the others go on. Greedy results equal :meth:`generate`'s.
         """
+        return self.run_batch(requests, cancels=cancels).results
+
+    def run_batch(self, requests: Sequence[GenerationRequest], *,
+                  cancels: Sequence[threading.Event | None] | None = None,
+                  on_tokens: Callable[[list[tuple[int, int]]], None] | None = None) -> BatchRun:
+        """:meth:`generate_batch` that also reports what the batch cost, and calls ``on_tokens``
+        (on this thread) with the ``(row, token)`` pairs each step adds, for streaming rows."""
         prompts = [self.prompt_ids(r) for r in requests]
         seqs = _Sequences(requests, [self._budget(r, ids) for r, ids in zip(requests, prompts)])
-        for _ in self._steps(prompts, seqs, cancels or [None] * len(requests), raise_on_cancel=False):
-            pass
-        return [self._result(seqs, b, len(ids)) for b, ids in enumerate(prompts)]
+        for added in self._steps(prompts, seqs, cancels or [None] * len(requests), raise_on_cancel=False):
+            if on_tokens is not None and added:
+                on_tokens(added)
+        return BatchRun(results=[self._result(seqs, b, len(ids)) for b, ids in enumerate(prompts)],
+                        prefill_tokens=seqs.prefill_tokens, prefill_s=seqs.prefill_s, steps=seqs.steps)
 
     def _budget(self, request: GenerationRequest, ids: list[int]) -> int:
         return min(request.max_tokens, self.context_tokens - len(ids))
@@ -257,30 +268,32 @@ class LocalModel:
 
     def _steps(self, prompts: list[list[int]], seqs: _Sequences, cancels: Sequence[threading.Event | None],
                *, raise_on_cancel: bool = True) -> Iterator[list[tuple[int, int]]]:
-        """Decode until every row is finished; yield the (row, token) pairs added by each step."""
+        """Decode until every row is finished; yield the (row, token) pairs added by each step.
+
+        Rows that finished leave the batch before the next step (see :func:`_drop_finished`),
+        so the rest decode as a smaller, cheaper batch.
+        """
+        started = time.perf_counter()
         last, mask, past = self._prefill(prompts)
-        batch = len(prompts)
-        step_ids = np.zeros((batch, 1), dtype=np.int64)
+        seqs.prefill_s = time.perf_counter() - started
+        seqs.prefill_tokens = mask.size
+        live = list(range(len(prompts)))  # the request index of each row of the tensors
         positions = np.array([[len(p)] for p in prompts], dtype=np.int64)
-        ones = np.ones((batch, 1), dtype=np.int64)
         eos = self.eos_token_ids
-        filler = min(eos) if eos else 0
         while True:
             added = []
-            for b, request in enumerate(seqs.requests):
-                if seqs.finish[b] is not None:
-                    step_ids[b, 0] = filler
-                    continue
+            step_ids = np.zeros((len(live), 1), dtype=np.int64)
+            for row, b in enumerate(live):
+                request = seqs.requests[b]
                 cancel = cancels[b]
                 if cancel is not None and cancel.is_set():
                     if raise_on_cancel:
                         raise GenerationCancelled("The generation was cancelled.")
                     seqs.finish[b] = "cancelled"
-                    step_ids[b, 0] = filler
                     continue
-                token = pick_token(last[b], temperature=request.temperature, top_p=request.top_p,
+                token = pick_token(last[row], temperature=request.temperature, top_p=request.top_p,
                                    rng=seqs.rngs[b])
-                step_ids[b, 0] = token
+                step_ids[row, 0] = token
                 if token in eos and not request.ignore_eos:
                     seqs.finish[b] = "stop"
                     continue
@@ -291,7 +304,28 @@ class LocalModel:
             yield added
             if seqs.done:
                 return
-            mask = np.concatenate((mask, ones), axis=1)
+            keep = [row for row, b in enumerate(live) if seqs.finish[b] is None]
+            if len(keep) < len(live):
+                live = [live[row] for row in keep]
+                step_ids, positions, mask, past = _drop_finished(keep, step_ids, positions, mask, past)
+            mask = np.concatenate((mask, np.ones((len(live), 1), dtype=np.int64)), axis=1)
+            started = time.perf_counter()
             logits, past = self.forward(step_ids, mask, positions, past)
+            seqs.steps.append((len(live), time.perf_counter() - started))
             last = logits[:, -1, :]
             positions += 1
+
+
+def _drop_finished(keep: list[int], step_ids: np.ndarray, positions: np.ndarray, mask: np.ndarray,
+                   past: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Keep only the rows ``keep`` of the decoding state, and cut the leading positions that are
+    padding in every row left (they are masked out, so removing them changes no result).
+
+    ONNX Runtime copies the whole cache into ``present.*`` at every step anyway, so this one
+    copy costs about what a step's cache copy does, and every later step runs fewer rows.
+    """
+    index = np.asarray(keep)
+    mask = mask[index]
+    first = int(np.argmax(mask.any(axis=0)))  # the first position some row still attends to
+    return (step_ids[index], positions[index], mask[:, first:],
+            [p[index, :, first:, :] for p in past])

@@ -10,6 +10,11 @@ The estimate is deliberately simple and errs on the safe side::
 Measured on TinyLlama-1.1B int8 (LOCAL_MODEL.md): 1.2 GiB peak resident
 for a 1.1 GB weights file at batch 1 with a short prompt; the formula gives
 about 1.5 GB for the full 2048-token context, within the 1.5 GiB default.
+
+The same formula, split into a fixed part and a part per sequence and
+position (:class:`MemoryBudget`), tells the batching policy how many
+sequences of a given padded length fit under the limit: eight short prompts
+may fit where eight full-context ones would not.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ModelDims", "estimate_memory_bytes", "weights_bytes", "WEIGHTS_OVERHEAD_FACTOR",
+__all__ = ["ModelDims", "MemoryBudget", "estimate_memory_bytes", "weights_bytes", "WEIGHTS_OVERHEAD_FACTOR",
            "RUNTIME_OVERHEAD_BYTES", "PREFILL_CHUNK_TOKENS"]
 
 WEIGHTS_OVERHEAD_FACTOR = 1.05
@@ -55,3 +60,30 @@ def estimate_memory_bytes(dims: ModelDims, *, weights: int, batch_size: int, con
     kv = kv_cache_bytes(dims, batch_size=batch_size, tokens=context_tokens)
     logits = batch_size * min(PREFILL_CHUNK_TOKENS, context_tokens) * dims.vocab_size * 4
     return int(weights * WEIGHTS_OVERHEAD_FACTOR) + 2 * kv + logits + RUNTIME_OVERHEAD_BYTES
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryBudget:
+    """:func:`estimate_memory_bytes` split into what one more sequence adds, for batch sizing."""
+
+    limit_bytes: int
+    fixed_bytes: int  # weights and runtime, whatever the batch
+    row_bytes_per_token: int  # past and present KV cache of one sequence, per position
+    row_logits_bytes: int  # logits of one sequence's prefill chunk
+
+    @classmethod
+    def for_model(cls, dims: ModelDims, *, weights: int, limit_bytes: int) -> MemoryBudget:
+        """The budget of a model with ``weights`` bytes of weights under ``limit_bytes``."""
+        return cls(limit_bytes=limit_bytes,
+                   fixed_bytes=int(weights * WEIGHTS_OVERHEAD_FACTOR) + RUNTIME_OVERHEAD_BYTES,
+                   row_bytes_per_token=2 * kv_cache_bytes(dims, batch_size=1, tokens=1),
+                   row_logits_bytes=PREFILL_CHUNK_TOKENS * dims.vocab_size * 4)
+
+    def batch_bytes(self, rows: int, width_tokens: int) -> int:
+        """Estimated peak bytes of ``rows`` sequences padded to ``width_tokens`` positions."""
+        per_row = self.row_bytes_per_token * width_tokens + self.row_logits_bytes
+        return self.fixed_bytes + rows * per_row
+
+    def fits(self, rows: int, width_tokens: int) -> bool:
+        """Whether such a batch stays within the limit."""
+        return self.batch_bytes(rows, width_tokens) <= self.limit_bytes

@@ -18,13 +18,21 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, kw_only=True)
 class Prompt:
-    """What a provider is asked to continue: plain text or chat messages."""
+    """What a provider is asked to continue: plain text or chat messages.
+
+    ``priority`` and ``deadline_s`` are not part of what is asked (they take no
+    part in equality): they tell a provider with a queue of its own (the local
+    model) whom to serve first and what it cannot finish in time. The
+    dispatcher sets them on every call.
+    """
 
     text: str = ""
     messages: tuple[tuple[str, str], ...] = ()  # (role, content) pairs
     max_tokens: int = 256
     temperature: float = 0.0
     seed: int | None = None
+    priority: int = field(default=2, compare=False)  # 0 = critical ... 3 = low
+    deadline_s: float | None = field(default=None, compare=False)  # a time.monotonic() value; None = no deadline
 
     def as_text(self) -> str:
         """The prompt as one string, for providers without a chat format."""

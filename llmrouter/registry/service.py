@@ -146,8 +146,13 @@ class ProviderRegistry(mode.Service):
                 pool_stats = getattr(entry.provider, "pool_stats", None)
                 if pool_stats is not None:
                     item["pool"] = pool_stats()
+                batch_stats = getattr(entry.provider, "batch_stats", None)
+                if batch_stats is not None:
+                    item["batching"] = batch_stats()
             item["stats"] = self.stats[name].snapshot(now_s=now)
             item["in_flight"] = entry.bulkhead.in_use if entry.bulkhead else 0
+            if "batching" in item:
+                item["in_flight"] = item["batching"]["running"] + item["batching"]["queued"]
             out.append(item)
         return out
 
@@ -210,12 +215,13 @@ class ProviderRegistry(mode.Service):
         except Exception as exc:  # registry boundary: one provider that cannot start must not stop the worker
             log.exception("provider_start_failed", provider=spec.name)
             provider = Unavailable(f"could not be started: {exc!r}")
-        capacity = spec.max_concurrent
-        if spec.kind == "local":  # the batching front needs that many callers to fill a batch
-            capacity *= self._settings.local_config.batch_size
+        # The local provider bounds itself (workers x batch rows running, max_queue waiting, by priority)
+        # and refuses what it cannot take in time; a bulkhead in front would queue without bound exactly
+        # what it is there to send on to the next provider.
+        bulkhead = None if spec.kind == "local" else PriorityBulkhead(spec.max_concurrent)
         old = self.entries.get(spec.name)
         self.specs[spec.name] = spec
-        self.entries[spec.name] = ChainEntry(provider, timeout_s=spec.timeout_s, bulkhead=PriorityBulkhead(capacity),
+        self.entries[spec.name] = ChainEntry(provider, timeout_s=spec.timeout_s, bulkhead=bulkhead,
                                              retry=RetryPolicy(attempts=spec.retry_attempts))
         self.stats.setdefault(spec.name, ProviderStats(window=self._settings.registry.stats_window))
         if old is not None:
@@ -268,7 +274,9 @@ class ProviderRegistry(mode.Service):
         provider = LocalProvider(LocalModelConfig(
             model_path=local.model_path, max_memory_bytes=parse_size(local.max_memory),
             inference_threads=local.inference_threads, quantization=local.quantization,
-            batch_size=local.batch_size, max_concurrent=spec.max_concurrent, timeout_s=spec.timeout_s,
+            batch_size=local.batch_size, batching=local.batching,
+            max_batch_wait_s=None if local.max_batch_wait_ms is None else local.max_batch_wait_ms / 1000.0,
+            max_queue=local.max_queue, max_concurrent=spec.max_concurrent, timeout_s=spec.timeout_s,
         ))
         try:
             await provider.start()

@@ -40,6 +40,7 @@ def test_config_defaults_match_the_specification() -> None:
     assert config.model_path == Path("models/tiny")
     assert (config.max_memory_bytes, config.inference_threads, config.quantization) == (1_610_612_736, 4, "int8")
     assert (config.batch_size, config.max_concurrent, config.timeout_s, config.context_tokens) == (1, 1, 10.0, 2048)
+    assert (config.batching, config.max_batch_wait_s, config.max_queue) == ("balanced", None, 32)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +53,9 @@ def test_config_defaults_match_the_specification() -> None:
         ("max_concurrent", 0),
         ("timeout_s", 0.0),
         ("context_tokens", 1),
+        ("batching", "fastest"),
+        ("max_batch_wait_s", -0.1),
+        ("max_queue", -1),
     ],
 )
 def test_config_rejects_invalid_fields_with_a_sentence(field: str, value: object) -> None:

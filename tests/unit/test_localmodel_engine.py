@@ -65,23 +65,6 @@ def test_chunked_prefill_gives_the_same_tokens(model: LocalModel, monkeypatch: p
     assert model.generate(request).token_ids == whole.token_ids
 
 
-def test_stream_deltas_join_to_the_generated_text(model: LocalModel) -> None:
-    """The streamed deltas joined equal generate()'s text, and the generator returns the same result."""
-    request = GenerationRequest(prompt=PROMPT, max_tokens=40)
-    expected = model.generate(request)
-    stream = model.stream(request)
-    deltas = []
-    while True:
-        try:
-            deltas.append(next(stream))
-        except StopIteration as finished:
-            result = finished.value
-            break
-    assert "".join(deltas) == expected.text
-    assert result == expected
-    assert all(deltas)
-
-
 def test_end_of_sequence_token_stops_with_reason_stop(tiny_model_dir: Path, tmp_path: Path) -> None:
     """When the model emits the eos token, generation ends before it with finish_reason 'stop'."""
     base = LocalModel(LocalModelConfig(model_path=tiny_model_dir, quantization="none"))
@@ -110,7 +93,7 @@ def test_prompt_over_the_context_raises_context_too_long(tiny_model_dir: Path) -
     with pytest.raises(ContextTooLong, match=r"context window is 8 tokens"):
         model.generate(GenerationRequest(prompt=PROMPT, max_tokens=4))
     with pytest.raises(ContextTooLong):
-        list(model.stream(GenerationRequest(prompt=PROMPT, max_tokens=4)))
+        model.run_batch([GenerationRequest(prompt="Hi", max_tokens=4), GenerationRequest(prompt=PROMPT, max_tokens=4)])
 
 
 def test_cancel_event_stops_generation(model: LocalModel) -> None:
@@ -132,7 +115,7 @@ def test_memory_limit_below_the_estimate_refuses_to_load(tiny_model_dir: Path) -
         LocalModel(LocalModelConfig(model_path=tiny_model_dir, quantization="none", max_memory_bytes=10_000_000))
     message = str(info.value)
     assert "estimated" in message and "10000000 bytes" in message
-    for remedy in ("quantize", "batch_size", "max_memory"):
+    for remedy in ("quantize", "context_tokens", "max_memory"):
         assert remedy in message
 
 
@@ -164,3 +147,98 @@ def test_missing_files_raise_model_load_error(tmp_path: Path) -> None:
     """A directory without the model files raises ModelLoadError naming what is missing."""
     with pytest.raises(ModelLoadError, match="model.onnx, config.json, tokenizer.json"):
         LocalModel(LocalModelConfig(model_path=tmp_path, quantization="none"))
+
+
+# -- batches: per-row stopping, rows leaving, what a batch costs ------------------------------------
+
+class ShapeRecordingModel(LocalModel):
+    """A LocalModel that records the (rows, positions) of every attention mask it is given."""
+
+    def __init__(self, config: LocalModelConfig) -> None:
+        super().__init__(config)
+        self.mask_shapes: list[tuple[int, int]] = []
+
+    def forward(self, input_ids, attention_mask, position_ids, past):  # type: ignore[no-untyped-def]
+        self.mask_shapes.append(attention_mask.shape)
+        return super().forward(input_ids, attention_mask, position_ids, past)
+
+
+def test_rows_that_reach_their_max_tokens_leave_the_batch(model: LocalModel) -> None:
+    """Rows allowed 3, 10 and 6 tokens: decode steps run 3 rows, then 2, then 1, and every row still gets
+    exactly its lone greedy tokens; the run reports the padded prefill and each step's rows."""
+    requests = [GenerationRequest(prompt=PROMPT, max_tokens=3), GenerationRequest(prompt="Hi", max_tokens=10),
+                GenerationRequest(prompt="Streams and tables", max_tokens=6)]
+    run = model.run_batch(requests)
+    assert [r.token_ids for r in run.results] == [model.generate(r).token_ids for r in requests]
+    assert [rows for rows, _ in run.steps] == [3, 3, 2, 2, 2, 1, 1, 1, 1]
+    assert all(seconds > 0 for _, seconds in run.steps) and run.prefill_s > 0
+    assert run.prefill_tokens == 3 * model.count_tokens(PROMPT)
+
+
+def test_a_row_that_hits_end_of_sequence_stops_alone(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """With the 4th greedy token of one prompt made the end-of-sequence token, that row ends 'stop' with
+    three tokens and leaves the batch; the other row goes on to its max_tokens, as it would alone."""
+    base = LocalModel(LocalModelConfig(model_path=tiny_model_dir, quantization="none"))
+    tokens = base.generate(GenerationRequest(prompt=PROMPT, max_tokens=10)).token_ids
+    copy = shutil.copytree(tiny_model_dir, tmp_path / "eos-model")
+    config = json.loads((copy / "config.json").read_text())
+    config["eos_token_id"] = tokens[3]
+    (copy / "config.json").write_text(json.dumps(config))
+    eos_model = LocalModel(LocalModelConfig(model_path=copy, quantization="none"))
+    requests = [GenerationRequest(prompt=PROMPT, max_tokens=10), GenerationRequest(prompt="Hi", max_tokens=10)]
+    run = eos_model.run_batch(requests)
+    alone = [eos_model.generate(r) for r in requests]
+    assert [(r.finish_reason, r.token_ids) for r in run.results] == [(r.finish_reason, r.token_ids) for r in alone]
+    assert run.results[0].finish_reason == "stop" and run.results[0].completion_tokens == 3
+    assert run.results[1].finish_reason == "length" and run.results[1].completion_tokens == 10
+    assert [rows for rows, _ in run.steps] == [2, 2, 2] + [1] * 6
+
+
+def test_padding_no_remaining_row_needs_is_cut_when_the_long_row_leaves(tiny_model_dir: Path) -> None:
+    """After the long prompt's row finishes, the short one decodes over its own positions only, with the
+    same tokens as alone."""
+    recorder = ShapeRecordingModel(LocalModelConfig(model_path=tiny_model_dir, quantization="none",
+                                                    context_tokens=512))
+    long_prompt = " ".join([PROMPT] * 4)
+    requests = [GenerationRequest(prompt=long_prompt, max_tokens=1), GenerationRequest(prompt="Hi", max_tokens=5)]
+    run = recorder.run_batch(requests)
+    assert [r.token_ids for r in run.results] == [recorder.generate(r).token_ids for r in requests]
+    short = recorder.count_tokens("Hi")
+    decode_masks = recorder.mask_shapes[1:5]  # the batch's four decode steps, after its one prefill call
+    assert decode_masks == [(1, short + step) for step in range(1, 5)]
+
+
+def test_cancelled_rows_leave_the_batch_at_once(model: LocalModel) -> None:
+    """A row whose cancel event is set ends 'cancelled' with no tokens; every decode step runs without it."""
+    cancel = threading.Event()
+    cancel.set()
+    run = model.run_batch([GenerationRequest(prompt=PROMPT, max_tokens=5), GenerationRequest(prompt="Hi", max_tokens=5)],
+                          cancels=[cancel, None])
+    assert [r.finish_reason for r in run.results] == ["cancelled", "length"]
+    assert [rows for rows, _ in run.steps] == [1, 1, 1, 1]
+
+
+def test_on_tokens_reports_each_step_tokens_in_order(model: LocalModel) -> None:
+    """on_tokens gets the (row, token) pairs of every step; per row they make up its result's tokens."""
+    seen: dict[int, list[int]] = {0: [], 1: []}
+
+    def on_tokens(added: list[tuple[int, int]]) -> None:
+        for row, token in added:
+            seen[row].append(token)
+
+    run = model.run_batch([GenerationRequest(prompt=PROMPT, max_tokens=4), GenerationRequest(prompt="Hi", max_tokens=7)],
+                          on_tokens=on_tokens)
+    assert [tuple(seen[0]), tuple(seen[1])] == [r.token_ids for r in run.results]
+
+
+def test_a_batch_too_big_for_max_memory_at_full_context_still_loads(tiny_model_dir: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Only one full-context sequence must fit: a larger batch_size loads with a warning, and the memory
+    budget tells the batching policy how many long rows fit."""
+    probe = LocalModel(LocalModelConfig(model_path=tiny_model_dir, quantization="none", batch_size=1))
+    limit = probe.memory_budget.batch_bytes(2, probe.context_tokens)  # two full-context rows, not eight
+    with caplog.at_level(logging.WARNING):
+        model = LocalModel(LocalModelConfig(model_path=tiny_model_dir, quantization="none", batch_size=8,
+                                            max_memory_bytes=limit))
+    assert "batch_size=8" in caplog.text and "fewer rows" in caplog.text
+    assert model.memory_budget.fits(2, model.context_tokens) and not model.memory_budget.fits(3, model.context_tokens)

@@ -18,6 +18,8 @@ def test_the_defaults_mirror_the_specification():
     assert s.chain() == ["local", "huggingface", "together", "openai", "anthropic"]
     assert (s.limits_for("local").max_concurrent, s.limits_for("together").timeout) == (1, 15)
     assert s.cache_config.ttl_default == 3600
+    local = s.local_config
+    assert (local.batch_size, local.batching, local.max_batch_wait_ms, local.max_queue) == (1, "balanced", None, 32)
 
 
 def test_a_settings_file_and_the_environment_override_the_defaults(tmp_path):
