@@ -83,13 +83,13 @@ _ASKING_WORDS = frozenset("""
 """.split())
 _DIRECTIONS = {"from": "from", "to": "to", "into": "to"}
 _SAME_WORD = {"whom": "who", "how's": "how", "who's": "who", "where's": "where", "when's": "when"}
-_SUFFIXES = ("ational", "ations", "ation", "ising", "izing", "ised", "ized", "ises", "izes", "ments", "ment",
+_SUFFIXES = ("ational", "ations", "ation", "ising", "izing", "ised", "ized", "ises", "izes", "ise", "ize", "ments", "ment",
              "ences", "ence", "ances", "ance", "ings", "ing", "edly", "ed", "ies", "es", "ly", "s", "y")
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _QUOTED = re.compile(r"""(?:^|(?<=[\s(\[{:]))(['"‘“«])(.+?)['"’”»](?=$|[\s.,;:!?)\]}])""")
-_ENDS_SENTENCE = frozenset(".!?:;\"'‘“«([")
+_ENDS_SENTENCE = frozenset(".!?:;\"'‘“«([>")  # ">": the end of a template placeholder such as <now>
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +145,8 @@ def mismatch(a: Anchors, b: Anchors, rules: tuple[str, ...] = RULES) -> str | No
 
 
 def _starts_sentence(text: str, start: int) -> bool:
-    """Whether the word at ``start`` opens the text, a sentence, a clause after a colon or a quotation."""
+    """Whether the word at ``start`` opens the text, a sentence, a clause after a colon, a quotation or follows
+    a template placeholder."""
     before = start - 1
     if before >= 0 and text[before] == " ":  # whitespace runs are single spaces by now
         before -= 1
