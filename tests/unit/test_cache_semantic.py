@@ -11,7 +11,7 @@ import pytest
 from llmrouter.cache.embedding import StaticEmbedder
 from llmrouter.cache.keys import cache_key, key_prefix, tenant_scope
 from llmrouter.cache.normalise import Templates
-from llmrouter.cache.semantic import SemanticIndex
+from llmrouter.cache.semantic import SemanticIndex, open_index
 from llmrouter.contract import Request, parse_request
 from llmrouter.settings import CacheSettings, load_settings
 
@@ -45,6 +45,16 @@ def test_the_semantic_cache_is_off_unless_asked_for():
     assert settings.cache.semantic_enabled is False
     assert settings.cache.semantic_threshold == DEFAULT_THRESHOLD == 0.75
     assert settings.cache.semantic_max_entries >= 1
+
+
+async def test_open_index_builds_the_index_the_settings_ask_for():
+    """What a worker calls at start: the packaged model, read off the event loop, with the cache's settings."""
+    cache = CacheSettings(semantic_enabled=True, semantic_threshold=0.85, semantic_max_entries=3, shared_namespace=True)
+    semantic = await open_index(threshold=cache.semantic_threshold, max_entries=cache.semantic_max_entries,
+                                shared_namespace=cache.shared_namespace, templates=cache.compiled_templates())
+    assert (semantic.threshold, semantic.max_entries, semantic.embedder.dim) == (0.85, 3, 256)
+    semantic.add(request(user_id="alice"), "llm:v1:shared:a")
+    assert semantic.nearest(request(PARAPHRASE, user_id="bob")).cache_key == "llm:v1:shared:a"
 
 
 def test_vectors_are_unit_length_deterministic_and_zero_for_no_text(embedder):
