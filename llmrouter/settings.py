@@ -271,6 +271,12 @@ class CacheSettings(_Section):
     write_queue_max: int = Field(10_000, ge=1, description="Redis writes queued before the oldest is dropped")
     recent_answers: int = Field(10_000, ge=0, description="results answered from the cache kept by request_id, "
                                 "so a copy of such a request delivered again is re-emitted as a replay")
+    semantic_enabled: bool = Field(False, description="after an exact miss, serve the answer of an earlier request "
+                                   "worded differently (needs the `semantic` extra); see llmrouter/cache/semantic.py")
+    semantic_threshold: float = Field(0.75, gt=0, le=1, description="least cosine similarity of a semantic hit "
+                                      "(a candidate must also pass the guard); measured by bench/semantic_cache.py")
+    semantic_max_entries: int = Field(10_000, ge=1, description="prompts the semantic index remembers per worker, "
+                                      "least recently used first out")
 
     @field_validator("templates")
     @classmethod
