@@ -10,9 +10,9 @@ of ``cache_config`` (§5.2) come from the settings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mode
 
@@ -27,6 +27,9 @@ from llmrouter.cache.tiers import CacheTiers, Hit
 from llmrouter.contract import Request
 from llmrouter.metrics import Metrics
 from llmrouter.settings import Settings
+
+if TYPE_CHECKING:
+    from llmrouter.cache.semantic import SemanticIndex
 
 NO_CACHE = CacheDecision(read=False, write=False, reason="cache_disabled")
 
@@ -46,6 +49,7 @@ class ResponseCache(mode.Service):
         self._metrics = metrics
         self._now_ms = now_ms
         self._ttl_ms = config.ttl_default * 1000
+        self.semantic: SemanticIndex | None = None  # cache.semantic_enabled: opened at start
         self._templates = cache.compiled_templates()
         self.l1 = L1Cache(settings.cache_l1_bytes()) if cache.l1_enabled else None
         self.l2 = RedisCache(settings.redis.url, timeout_s=cache.redis_timeout_s, retry_s=cache.redis_retry_s,
@@ -63,6 +67,13 @@ class ResponseCache(mode.Service):
     async def on_start(self) -> None:
         if self.enabled and self.l2 is not None:
             await self.l2.start()
+        cache = self._settings.cache
+        if self.enabled and cache.semantic_enabled:
+            from llmrouter.cache.semantic import open_index  # numpy work only when asked for
+
+            self.semantic = await open_index(threshold=cache.semantic_threshold,
+                                             max_entries=cache.semantic_max_entries,
+                                             shared_namespace=cache.shared_namespace, templates=self._templates)
 
     async def on_stop(self) -> None:
         if self.l2 is not None:
@@ -81,21 +92,41 @@ class ResponseCache(mode.Service):
                          shared_namespace=cache.shared_namespace)
 
     async def lookup(self, request: Request) -> Hit | None:
-        hit = await self.tiers.lookup(self.key(request))
+        """The exact entry of ``request``, else (semantic cache on) the entry of an earlier request worded
+        differently that the index and its guard match; None when neither is there."""
+        key = self.key(request)
+        hit = await self.tiers.lookup(key)
+        if self.semantic is not None:
+            hit = hit or await self._semantic_lookup(request)
+            if hit is not None and hit.similarity is None:
+                self.semantic.add(request, key)  # an entry another worker stored: its paraphrases hit too
         if hit is None:
             self._metrics.cache_misses_total.inc()
         else:
-            self._metrics.cache_hits_total.labels(hit.level).inc()
+            self._metrics.cache_hits_total.labels(hit.level if hit.similarity is None else f"{hit.level}_semantic").inc()
         return hit
+
+    async def _semantic_lookup(self, request: Request) -> Hit | None:
+        match = self.semantic.nearest(request)
+        if match is None:
+            return None
+        hit = await self.tiers.lookup(match.cache_key)
+        if hit is None:
+            self.semantic.discard(match.cache_key)  # expired or cleared since it was indexed
+            return None
+        return replace(hit, similarity=match.similarity)
 
     def store(self, request: Request, record: dict[str, Any]) -> None:
         """Keep an ``ok`` result a provider gave (text, who, tokens, what it cost then) for ``cache_config.ttl_default``."""
         now = self._now_ms()
-        self.tiers.store(self.key(request), CachedAnswer(
+        key = self.key(request)
+        self.tiers.store(key, CachedAnswer(
             text=record.get("text") or "", provider=record.get("provider") or "", model=record.get("model") or "",
             finish_reason=record.get("finish_reason") or "", prompt_tokens=record.get("prompt_tokens", 0),
             completion_tokens=record.get("completion_tokens", 0), cost_usd=record.get("cost_usd", 0.0),
             stored_at_ms=now, expires_at_ms=now + self._ttl_ms, request_id=request.request_id))
+        if self.semantic is not None:
+            self.semantic.add(request, key)
 
     def status(self) -> dict[str, str]:
         """Per level: ``ok``, ``off`` or ``down: <reason>`` (Redis): what /health/ shows."""
@@ -108,4 +139,5 @@ class ResponseCache(mode.Service):
                 "l1": asdict(self.l1.stats()) if self.l1 is not None else None,
                 "l2": asdict(self.l2.stats()) if self.l2 is not None else None,
                 "l3": self.l3.stats() if self.l3 is not None else None,
+                "semantic": asdict(self.semantic.stats()) if self.semantic is not None else None,
                 "follower_caught_up": self.follower.caught_up}

@@ -29,6 +29,7 @@ LEVELS = ("l1", "l2", "l3")
 class Hit:
     level: str  # l1 | l2 | l3: the level that had it
     answer: CachedAnswer
+    similarity: float | None = None  # set when the semantic index found it for a request worded differently
 
 
 class CacheTiers:

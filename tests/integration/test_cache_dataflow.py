@@ -211,3 +211,26 @@ async def test_a_request_answered_from_the_cache_and_delivered_again_is_re_emitt
     first, second = collected.results[request["request_id"]]
     assert first.record["route"] == "cache" and not first.replay
     assert second.replay and second.raw == first.raw
+
+
+async def test_with_the_semantic_cache_on_a_paraphrase_hits_and_a_near_miss_does_not(
+        kafka_and_redis, tiny_model_dir, sim, tmp_path):
+    """Opt-in: the same question in other words is answered from the first one's entry; a question
+    that differs in one number goes to the provider (the guard, not the similarity, refuses it)."""
+    settings, path = await asyncio.to_thread(settings_for, tmp_path, tiny_model_dir, sim,
+                                             cache={"semantic_enabled": True})
+    worker = await asyncio.to_thread(start_worker, path, settings, tmp_path / "worker.log")
+    try:
+        tag = uuid.uuid4().hex[:6]  # a user of its own: no entry of another test is in scope
+        first = await ask(settings, {"prompt": "What is the capital of France?", "max_tokens": 8, "user_id": tag})
+        before = calls(sim)
+        paraphrase = await ask(settings, {"prompt": "Tell me the capital of France, please.", "max_tokens": 8,
+                                          "user_id": tag})
+        assert (paraphrase["route"], paraphrase["text"]) == ("cache", first["text"])
+        await ask(settings, {"prompt": "Convert 5 km to miles.", "max_tokens": 8, "user_id": tag})
+        other = await ask(settings, {"prompt": "Convert 50 km to miles.", "max_tokens": 8, "user_id": tag})
+        assert other["route"] == "cloud"
+        assert calls(sim) - before == 2
+        assert worker.metric("llmrouter_cache_hits_total", level="l1_semantic") == 1
+    finally:
+        await asyncio.to_thread(worker.stop)
