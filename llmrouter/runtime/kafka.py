@@ -49,6 +49,26 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
             self._ledgers[tp].on_fetched(record.offset for record in batch)
         return records
 
+    async def seek_to_committed(self) -> Mapping[TP, int | None]:
+        """Seek every partition to its committed offset, 0 and none included.
+
+        aiokafka's ``seek_to_committed`` seeks only to a committed offset above 0: a partition
+        committed at 0 (every partition of a new group that was empty when it was seeded) or not at
+        all keeps its fetch position. faust relies on this seek to fetch again the batch it dropped
+        when a seek raced its fetcher, so there the batch was never fetched again, and the ledger,
+        told the position was the committed offset, took the next fetched offset for proof that the
+        dropped ones did not exist: the commit passed them, and they were lost.
+        """
+        committed = await super().seek_to_committed()
+        targets = reseek_targets(committed, await self._earliest_of(committed))
+        for tp, offset in targets.items():
+            await self._seek(tp, offset)
+        return committed
+
+    async def _earliest_of(self, committed: Mapping[TP, int | None]) -> Mapping[TP, int]:
+        uncommitted = [tp for tp, offset in committed.items() if offset is None]
+        return await self.earliest_offsets(*uncommitted) if uncommitted else {}
+
     async def perform_seek(self) -> None:
         await super().perform_seek()
         for tp, offset in list(self._read_offset.items()):  # faust set it to each committed offset
@@ -88,6 +108,14 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
         """The partitions with a message delivered in this generation and not acked yet."""
         generation = self.app.consumer_generation_id
         return {m.tp for m in list(self._unacked_messages) if not m.acked and m.generation_id == generation}
+
+
+def reseek_targets(committed: Mapping[TP, int | None], earliest: Mapping[TP, int]) -> dict[TP, int]:
+    """The seeks aiokafka's ``seek_to_committed`` leaves out: to 0 where 0 is committed, to the
+    earliest offset where nothing is (the group's ``auto_offset_reset`` is earliest)."""
+    targets = {tp: 0 for tp, offset in committed.items() if offset == 0}
+    targets.update({tp: earliest.get(tp, 0) for tp, offset in committed.items() if offset is None})
+    return targets
 
 
 class IdempotentProducer(faust_aiokafka.Producer):
