@@ -57,8 +57,7 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
         all keeps its fetch position. faust relies on this seek to fetch again the batch it dropped
         when a seek raced its fetcher, so there the batch was never fetched again, and the ledger,
         told the position was the committed offset, took the next fetched offset for proof that the
-        dropped ones did not exist: the commit passed them, and they were lost (two workers starting
-        together: one request in twenty, three starts in four).
+        dropped ones did not exist: the commit passed them, and they were lost.
         """
         committed = await super().seek_to_committed()
         targets = reseek_targets(committed, await self._earliest_of(committed))

@@ -5,13 +5,17 @@ and a provider registration reaches both."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import uuid
 
 import pytest
 
 from llmrouter.client import RouterClient
+from llmrouter.new_group import seed_new_group
 from llmrouter.providerscmd import produce_registration
 from llmrouter.providers.spec import ProviderSpec
+from llmrouter.workerproc import WorkerProcess
 from tests.conftest import isolated_settings, sibling_settings, start_worker
 
 pytestmark = pytest.mark.kafka
@@ -73,3 +77,40 @@ async def test_a_registration_reaches_every_worker_within_seconds(two_workers):
             await asyncio.sleep(0.1)
         if present:
             await produce_registration(first.settings, spec.name, None)
+
+
+async def test_two_workers_starting_together_under_load_lose_no_request(kafka_and_redis, tiny_model_dir, tmp_path):
+    """Requests arrive while two workers of a new group start at once: the group rebalances while both
+    recover, and every partition of the new group is committed at 0. faust drops a batch it fetched when
+    its seek to the committed offsets races the fetcher, and aiokafka's seek_to_committed does not seek to
+    offset 0: the dropped requests were never fetched again and the commit walked past them. Each request
+    must get exactly one result without the replay header (a redelivered one may add flagged replays)."""
+    settings, path = await asyncio.to_thread(isolated_settings, tmp_path, tiny_model_dir,
+                                             kafka={"request_partitions": 4, "partitions": 4})
+    second_settings, second_path = sibling_settings(settings, path, tmp_path / "second")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER")}
+    first = WorkerProcess(settings, log_path=tmp_path / "worker-1.log", env=env | {"LLMROUTER_SETTINGS": str(path)})
+    second = WorkerProcess(second_settings, log_path=tmp_path / "worker-2.log",
+                           env=env | {"LLMROUTER_SETTINGS": str(second_path)})
+    await seed_new_group(settings)  # the group's partitions are committed at 0, as for any new group
+    first.start()
+    second.start()  # at once: the group rebalances while both recover
+    try:
+        deadline = time.monotonic() + 60
+        while not all(_assigned(w) for w in (first, second)):  # both have partitions, recovery under way
+            assert time.monotonic() < deadline, "the group never gave both workers partitions"
+            await asyncio.sleep(0.05)
+        async with RouterClient(settings) as client:
+            ids = [await client.send({"prompt": f"together {i} {uuid.uuid4()}", "max_tokens": 4}) for i in range(20)]
+            collected = await client.wait_for(ids, timeout_s=90)
+        firsts = {rid: [r.record["status"] for r in collected.results[rid] if not r.replay] for rid in ids}
+        assert {rid: statuses for rid, statuses in firsts.items() if statuses != ["ok"]} == {}
+    finally:
+        await asyncio.gather(asyncio.to_thread(first.stop), asyncio.to_thread(second.stop))
+
+
+def _assigned(worker: WorkerProcess) -> bool:
+    try:
+        return bool(worker.health()["kafka"]["assigned_partitions"])
+    except (OSError, KeyError):
+        return False

@@ -12,7 +12,7 @@ import pytest
 from faust.types import TP, Message
 
 from llmrouter.runtime.faust_app import RouterApp
-from llmrouter.runtime.kafka import SafeCommitConsumer
+from llmrouter.runtime.kafka import SafeCommitConsumer, reseek_targets
 
 TOPIC = "llm.router.accepted.normal"
 TP0 = TP(TOPIC, 0)
@@ -110,3 +110,10 @@ def test_offsets_the_fetcher_skipped_are_not_waited_for(consumer):
     for offset in (0, 1, 2, 5):
         consumer.ack(deliver(consumer, offset))
     assert committable(consumer) == 6
+
+
+def test_the_seeks_aiokafka_leaves_out_are_made():
+    """aiokafka's seek_to_committed seeks only to offsets above 0; we seek the rest: to 0 where 0 is
+    committed, to the earliest offset where nothing is, and leave the others to aiokafka."""
+    tp1, tp2, tp3 = TP(TOPIC, 1), TP(TOPIC, 2), TP(TOPIC, 3)
+    assert reseek_targets({TP0: 0, tp1: None, tp2: 17, tp3: None}, {tp1: 5}) == {TP0: 0, tp1: 5, tp3: 0}
