@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness import delete_topics, start_worker, worker_settings
 from llmrouter.settings import Settings
 from llmrouter.simulator.process import SimulatorProcess
@@ -60,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-baseline", action="store_true", help="skip the echo baseline")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (settings, worker and simulator logs)")
     parser.add_argument("--out", type=Path, default=RESULTS / "hot_path.json")
+    parser.add_argument("--worker-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a worker setting (repeatable), e.g. worker.intake_concurrency=256")
     parser.add_argument("loadtest_args", nargs="*", help="more `llmrouter loadtest` flags, after --")
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
@@ -132,6 +136,18 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def worker_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """``["worker.max_in_flight=64"]`` -> ``{"worker": {"max_in_flight": 64}}`` (values read as YAML)."""
+    sections: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        section, _, key = name.partition(".")
+        if not key or not _:
+            raise SystemExit(f"--worker-set wants SECTION.KEY=VALUE, not {pair!r}")
+        sections.setdefault(section, {})[key] = yaml.safe_load(value)
+    return sections
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start the simulator and a worker, run the rates, print and save the table; clean up whatever happens."""
     args = parse_args(argv)
@@ -147,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                                args=["--latency-ms", "0", "--token-delay-ms", "0"]).start()
         settings, path = worker_settings(directory, local_config={"enabled": False},
                                          providers={"sim": {**SIM_PROVIDER, "endpoint": sim.base_urls()["openai"]}},
-                                         fallback_chain=["sim"])
+                                         fallback_chain=["sim"], **worker_overrides(args.worker_set))
         print(f"starting a worker (log {directory / 'worker.log'})...", flush=True)
         worker = start_worker(settings, path, directory)
         reports = run_rates(path, worker, args)
