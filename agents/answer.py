@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
@@ -104,11 +105,23 @@ class Answerer:
             return
         self._in_flight[rid] = asyncio.get_running_loop().create_future()
         try:
-            record, dead_letter = await self._serve(request, job)
+            record, dead_letter = await self._serve(request, job.start_call)
             job.start_delivery()
             await self._deliver(request, origin, record, dead_letter)
         finally:  # a duplicate waiting on this request now finds the stored result
             self._in_flight.pop(rid).set_result(None)
+
+    async def refresh_cached(self, raw: bytes) -> bool:
+        """Ask the chain again for a popular cached request and store the new answer: the cache warmer's
+        refresh ahead. Off the request path: no result is sent and no table written. True if stored."""
+        request = replace(parse_request(self._codec.decode("LLMRequest", raw), priority="low",
+                                        received_at_ms=now_ms()),
+                          cache_policy="refresh", deadline_ms=None, created_at_ms=None, timeout_ms=None)
+        record, _ = await self._serve(request, before_call=lambda: None)
+        if record["status"] != "ok" or record.get("route") not in CACHED_ROUTES or not self._cache.decide(request).write:
+            return False
+        self._cache.store(request, record)
+        return True
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a request the handler failed on: a dead letter and an ``error``
@@ -153,7 +166,8 @@ class Answerer:
         self._metrics.replays_total.inc()
         log.debug("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
 
-    async def _serve(self, request: Request, job: Job) -> tuple[dict[str, Any], DeadLetter | None]:
+    async def _serve(self, request: Request,
+                     before_call: Callable[[], None]) -> tuple[dict[str, Any], DeadLetter | None]:
         """The result record, and a dead letter when the request should be kept for a replay."""
         limits = self._settings.limits
         refusal = check_dispatch(request, known_providers=self._registry.names(), now_ms=now_ms(),
@@ -165,7 +179,7 @@ class Answerer:
             outcome = await self._dispatcher.dispatch(
                 request.to_prompt(), plan_chain(request, self._registry.chain(), emergency=self._registry.emergency()),
                 time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
-                priority=PRIORITIES.index(request.priority), before_call=job.start_call,
+                priority=PRIORITIES.index(request.priority), before_call=before_call,
                 on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)
         except Fenced:
             raise

@@ -81,7 +81,8 @@ class Intake:
                                what="re-emit a cached result", attempts=self._attempts)
             return
         refusal = await self._check_reply_to(request.reply_to) or self._check_size(request, origin)
-        hit = await self._cache.lookup(request) if refusal is None and self._cache.decide(request).read else None
+        hit = (await self._cache.lookup(request, origin.value)
+               if refusal is None and self._cache.decide(request).read else None)
         if hit is not None and hit.answer.request_id == request.request_id:
             hit = None  # the answer paid for this very request: it is delivered again, the answer stage re-emits it
         job.start_delivery()

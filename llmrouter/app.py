@@ -105,6 +105,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
                                publisher=publisher, metrics=metrics, registry=providers, cache=cache)
     answer.register(app, topics, in_flight, answerer, settings)
+    cache.warmer.refresh = answerer.refresh_cached
     inert = settings.inert()
     if inert:
         log.warning("settings_not_enforced_yet", count=len(inert), settings=", ".join(inert),

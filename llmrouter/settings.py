@@ -271,6 +271,12 @@ class CacheSettings(_Section):
     write_queue_max: int = Field(10_000, ge=1, description="Redis writes queued before the oldest is dropped")
     recent_answers: int = Field(10_000, ge=0, description="results answered from the cache kept by request_id, "
                                 "so a copy of such a request delivered again is re-emitted as a replay")
+    hot_keys: int = Field(1000, ge=1, description="popular keys tracked (decaying counts) for warming")
+    hot_half_life_s: float = Field(600.0, gt=0, description="how fast a key's popularity fades")
+    warm_top_k: int = Field(100, ge=0, description="the most popular keys warmed into L1 each pass (0: off)")
+    warm_interval_s: float = Field(30.0, gt=0, description="seconds between warming passes (and at start)")
+    refresh_ahead_s: float = Field(300.0, ge=0, description="a popular entry expiring within this is asked "
+                                   "again, at low priority, before anyone misses it (0: never)")
     semantic_enabled: bool = Field(False, description="after an exact miss, serve the answer of an earlier request "
                                    "worded differently (needs the `semantic` extra); see llmrouter/cache/semantic.py")
     semantic_threshold: float = Field(0.75, gt=0, le=1, description="least cosine similarity of a semantic hit "

@@ -82,6 +82,11 @@ class L1Cache:
         self._hits += 1
         return entry[0]
 
+    def peek(self, key: str) -> bytes | None:
+        """The value if present and live, without counting a hit or a miss or moving it (for the warmer)."""
+        entry = self._entries.get(key)
+        return entry[0] if entry is not None and entry[1] > self._clock() else None
+
     def put(self, key: str, value: bytes, expires_at_ms: int) -> None:
         """Store (or replace) ``key``, evicting from the cold end until it fits.
 

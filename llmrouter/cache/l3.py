@@ -26,6 +26,7 @@ from rocksdict import AccessType, Options, Rdict, WriteBatch
 from llmrouter.cache.entry import CachedAnswer
 
 BATCH = 512  # deletes per write batch when a prefix is cleared
+META_PREFIX = b"!meta:"  # never a cache key (they start with "llm:")
 
 
 class L3Store:
@@ -85,6 +86,13 @@ class L3Store:
                     batch = WriteBatch(raw_mode=True)
         self._db.write(batch)
         return deleted
+
+    def put_meta(self, name: str, data: bytes) -> None:
+        """Keep a small record of the cache's own (the popular keys' snapshot) beside the entries."""
+        self._db.put(META_PREFIX + name.encode(), data)
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self._db.get(META_PREFIX + name.encode())
 
     def count(self, prefix: bytes = b"") -> int:
         return sum(1 for _ in self._entries(prefix))

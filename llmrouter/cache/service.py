@@ -9,6 +9,7 @@ of ``cache_config`` (§5.2) come from the settings.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import mode
 
 from llmrouter.cache.entry import CachedAnswer
+from llmrouter.cache.hot import HotKeys
 from llmrouter.cache.keys import cache_key
 from llmrouter.cache.l1 import L1Cache
 from llmrouter.cache.l2 import RedisCache
@@ -24,6 +26,7 @@ from llmrouter.cache.l3 import L3Store
 from llmrouter.cache.policy import CacheDecision, decide
 from llmrouter.cache.sync import CacheApplier, CacheFollower, Clears
 from llmrouter.cache.tiers import CacheTiers, Hit
+from llmrouter.cache.warm import CacheWarmer
 from llmrouter.contract import Request
 from llmrouter.metrics import Metrics
 from llmrouter.settings import Settings
@@ -61,8 +64,14 @@ class ResponseCache(mode.Service):
                                 now_ms=now_ms, clears=clears, l2_namespace=l2_namespace(settings))
         self.follower = CacheFollower(settings.kafka.bootstrap_servers, cache_topic,
                                       CacheApplier(self.l1, self.l3, clears), loop=self.loop, beacon=self.beacon)
+        self.hot = HotKeys(cache.hot_keys, half_life_s=cache.hot_half_life_s, clock=time.monotonic)
+        self.warmer = CacheWarmer(hot=self.hot, tiers=self.tiers, l3=self.l3, top_k=cache.warm_top_k,
+                                  interval_s=cache.warm_interval_s, refresh_ahead_ms=int(cache.refresh_ahead_s * 1000),
+                                  now_ms=now_ms, loop=self.loop, beacon=self.beacon)
         if self.enabled:
             self.add_dependency(self.follower)
+            if cache.warm_top_k:
+                self.add_dependency(self.warmer)
 
     async def on_start(self) -> None:
         if self.enabled and self.l2 is not None:
@@ -91,10 +100,12 @@ class ResponseCache(mode.Service):
         return cache_key(request, version=cache.namespace_version, templates=self._templates,
                          shared_namespace=cache.shared_namespace)
 
-    async def lookup(self, request: Request) -> Hit | None:
+    async def lookup(self, request: Request, raw: bytes) -> Hit | None:
         """The exact entry of ``request``, else (semantic cache on) the entry of an earlier request worded
-        differently that the index and its guard match; None when neither is there."""
+        differently that the index and its guard match; None when neither is there. ``raw``: the request
+        as upstream sent it, kept with the popular keys for a refresh."""
         key = self.key(request)
+        self.hot.touch(key, raw)
         hit = await self.tiers.lookup(key)
         if self.semantic is not None:
             hit = hit or await self._semantic_lookup(request)
@@ -140,4 +151,4 @@ class ResponseCache(mode.Service):
                 "l2": asdict(self.l2.stats()) if self.l2 is not None else None,
                 "l3": self.l3.stats() if self.l3 is not None else None,
                 "semantic": asdict(self.semantic.stats()) if self.semantic is not None else None,
-                "follower_caught_up": self.follower.caught_up}
+                "warming": self.warmer.stats(), "follower_caught_up": self.follower.caught_up}

@@ -66,6 +66,16 @@ class CacheTiers:
         self.misses += 1
         return None
 
+    async def warm(self, key: str) -> CachedAnswer | None:
+        """Bring ``key`` into L1 from a lower level without counting a lookup; its entry, or None."""
+        now = self._now_ms()
+        if self._l1 is not None and (answer := self._live(key, self._l1.peek(key), now)) is not None:
+            return answer
+        hits, misses = self.hits.copy(), self.misses
+        hit = await self.lookup(key)
+        self.hits, self.misses = hits, misses
+        return hit.answer if hit is not None else None
+
     def store(self, key: str, answer: CachedAnswer) -> None:
         """Put ``answer`` in every level and on the cache topic; nothing here waits on the network."""
         raw = answer.to_bytes(compress=self._compress)

@@ -234,3 +234,28 @@ async def test_with_the_semantic_cache_on_a_paraphrase_hits_and_a_near_miss_does
         assert worker.metric("llmrouter_cache_hits_total", level="l1_semantic") == 1
     finally:
         await asyncio.to_thread(worker.stop)
+
+
+async def test_a_popular_entry_is_refreshed_before_it_expires(kafka_and_redis, tiny_model_dir, sim, tmp_path):
+    """Entries live 6 s; the warmer looks every second and asks again for a popular one that expires
+    within 4 s. Past the first entry's expiry the prompt is still a hit, and the provider was asked again
+    in the background, not by a request."""
+    settings, path = await asyncio.to_thread(
+        settings_for, tmp_path, tiny_model_dir, sim, cache_config={"ttl_default": 6},
+        cache={"warm_interval_s": 1, "refresh_ahead_s": 4, "l2_enabled": False})
+    worker = await asyncio.to_thread(start_worker, path, settings, tmp_path / "worker.log")
+    try:
+        prompt = f"Keep me fresh {uuid.uuid4()}"
+        before = calls(sim)
+        first = await ask(settings, {"prompt": prompt, "max_tokens": 8})
+        assert first["route"] == "cloud"
+        assert (await ask(settings, {"prompt": prompt, "max_tokens": 8}))["route"] == "cache"  # popular now
+        expired_at = time.monotonic() + 6.5
+        while time.monotonic() < expired_at:
+            await asyncio.sleep(0.2)
+        late = await ask(settings, {"prompt": prompt, "max_tokens": 8})
+        assert (late["route"], late["text"]) == ("cache", first["text"])
+        assert calls(sim) - before >= 2, "nothing was refreshed: the late hit cannot be the first entry"
+        assert worker.get_json("/cache/")[1]["warming"]["refreshed"] >= 1
+    finally:
+        await asyncio.to_thread(worker.stop)
