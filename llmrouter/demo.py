@@ -145,11 +145,13 @@ async def _cloud_scene(settings: Settings, worker: WorkerProcess, sim: Simulator
     rows: list[tuple[str, dict[str, Any]]] = []
     async with RouterClient(settings) as client:
         rows.append(("complex task: cloud first", await _ask(client, code_task)))
-        rows.append(("the same, streamed", await _ask(client, {**code_task, "stream": True})))
+        rows.append(("the same again: answered at intake", await _ask(client, code_task)))
+        fresh = {**code_task, "cache_policy": "bypass"}  # the scenes below must reach the providers
+        rows.append(("the same, streamed, cache bypassed", await _ask(client, {**fresh, "stream": True})))
         sim.script(["server_error"] * 4, flavor="huggingface")
-        rows.append(("hugging face failing (500)", await _ask(client, code_task)))
+        rows.append(("hugging face failing (500)", await _ask(client, fresh)))
         sim.script(["rate_limited"], flavor="huggingface")
-        rows.append(("hugging face 429, Retry-After 1s", await _ask(client, code_task)))
+        rows.append(("hugging face 429, Retry-After 1s", await _ask(client, fresh)))
         spec = ProviderSpec(name="demo-vllm", kind="openai_compatible", endpoint=sim.base_urls()["openai"],
                             api_key_env=SIM_KEY_ENV, models=("demo-llama-8b",))
         await produce_registration(settings, spec.name, spec)
@@ -158,7 +160,7 @@ async def _cloud_scene(settings: Settings, worker: WorkerProcess, sim: Simulator
         rows.append((f"registered at run time (seen in {waited * 1000:.0f}ms)", served))
         await produce_registration(settings, spec.name, None)
     for label, record in rows:
-        print(f"  {label:38} {record['status']:6} {record['total_latency_ms']:6.0f}ms  {_path(record)}")
+        print(f"  {label:40} {record['status']:6} {record['total_latency_ms']:6.0f}ms  {_path(record)}")
     stats = sim.stats()
     print(f"simulator saw {stats['requests']} over {stats['connections_opened']} connection(s); "
           f"outcomes {dict((k, v) for k, v in stats['outcomes'].items() if v)}")
@@ -180,7 +182,9 @@ async def _until_listed(worker: WorkerProcess, name: str, timeout_s: float = 15.
 
 
 def _path(record: dict[str, Any]) -> str:
-    """The attempts, repeats folded: 'huggingface provider_unavailable x4 -> together ok'."""
+    """The attempts, repeats folded: 'huggingface provider_unavailable x4 -> together ok'; or the cache level."""
+    if record.get("route") == "cache":
+        return f"cache {record['cache_level']} ({record['provider']}'s answer, no call)"
     tried = [a for a in record["attempts"] if a["outcome"] != "skipped"]
     steps = []
     for (provider, code), group in itertools.groupby(tried, key=lambda a: (a["provider"], a["error_code"] or "ok")):
