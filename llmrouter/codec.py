@@ -85,17 +85,18 @@ class SchemaStore:
 
     def add_writer(self, schema: dict[str, Any]) -> bytes:
         """Remember a schema messages may have been written with; returns its fingerprint."""
-        parsed = fastavro.parse_schema(schema, _write_hint=False)
-        fp = schema_fingerprint(parsed)
-        self._writers[fp] = parsed
+        fp = schema_fingerprint(fastavro.parse_schema(schema, _write_hint=False))
+        # Parsed once, with fastavro's hint: a schema without it is parsed again on every read and write.
+        self._writers[fp] = fastavro.parse_schema(schema)
         return fp
 
     def set_reader(self, schema: dict[str, Any]) -> None:
         """Make ``schema`` the current version of its record (also a known writer)."""
-        parsed = fastavro.parse_schema(schema, _write_hint=False)
+        fp = self.add_writer(schema)
+        parsed = self._writers[fp]
         name = parsed["name"].rsplit(".", 1)[-1]
         self._readers[name] = parsed
-        self._reader_fingerprints[name] = self.add_writer(schema)
+        self._reader_fingerprints[name] = fp
 
     def reader(self, name: str) -> dict[str, Any]:
         return self._readers[name]
@@ -168,8 +169,10 @@ class Codec:
             raise UndecodableRequest(
                 f"unknown Avro schema fingerprint: {describe_fingerprint(fp)}; the writer schema is not registered"
             )
-        try:
-            record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer, self.store.reader(name))
+        reader = self.store.reader(name)
+        try:  # the same schema on both sides needs no resolution (most messages)
+            record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer,
+                                                None if writer is reader else reader)
         except Exception as exc:  # fastavro raises many types for a corrupt body
             raise UndecodableRequest(f"Avro body does not match its schema: {exc}") from exc
         return record
