@@ -132,13 +132,19 @@ def sim_provider(sim: Simulator, *, timeout_s: float = 10.0, max_concurrent: int
 
 def start_worker(settings_path: Path, settings: Settings, log_path: Path, *, consuming_only: bool = False,
                  env: dict[str, str] | None = None) -> WorkerProcess:
-    """A worker in a child process; API keys only from ``env`` (a developer's own keys never leak into tests)."""
+    """A worker in a child process, started and ready (see :func:`worker_process`)."""
+    worker = worker_process(settings_path, settings, log_path, env=env).start()
+    worker.wait_ready(consuming_only=consuming_only)
+    return worker
+
+
+def worker_process(settings_path: Path, settings: Settings, log_path: Path, *,
+                   env: dict[str, str] | None = None) -> WorkerProcess:
+    """A worker not started yet; API keys only from ``env`` (a developer's own keys never leak into tests)."""
     hidden = set(DEFAULT_KEY_ENV.values()) | {"LLMROUTER_SECRETS_FILE"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER") and k not in hidden} | (env or {})
     env["LLMROUTER_SETTINGS"] = str(settings_path)
-    worker = WorkerProcess(settings, log_path=log_path, env=env).start()
-    worker.wait_ready(consuming_only=consuming_only)
-    return worker
+    return WorkerProcess(settings, log_path=log_path, env=env)
 
 
 class SimulatorThread:

@@ -5,7 +5,6 @@ and a provider registration reaches both."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 
@@ -16,7 +15,7 @@ from llmrouter.new_group import seed_new_group
 from llmrouter.providerscmd import produce_registration
 from llmrouter.providers.spec import ProviderSpec
 from llmrouter.workerproc import WorkerProcess
-from tests.conftest import isolated_settings, sibling_settings, start_worker
+from tests.conftest import isolated_settings, sibling_settings, start_worker, worker_process
 
 pytestmark = pytest.mark.kafka
 REQUESTS = 24
@@ -88,10 +87,8 @@ async def test_two_workers_starting_together_under_load_lose_no_request(kafka_an
     settings, path = await asyncio.to_thread(isolated_settings, tmp_path, tiny_model_dir,
                                              kafka={"request_partitions": 4, "partitions": 4})
     second_settings, second_path = sibling_settings(settings, path, tmp_path / "second")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER")}
-    first = WorkerProcess(settings, log_path=tmp_path / "worker-1.log", env=env | {"LLMROUTER_SETTINGS": str(path)})
-    second = WorkerProcess(second_settings, log_path=tmp_path / "worker-2.log",
-                           env=env | {"LLMROUTER_SETTINGS": str(second_path)})
+    first = worker_process(path, settings, tmp_path / "worker-1.log")
+    second = worker_process(second_path, second_settings, tmp_path / "worker-2.log")
     await seed_new_group(settings)  # the group's partitions are committed at 0, as for any new group
     first.start()
     second.start()  # at once: the group rebalances while both recover
