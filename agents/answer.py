@@ -47,7 +47,7 @@ from llmrouter.errors import RequestError
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
-from llmrouter.routing import plan_chain, route_of
+from llmrouter.routing import plan, route_of
 from llmrouter.runtime.inflight import Fenced, InFlight, Job
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
 from llmrouter.settings import Settings
@@ -175,9 +175,10 @@ class Answerer:
         if refusal is not None:
             return refusal_record(request, refusal, now_ms=now_ms()), None
         dispatched_at = now_ms()
+        route = plan(request, self._registry.chain(), emergency=self._registry.emergency())
         try:
             outcome = await self._dispatcher.dispatch(
-                request.to_prompt(), plan_chain(request, self._registry.chain(), emergency=self._registry.emergency()),
+                request.to_prompt(), route.chain,
                 time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
                 priority=PRIORITIES.index(request.priority), before_call=before_call,
                 on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)
@@ -190,7 +191,8 @@ class Answerer:
             return record, DeadLetter("internal_error", record["error_message"])
         self._count_attempts(outcome)
         self._registry.observe(outcome)
-        record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms())
+        record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms(),
+                                route_reason=route.reason)
         if outcome.ok or record["error_code"] == "bad_request":  # a replay of a bad request fails again
             return record, None
         return record, DeadLetter(record["error_code"], record["error_message"], len(outcome.attempts))
@@ -269,21 +271,26 @@ class Answerer:
             self._metrics.llm_tokens_used.labels(outcome.provider, "completion").inc(gen.completion_tokens)
 
 
-def outcome_record(request: Request, outcome: Dispatched, *, dispatched_at_ms: int, now_ms: int) -> dict[str, Any]:
-    """The LLMResult for a dispatch outcome."""
+def outcome_record(request: Request, outcome: Dispatched, *, dispatched_at_ms: int, now_ms: int,
+                   route_reason: str = "") -> dict[str, Any]:
+    """The LLMResult for a dispatch outcome; ``route_reason`` (the plan's) gains which attempt answered."""
     attempts = [a.as_record() for a in outcome.attempts]
     if outcome.ok:
         gen = outcome.generation
+        tried = [a.provider for a in outcome.attempts if a.outcome != "skipped" and a.provider != outcome.provider]
+        if tried:
+            route_reason += f"; {outcome.provider} answered after {', '.join(tried)} failed"
         return result_record(
             request, status="ok", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms, text=gen.text,
-            provider=outcome.provider, model=gen.model, route=route_of(outcome.provider),
+            provider=outcome.provider, model=gen.model, route=route_of(outcome.provider), route_reason=route_reason,
             finish_reason=gen.finish_reason, prompt_tokens=gen.prompt_tokens,
             completion_tokens=gen.completion_tokens, cost_usd=outcome.cost_usd, attempts=attempts)
     timeouts = [a.error_code for a in outcome.attempts if a.error_code in ("provider_timeout", "deadline_exceeded")]
     if timeouts and all(a.outcome in ("timeout", "skipped") for a in outcome.attempts):
         code = "provider_timeout" if "provider_timeout" in timeouts else "deadline_exceeded"
         return result_record(request, status="timeout", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms,
-                             attempts=attempts, error_code=code, error_message=outcome.error_message)
+                             attempts=attempts, error_code=code, error_message=outcome.error_message,
+                             route_reason=route_reason)
     return result_record(
-        request, status="error", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms,
+        request, status="error", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms, route_reason=route_reason,
         attempts=attempts, error_code=outcome.error_code, error_message=outcome.error_message)

@@ -77,8 +77,10 @@ class SchemaStore:
 
     @classmethod
     def default(cls) -> SchemaStore:
-        """A store holding every schema in ``schemas/`` as reader and writer."""
+        """A store holding every schema in ``schemas/`` as reader and writer, and their earlier versions as writers."""
         store = cls()
+        for old in schemas.history():
+            store.add_writer(old)
         for name in schemas.SCHEMA_NAMES:
             store.set_reader(schemas.raw(name))
         return store

@@ -12,6 +12,7 @@ come last. A request's provider allow-list narrows either order.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from llmrouter.contract import Request
 
@@ -20,14 +21,50 @@ SIMPLE_MAX_PROMPT_CHARS = 2000
 SIMPLE_MAX_TOKENS = 256
 
 
+@dataclass(frozen=True)
+class Assessment:
+    """Whether a request is simple, and why, in words an operator can check against the request."""
+
+    simple: bool
+    reason: str
+
+
+def prompt_chars(request: Request) -> int:
+    return len(request.prompt or "") + sum(len(content) for _, content in request.messages)
+
+
+def assess(request: Request) -> Assessment:
+    """Simple when the task type is a simple one, the prompt is short and the answer asked for is short.
+
+    The reason names each of the three measures with its limit, e.g. ``simple: task qa, prompt 120 <= 2000
+    chars, max_tokens 64 <= 256`` or ``complex: task code_generation is not a simple type, max_tokens 1024 >
+    256``: the complex reason names only the measures that failed.
+    """
+    chars = prompt_chars(request)
+    failed = []
+    if request.task_type not in SIMPLE_TASK_TYPES:
+        failed.append(f"task {request.task_type} is not a simple type")
+    if chars > SIMPLE_MAX_PROMPT_CHARS:
+        failed.append(f"prompt {chars} > {SIMPLE_MAX_PROMPT_CHARS} chars")
+    if request.max_tokens > SIMPLE_MAX_TOKENS:
+        failed.append(f"max_tokens {request.max_tokens} > {SIMPLE_MAX_TOKENS}")
+    if failed:
+        return Assessment(False, "complex: " + ", ".join(failed))
+    return Assessment(True, f"simple: task {request.task_type}, prompt {chars} <= {SIMPLE_MAX_PROMPT_CHARS} chars, "
+                            f"max_tokens {request.max_tokens} <= {SIMPLE_MAX_TOKENS}")
+
+
 def is_simple_task(request: Request) -> bool:
     """True when the local model is the right first try (short prompt, short answer, simple task type)."""
-    prompt_chars = len(request.prompt or "") + sum(len(content) for _, content in request.messages)
-    return (
-        request.task_type in SIMPLE_TASK_TYPES
-        and prompt_chars <= SIMPLE_MAX_PROMPT_CHARS
-        and request.max_tokens <= SIMPLE_MAX_TOKENS
-    )
+    return assess(request).simple
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The providers to try, first choice first, and the reason for that order (``route_reason`` of the result)."""
+
+    chain: list[str]
+    reason: str
 
 
 def effective_chain(configured: Sequence[str], registered: Sequence[str]) -> list[str]:
@@ -37,18 +74,32 @@ def effective_chain(configured: Sequence[str], registered: Sequence[str]) -> lis
     return [name for name in configured if name in present] + [name for name in registered if name not in configured]
 
 
+def plan(
+    request: Request, fallback_chain: Sequence[str], *, emergency: Collection[str] = (), local_name: str = "local",
+) -> Plan:
+    """The provider names to try for ``request``, first choice first, and why."""
+    assessment = assess(request)
+    chain = [name for name in fallback_chain if name not in emergency]
+    if local_name in chain:
+        order = "local model first" if assessment.simple else "cloud first, local model last"
+    else:
+        order = "no local model in the chain"
+    if not assessment.simple and local_name in chain:
+        chain = [name for name in chain if name != local_name] + [local_name]
+    chain += [name for name in fallback_chain if name in emergency]
+    reason = f"{assessment.reason}: {order}"
+    if request.providers is not None:
+        allowed = set(request.providers)
+        chain = [name for name in chain if name in allowed]
+        reason += f"; allow-list {','.join(sorted(allowed))}"
+    return Plan(chain, reason)
+
+
 def plan_chain(
     request: Request, fallback_chain: Sequence[str], *, emergency: Collection[str] = (), local_name: str = "local",
 ) -> list[str]:
     """The provider names to try for ``request``, first choice first."""
-    chain = [name for name in fallback_chain if name not in emergency]
-    if not is_simple_task(request) and local_name in chain:
-        chain = [name for name in chain if name != local_name] + [local_name]
-    chain += [name for name in fallback_chain if name in emergency]
-    if request.providers is not None:
-        allowed = set(request.providers)
-        chain = [name for name in chain if name in allowed]
-    return chain
+    return plan(request, fallback_chain, emergency=emergency, local_name=local_name).chain
 
 
 def route_of(provider: str | None, *, local_name: str = "local") -> str:

@@ -1,7 +1,10 @@
 """The Avro schemas of the external contract (``*.avsc`` beside this file).
 
-``load(name)`` returns the parsed schema of a record (``"LLMRequest"`` …);
-``SCHEMA_NAMES`` lists them all.
+``raw(name)`` returns the current schema of a record (``"LLMRequest"`` …);
+``SCHEMA_NAMES`` lists them all. ``history()`` returns the earlier versions
+(``history/<Name>.<n>.avsc``, each as it was released): readers keep them as
+known writer schemas, so a message an older producer or worker wrote is
+still read (Avro schema resolution fills the added fields' defaults).
 """
 
 from __future__ import annotations
@@ -21,3 +24,11 @@ def raw(name: str) -> dict[str, Any]:
         raise KeyError(f"no schema named {name!r}; known: {', '.join(SCHEMA_NAMES)}")
     text = resources.files(__name__).joinpath(f"{name}.avsc").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+@cache
+def history() -> tuple[dict[str, Any], ...]:
+    """Every earlier version of every schema, oldest first per record."""
+    folder = resources.files(__name__).joinpath("history")
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".avsc"))
+    return tuple(json.loads(folder.joinpath(name).read_text(encoding="utf-8")) for name in names)

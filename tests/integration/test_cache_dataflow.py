@@ -67,12 +67,14 @@ async def test_a_repeated_prompt_is_answered_from_l1_at_intake_without_a_provide
     before = calls(sim)
     first = await ask(settings, {"prompt": prompt, "max_tokens": 8})
     assert (first["status"], first["route"], first["cache_level"]) == ("ok", "cloud", "none")
+    assert first["route_reason"].startswith("simple: task general, prompt ")
     again = [await ask(settings, {"prompt": f"  {prompt}\n", "max_tokens": 8}) for _ in range(3)]  # whitespace normalised
     assert calls(sim) - before == 1, "a cached answer was paid for again"
     for record in again:
         assert (record["status"], record["route"], record["cache_level"]) == ("ok", "cache", "l1")
         assert record["text"] == first["text"] and record["provider"] == "sim" and record["cost_usd"] == 0.0
         assert record["attempts"] == []
+        assert record["route_reason"] == f"cache hit at l1: the answer sim gave to {first['request_id']}"
     hits = cached_worker.metric("llmrouter_cache_hits_total", level="l1")
     assert hits >= 3
     assert cached_worker.get_json("/cache/")[1]["hits"]["l1"] >= 3

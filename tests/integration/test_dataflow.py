@@ -60,6 +60,8 @@ async def test_avro_and_json_requests_each_get_exactly_one_result(worker):
     assert (json_result["status"], json_result["priority"], json_result["route"]) == ("ok", "low", "local")
     assert 1 <= avro_result["completion_tokens"] <= 8 and avro_result["prompt_tokens"] > 0
     assert avro_result["attempts"][0]["provider"] == "local" and avro_result["attempts"][0]["outcome"] == "ok"
+    assert avro_result["route_reason"] == "simple: task general, prompt 9 <= 2000 chars, max_tokens 8 <= 256: " \
+                                          "local model first"
 
 
 async def test_bad_input_goes_to_dlq_with_original_bytes_and_the_stream_goes_on(worker):

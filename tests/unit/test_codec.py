@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from llmrouter.codec import MAGIC, Codec, SchemaStore, describe_fingerprint
 from llmrouter.errors import UndecodableRequest
-from llmrouter.schemas import SCHEMA_NAMES, raw
+from llmrouter.schemas import SCHEMA_NAMES, history, raw
 from tests.interop.records import SAMPLES
 
 # What Apache Avro Java 1.12.2 wrote and printed for schemas/LLMRequest.avsc
@@ -155,6 +155,22 @@ def test_a_message_written_with_the_older_schema_is_read_after_a_field_is_added(
     store.set_reader(v2)  # v2 is now the current version
     decoded = Codec(store).decode("LLMRequest", old_message)
     assert decoded["request_id"] == "old" and decoded["prompt"] == "from v1" and decoded["region"] is None
+
+
+def test_a_result_written_by_the_released_020_schema_is_still_read_with_the_added_fields_defaults():
+    """schemas/history/LLMResult.1.avsc is the LLMResult of 0.2.0; a worker of 0.2.0 wrote its results with it.
+    Header from the reference `avro` library's fingerprint of that file, body from fastavro with that schema."""
+    import io
+
+    released = next(schema for schema in history() if schema["name"] == "LLMResult")
+    assert "route_reason" not in {field["name"] for field in released["fields"]}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(released), {"request_id": "old", "status": "ok",
+                                                                        "route": "cloud", "text": "hi"})
+    header = MAGIC + avro.schema.parse(json.dumps(released)).fingerprint("CRC-64-AVRO")
+    decoded = Codec().decode("LLMResult", header + body.getvalue())
+    assert (decoded["request_id"], decoded["route"], decoded["text"], decoded["route_reason"]) == (
+        "old", "cloud", "hi", "")
 
 
 def test_results_are_avro_by_default_and_json_by_setting():

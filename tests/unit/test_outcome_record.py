@@ -36,3 +36,18 @@ def test_a_chain_with_errors_is_all_providers_unavailable():
                             dispatched_at_ms=1_010, now_ms=1_100)
     assert (record["status"], record["error_code"]) == ("error", "all_providers_unavailable")
     assert [a["provider"] for a in record["attempts"]] == ["a", "b"]
+
+
+def test_an_answer_after_a_failover_says_which_providers_failed_before_it():
+    """route_reason: the plan's reason, then who answered after whom (skipped providers were not tried)."""
+    from llmrouter.providers.base import Generation
+
+    outcome = Dispatched(attempts=[Attempt("a", "skipped", error_code="provider_unavailable"),
+                                   Attempt("b", "error", 5.0, "provider_unavailable", "500"),
+                                   Attempt("c", "ok", 7.0)],
+                         provider="c", generation=Generation(text="hi", model="m", prompt_tokens=1, completion_tokens=1))
+    record = outcome_record(REQUEST, outcome, dispatched_at_ms=1_010, now_ms=1_100, route_reason="simple: ...")
+    assert (record["status"], record["route_reason"]) == ("ok", "simple: ...; c answered after b failed")
+    first = Dispatched(attempts=[Attempt("c", "ok", 7.0)], provider="c", generation=Generation(text="hi", model="m", prompt_tokens=1, completion_tokens=1))
+    assert outcome_record(REQUEST, first, dispatched_at_ms=1_010, now_ms=1_100,
+                          route_reason="simple: ...")["route_reason"] == "simple: ..."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmrouter.contract import parse_request
-from llmrouter.routing import effective_chain, is_simple_task, plan_chain, route_of
+from llmrouter.routing import assess, effective_chain, is_simple_task, plan, plan_chain, route_of
 
 CHAIN = ["local", "huggingface", "together", "premium"]
 
@@ -49,3 +49,24 @@ def test_providers_registered_at_run_time_join_after_the_configured_chain():
 def test_route_names_the_path_taken():
     """local model -> local, any other provider -> cloud, none -> none."""
     assert (route_of("local"), route_of("together"), route_of(None)) == ("local", "cloud", "none")
+
+
+def test_the_assessment_says_why_naming_each_measure_and_its_limit():
+    """Simple: the three measures within their limits; complex: only the ones over."""
+    assert assess(request(task_type="qa", max_tokens=64)).reason == (
+        "simple: task qa, prompt 5 <= 2000 chars, max_tokens 64 <= 256")
+    assert assess(request(task_type="code_generation", max_tokens=1024)).reason == (
+        "complex: task code_generation is not a simple type, max_tokens 1024 > 256")
+    assert assess(request(prompt="x" * 2001)).reason == "complex: prompt 2001 > 2000 chars"
+
+
+def test_the_plan_gives_the_order_and_its_reason():
+    """The reason the result carries: the assessment, the order it chose, and any allow-list."""
+    simple = plan(request(max_tokens=8), CHAIN)
+    assert (simple.chain, simple.reason) == (CHAIN, "simple: task general, prompt 5 <= 2000 chars, max_tokens 8 <= 256: "
+                                                    "local model first")
+    narrowed = plan(request(task_type="code_generation", providers=["together", "local"]), CHAIN)
+    assert narrowed.chain == ["together", "local"]
+    assert narrowed.reason == ("complex: task code_generation is not a simple type: cloud first, local model last; "
+                               "allow-list local,together")
+    assert plan(request(), ["together"]).reason.endswith(": no local model in the chain")
