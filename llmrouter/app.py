@@ -74,6 +74,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         # one: RouterApp drains the work in flight itself (llmrouter.runtime).
         stream_wait_empty=False,
     )
+    app.fetch_max_wait_ms = worker.fetch_max_wait_ms
     in_flight = InFlight(generation=lambda: app.consumer_generation_id, grace_s=worker.revoke_grace_s,
                          delivery_timeout_s=worker.producer_timeout_s, loop=app.loop, beacon=app.beacon)
     app.attach(in_flight)

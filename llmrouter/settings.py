@@ -117,6 +117,10 @@ class WorkerSettings(_Section):
     producer_linger_ms: float = Field(2.0, ge=0, le=100, description="how long the producer holds a record to "
                                       "batch it with others: results of requests answered together share one "
                                       "produce request instead of one each")
+    fetch_max_wait_ms: int = Field(20, ge=1, le=1500, description="how long the broker may hold a fetch that "
+                                   "finds no new record: aiokafka sends one fetch at a time per broker, so a fetch "
+                                   "held for idle partitions delays the busy ones by up to this (faust hard-codes "
+                                   "1,500 ms)")
     write_attempts: int = Field(3, ge=1, description="tries of a failed Kafka write before the dead-letter path")
     reply_to_topics: list[str] = Field(["llm.results", "llm.replies.*"],
                                        description="topics (or shell patterns) a request's reply_to may name; "

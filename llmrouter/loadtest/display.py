@@ -76,6 +76,9 @@ def counts_line(run: Summary) -> str:
     if run.send_lag is not None:
         line += (f"; sender behind schedule p50 {run.send_lag.p50_ms:.1f} ms, p99 {run.send_lag.p99_ms:.1f} ms, "
                  f"max {run.send_lag.max_ms:.1f} ms")
+    if run.ack_lag is not None:
+        line += (f"; broker acked sends p50 {run.ack_lag.p50_ms:.1f} ms, p99 {run.ack_lag.p99_ms:.1f} ms, "
+                 f"max {run.ack_lag.max_ms:.1f} ms after them")
     return line
 
 

@@ -197,6 +197,8 @@ class _Run:
     def _delivered(self, seq: int, future: asyncio.Future) -> None:
         if not future.cancelled() and future.exception() is not None:
             self._refused(seq, future.exception())
+        elif not future.cancelled():
+            self.tally.record_acked(seq, time.monotonic())
 
     def _refused(self, seq: int, exc: BaseException) -> None:
         self.tally.record_refused(seq, type(exc).__name__)

@@ -26,6 +26,8 @@ of millions of requests stays small in memory.
 
 from __future__ import annotations
 
+import math
+
 from array import array
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -106,6 +108,7 @@ class Summary:
     by_priority: dict[str, LatencyStats]
     by_path: dict[str, LatencyStats]
     send_lag: LatencyStats | None  # open loop: how late the sender was against the schedule
+    ack_lag: LatencyStats | None = None  # from each send to the broker's acknowledgement of it
     lost_sample: list[int] = field(default_factory=list)  # sequence numbers of a few lost requests
 
     @property
@@ -148,6 +151,7 @@ class Tally:
         self._state = bytearray()
         self._due = array("d")
         self._sent_at = array("d")
+        self._acked_at = array("d")  # NaN until the broker acknowledged the send
         self._priority: list[str] = []
         self._results = bytearray()  # results without the replay header, per request
         self._replayed = bytearray()  # results with it
@@ -189,12 +193,17 @@ class Tally:
         self._state.append(_SENT)
         self._due.append(due_s)
         self._sent_at.append(sent_s)
+        self._acked_at.append(math.nan)
         self._priority.append(priority)
         self._results.append(0)
         self._replayed.append(0)
         if self.first_due_s is None:
             self.first_due_s, self._first_sent_s = due_s, sent_s
         self.last_sent_s = sent_s
+
+    def record_acked(self, seq: int, at_s: float) -> None:
+        """The broker acknowledged request ``seq``'s send at ``at_s``."""
+        self._acked_at[seq] = at_s
 
     def record_refused(self, seq: int, reason: str) -> None:
         """The broker refused request ``seq``'s send (it will not be answered)."""
@@ -251,6 +260,8 @@ class Tally:
         send_window_s = (self.last_sent_s - self._first_sent_s) if self.sent > 1 else 0.0
         elapsed_s = (self.last_answer_s - self.first_due_s) if self.answered else 0.0
         lag = (np.asarray(self._sent_at) - np.asarray(self._due)) if self.from_due and self.sent else None
+        ack = np.asarray(self._acked_at) - np.asarray(self._sent_at)
+        ack = ack[~np.isnan(ack)]
         return Summary(
             label=self.label, latency_from="due" if self.from_due else "send", sent=self.sent,
             refused=self.refused, answered=self.answered, lost=int(lost_mask.sum()),
@@ -261,6 +272,7 @@ class Tally:
             by_priority={p: LatencyStats.of(v) for p, v in sorted(self._by_priority.items())},
             by_path={p: LatencyStats.of(v) for p, v in sorted(self._by_path.items())},
             send_lag=LatencyStats.of(lag) if lag is not None else None,
+            ack_lag=LatencyStats.of(ack) if len(ack) else None,
             lost_sample=[int(s) for s in np.flatnonzero(lost_mask)[:5]])
 
 

@@ -25,6 +25,7 @@ log = structlog.get_logger("llmrouter.app")
 
 class RouterApp(faust.App):
     in_flight: InFlight | None = None
+    fetch_max_wait_ms: int | None = None  # the broker's fetch wait (None: faust's 1,500 ms); set before start
 
     def attach(self, in_flight: InFlight) -> None:
         """Drain ``in_flight`` on every revocation and at stop."""

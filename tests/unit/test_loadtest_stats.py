@@ -42,6 +42,18 @@ def test_an_open_loop_counts_latency_from_the_due_time_so_a_late_sender_is_not_o
     assert summary.send_lag.max_ms == pytest.approx(40)
 
 
+def test_the_brokers_acknowledgement_is_timed_from_each_send_and_unacked_sends_are_left_out():
+    """Acked 5 and 15 ms after their sends, the third never: two figures, p50 10 ms (so a load generator
+    whose requests reach the broker late is told apart from a slow worker)."""
+    tally = Tally("router", from_due=True)
+    sent(tally, 3, every_s=0.1)
+    tally.record_acked(0, 0.005)
+    tally.record_acked(1, 0.115)
+    ack = tally.summary().ack_lag
+    assert ack.count == 2 and ack.p50_ms == pytest.approx(10) and ack.max_ms == pytest.approx(15)
+    assert Tally("router", from_due=True).summary().ack_lag is None
+
+
 def test_a_closed_loop_counts_latency_from_the_send():
     """Sent 40 ms late (no schedule to be late against) and answered 10 ms later: 10 ms, and no sender lag."""
     tally = Tally("router", from_due=False)
