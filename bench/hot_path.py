@@ -20,6 +20,7 @@ Usage::
     .venv/bin/python bench/hot_path.py                                  # provider path: 100 and 300 req/s, 20 s each
     .venv/bin/python bench/hot_path.py --rates 100,200,300,500 --duration 30 --concurrency 64
     .venv/bin/python bench/hot_path.py --rates 500,1000,2000 -- --repeat-share 1 --pool-size 16   # cache hits
+    .venv/bin/python bench/hot_path.py --rates 100,300 --concurrency 64 --litellm-python /tmp/litellm-venv/bin/python
 
 Needs Kafka and Redis (``.venv/bin/llmrouter infra up``) and matplotlib (``pip install -e ".[bench]"``).
 Exits 1 if any run lost, duplicated or failed a request.
@@ -64,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS / "hot_path.json")
     parser.add_argument("--worker-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="a worker setting (repeatable), e.g. worker.intake_concurrency=256")
+    parser.add_argument("--litellm-python", type=Path, metavar="PATH",
+                        help="an interpreter with LiteLLM installed: after the load tests, run bench/litellm_router.py "
+                             "with it against the same simulator (LiteLLM's Router and the bare openai client, "
+                             "closed loop at --concurrency or 64) and print their rows beside the worker's")
+    parser.add_argument("--litellm-count", type=int, default=2000, help="requests per client in that run")
     parser.add_argument("loadtest_args", nargs="*", help="more `llmrouter loadtest` flags, after --")
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
@@ -136,6 +142,32 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def run_litellm(args: argparse.Namespace, api_base: str) -> dict[str, Any]:
+    """bench/litellm_router.py under ``--litellm-python`` against the simulator: its JSON."""
+    command = [str(args.litellm_python), str(Path(__file__).with_name("litellm_router.py")), "--api-base", api_base,
+               "--count", str(args.litellm_count), "--concurrency", str(args.concurrency or 64)]
+    print(f"\n$ {shlex.join(command)}", flush=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def in_process_table(in_process: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The in-process clients' rows, and the worker's saturation row (the closed loop) for comparison."""
+    lines = ["| in front of the same simulator | requests/s | CPU ms per request (its process) | p50 / p95 / p99 ms |",
+             "| --- | --- | --- | --- |"]
+    names = {"openai": "bare `openai` AsyncOpenAI client, in process",
+             "litellm": f"LiteLLM {in_process['versions']['litellm']} Router.acompletion, in process"}
+    for key, name in names.items():
+        r = in_process[key]
+        lines.append(f"| {name} | {r['rps']:.0f} | {r['cpu_ms_per_request']:.2f} | "
+                     f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} / {r['p99_ms']:.1f} |")
+    for r in rows:
+        if r["offered_rps"] is None:
+            lines.append(f"| llm-router worker through Kafka, closed loop {r['concurrency']} | {r['answered_rps']:.0f} | "
+                         f"{r['worker_cpu_ms']:.2f} | " + " / ".join(f"{v:.1f}" for v in r["router_ms"]) + " |")
+    return "\n".join(lines)
+
+
 def worker_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     """``["worker.max_in_flight=64"]`` -> ``{"worker": {"max_in_flight": 64}}`` (values read as YAML)."""
     sections: dict[str, dict[str, Any]] = {}
@@ -167,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting a worker (log {directory / 'worker.log'})...", flush=True)
         worker = start_worker(settings, path, directory)
         reports = run_rates(path, worker, args)
+        in_process = run_litellm(args, sim.base_urls()["openai"]) if args.litellm_python else None
     except KeyboardInterrupt:
         print("interrupted: stopping the worker and the simulator", flush=True)
         return 130
@@ -185,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\none worker, simulated provider answering at once, {args.duration:g} s per rate, "
           f"{time.monotonic() - started:.0f} s in all\n")
     print(table(rows))
+    if in_process is not None:
+        print("\n" + in_process_table(in_process, rows))
     args.out.write_text(json.dumps({"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                    "rows": rows}, indent=2) + "\n")
+                                    "rows": rows, "in_process": in_process}, indent=2) + "\n")
     print(f"\nwrote {args.out} (and one report and plot per rate beside it)")
     problems = [p for r in rows for p in r["problems"]]
     if problems:

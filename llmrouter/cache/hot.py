@@ -12,6 +12,7 @@ top of it; a snapshot (:meth:`HotKeys.to_bytes`) survives a restart.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Callable
@@ -20,12 +21,21 @@ from dataclasses import dataclass
 
 @dataclass
 class _Entry:
-    count: float
-    at_s: float  # when count was last brought up to date
+    score: float  # log(count) + decay * (time of the count): a decayed count without the clock (see HotKeys)
     request: bytes
 
 
 class HotKeys:
+    """Decaying counts kept as time-free scores, so finding the least popular key is a heap pop.
+
+    Every count decays by the same factor, so their order does not change as time passes:
+    ``count * exp(-decay * (now - t))`` is ``exp(score - decay * now)`` with ``score = log(count) +
+    decay * t``, and the key with the smallest score is the least popular at any moment. A min-heap
+    of (score, key) finds it; a touch pushes the key's new score and leaves the old one to be skipped
+    when it surfaces (the heap is rebuilt when stale entries outnumber live ones three to one). A
+    touch costs O(log capacity), where a scan for the coldest key cost O(capacity) per new key.
+    """
+
     def __init__(self, capacity: int, *, half_life_s: float, clock: Callable[[], float]) -> None:
         if capacity < 1 or half_life_s <= 0:
             raise ValueError("HotKeys needs a capacity of at least 1 and a positive half-life")
@@ -33,6 +43,7 @@ class HotKeys:
         self._decay_per_s = math.log(2) / half_life_s
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -44,13 +55,28 @@ class HotKeys:
         if entry is None:
             inherited = 0.0
             if len(self._entries) >= self.capacity:
-                coldest = min(self._entries, key=lambda k: self._count(self._entries[k], now))
-                inherited = self._count(self._entries.pop(coldest), now)
-            self._entries[key] = _Entry(inherited + 1.0, now, request)
+                inherited = self._count(self._entries.pop(self._pop_coldest()), now)
+            self._set(key, _Entry(self._score(inherited + 1.0, now), request))
             return
-        entry.count = self._count(entry, now) + 1.0
-        entry.at_s = now
-        entry.request = request
+        self._set(key, _Entry(self._score(self._count(entry, now) + 1.0, now), request))
+
+    def _set(self, key: str, entry: _Entry) -> None:
+        self._entries[key] = entry
+        heapq.heappush(self._heap, (entry.score, key))
+        if len(self._heap) > 4 * max(len(self._entries), 16):
+            self._heap = [(e.score, k) for k, e in self._entries.items()]
+            heapq.heapify(self._heap)
+
+    def _pop_coldest(self) -> str:
+        """The tracked key with the smallest score (stale heap entries skipped and dropped)."""
+        while True:
+            score, key = heapq.heappop(self._heap)
+            entry = self._entries.get(key)
+            if entry is not None and entry.score == score:
+                return key
+
+    def _score(self, count: float, now: float) -> float:
+        return math.log(count) + self._decay_per_s * now if count > 0 else -math.inf
 
     def top(self, k: int) -> list[tuple[str, float, bytes]]:
         """The ``k`` most popular keys now: (key, decayed count, last request), most popular first."""
@@ -62,7 +88,7 @@ class HotKeys:
     def forget(self, prefix: str) -> None:
         """Drop the keys under ``prefix`` (a clear: they are not worth warming)."""
         for key in [key for key in self._entries if key.startswith(prefix)]:
-            del self._entries[key]
+            del self._entries[key]  # their heap entries are skipped as stale
 
     def to_bytes(self) -> bytes:
         now = self._clock()
@@ -77,9 +103,10 @@ class HotKeys:
                 break
             current = self._entries.get(key)
             if current is None or self._count(current, now) < count:
-                self._entries[key] = _Entry(float(count), now, bytes.fromhex(request))
+                self._set(key, _Entry(self._score(float(count), now), bytes.fromhex(request)))
                 loaded += 1
         return loaded
 
     def _count(self, entry: _Entry, now: float) -> float:
-        return entry.count * math.exp(-self._decay_per_s * max(0.0, now - entry.at_s))
+        """The entry's count decayed to ``now``."""
+        return math.exp(entry.score - self._decay_per_s * now)

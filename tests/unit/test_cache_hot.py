@@ -48,6 +48,40 @@ def test_a_new_key_replaces_the_coldest_and_inherits_its_count():
     assert {k: c for k, c, _ in hot.top(5)} == {"a": 2.0, "c": 2.0}
 
 
+def test_the_heap_keeps_the_same_keys_and_counts_as_a_scan_for_the_coldest():
+    """20,000 random touches over 300 keys into 50 slots, the clock moving on between them: the same
+    keys, with the same counts, as the plain Space-Saving rule that scans every entry for the coldest."""
+    import math
+    import random
+
+    rng = random.Random(7)
+    clock = Clock()
+    hot = HotKeys(50, half_life_s=30, clock=clock)
+    decay = math.log(2) / 30
+    reference: dict[str, tuple[float, float]] = {}  # key -> (count, at_s)
+
+    def count(key: str) -> float:
+        c, at = reference[key]
+        return c * math.exp(-decay * (clock.t - at))
+
+    for _ in range(20_000):
+        clock.t += rng.random() * 0.05
+        key = f"k{int(rng.paretovariate(1.2)) % 300}"
+        hot.touch(key, b"")
+        if key in reference:
+            reference[key] = (count(key) + 1.0, clock.t)
+            continue
+        inherited = 0.0
+        if len(reference) >= 50:
+            coldest = min(reference, key=count)
+            inherited = count(coldest)
+            del reference[coldest]
+        reference[key] = (inherited + 1.0, clock.t)
+    ours = {key: c for key, c, _ in hot.top(50)}
+    assert set(ours) == set(reference)
+    assert all(ours[key] == pytest.approx(count(key), rel=1e-9) for key in reference)
+
+
 def test_a_snapshot_restores_the_counts_and_forget_drops_a_prefix():
     clock = Clock()
     hot = HotKeys(10, half_life_s=60, clock=clock)
