@@ -60,6 +60,10 @@ def register(router: Router) -> None:
         async def get(self, request: Request) -> Response:
             ready, waiting = readiness()
             redis_ok = await _redis_ok(redis_client)
+            cache = router.cache.status()
+            degraded = [] if redis_ok else ["redis: unreachable"]
+            if cache["l2"].startswith("down"):  # the cache's own view: it takes Redis back at its next probe
+                degraded.append(f"cache: L2 (Redis) {cache['l2']}; answers come from the L1 and L3 levels only")
             body = {
                 "live": True,
                 "ready": ready,
@@ -68,8 +72,8 @@ def register(router: Router) -> None:
                           "rebalancing": bool(app.rebalancing), "generation": app.consumer_generation_id},
                 "work_in_flight": app.in_flight.jobs if app.in_flight is not None else 0,
                 "redis": {"ok": redis_ok, "note": "" if redis_ok else "Redis unreachable: L2 cache off"},
-                "cache": router.cache.status(),
-                "degraded": [] if redis_ok else ["redis: answers come from the L1 and L3 cache levels only"],
+                "cache": cache,
+                "degraded": degraded,
                 "providers": router.providers.status(),
             }
             return self.json(body)

@@ -186,6 +186,7 @@ async def test_l3_fills_a_fresh_worker_from_the_cache_topic_and_redis_comes_back
         while second.health()["cache"]["l2"] != "ok":
             assert time.monotonic() < deadline, f"Redis was not picked up: {second.health()['cache']}"
             await asyncio.sleep(0.1)
+        assert second.health()["degraded"] == []  # the cache's view and the health ping agree again
         fresh = f"After Redis came back {uuid.uuid4()}"
         await ask(second_settings, {"prompt": fresh, "max_tokens": 8})
         client = redis.Redis(port=port)
