@@ -34,50 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from harness import delete_topics, free_port, start_worker, worker_settings
 from hot_path import SIM_PROVIDER
+from llmrouter.infra.redis import ScratchRedis
 from llmrouter.simulator.process import SimulatorProcess
 from llmrouter.workerproc import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results"
-
-
-class OwnRedis:
-    """A redis-server on a port of its own, killed and started again on that port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        with open(self.directory / "redis.log", "ab") as log:
-            self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                          "--appendonly", "no", "--dir", str(self.directory)],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while not self._answers():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} does not answer")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def _answers(self) -> bool:
-        try:
-            with redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2) as client:
-                return bool(client.ping())
-        except redis.RedisError:
-            return False
 
 
 def parse_args() -> argparse.Namespace:
@@ -119,7 +82,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="llmrouter-bench-redis-outage-"))
-    own = OwnRedis(directory)
+    own = ScratchRedis(directory, free_port())
     sim = worker = settings = None
     timeline: list[dict[str, Any]] = []
     phases: dict[str, dict[str, float]] = {}

@@ -5,11 +5,17 @@ persistence, ``down`` stops it, ``status`` describes it. A Redis that already
 answers PING is used as it is and never stopped: ``down`` only stops the pid
 ``up`` wrote, after checking it is still a ``redis-server`` working in our
 state folder. State lives in ``<state_dir>/redis/{redis.log,redis.pid}``.
+
+:class:`ScratchRedis` is a second, short-lived ``redis-server`` on a port of
+its own, for tests and benchmarks that kill, pause or restart Redis.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,3 +167,43 @@ def status(
         "log": str(state.log),
         "state_dir": str(state.root),
     }
+
+
+class ScratchRedis:
+    """A ``redis-server`` of its own on ``port`` (no persistence), to kill, pause and start again on that port."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> ScratchRedis:
+        """Start it (again: empty) and wait until it answers PING."""
+        if shutil.which("redis-server") is None:
+            raise InfraError(f"redis-server is not installed: {INSTALL_HINT}.")
+        with open(self.directory / "redis.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", str(self.directory)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for_redis(self.url, timeout_s)
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL (a paused server too), and reap it."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.proc.pid, signal.SIGCONT)

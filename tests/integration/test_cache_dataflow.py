@@ -6,7 +6,6 @@ request counter says how often it was paid."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import redis
 
 from llmrouter.client import RouterClient
+from llmrouter.infra.redis import ScratchRedis
 from llmrouter.simulator import SimProfile
 from tests.conftest import SimulatorThread, free_port, isolated_settings, sibling_settings, sim_provider, start_worker
 
@@ -137,19 +137,6 @@ async def test_cache_clear_reaches_the_worker(cached_worker, cached_setup, sim):
     assert record["route"] == "cloud"
 
 
-def redis_server(port: int, directory: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(directory)], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-
 async def test_l3_fills_a_fresh_worker_from_the_cache_topic_and_redis_comes_back_without_a_restart(
         kafka_and_redis, tiny_model_dir, sim, tmp_path):
     """Redis is down from the start (nothing listens on its port): answers are cached in L1 and L3 and
@@ -181,7 +168,7 @@ async def test_l3_fills_a_fresh_worker_from_the_cache_topic_and_redis_comes_back
         hit = await ask(second_settings, {"prompt": prompt, "max_tokens": 8})
         assert (hit["route"], hit["cache_level"], hit["text"]) == ("cache", "l3", answered["text"])
         assert calls(sim) - before == 1
-        server = redis_server(port, tmp_path)
+        server = ScratchRedis(tmp_path, port).start()
         deadline = time.monotonic() + 20
         while second.health()["cache"]["l2"] != "ok":
             assert time.monotonic() < deadline, f"Redis was not picked up: {second.health()['cache']}"
@@ -198,7 +185,6 @@ async def test_l3_fills_a_fresh_worker_from_the_cache_topic_and_redis_comes_back
         second.stop()
         if server is not None:
             server.kill()
-            server.wait()
 
 
 async def test_a_request_answered_from_the_cache_and_delivered_again_is_re_emitted_as_a_replay(cached_worker, sim):

@@ -8,10 +8,7 @@ outage tests kill and pause the server.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,43 +18,18 @@ import pytest_asyncio
 import redis
 
 from llmrouter.cache.l2 import RedisCache
+from llmrouter.infra.redis import ScratchRedis
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.redis,
               pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")]
 
 
-class RedisServer:
-    """One ``redis-server`` on a port of its own, without persistence."""
+class RedisServer(ScratchRedis):
+    """One ``redis-server`` on a port of its own, without persistence, and its command counts."""
 
     def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        with open(self.directory / "redis.log", "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--dir", str(self.directory)], stdout=log, stderr=subprocess.STDOUT)
-        until(self._answers, what=f"redis-server on port {self.port} answers PING")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def pause(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGCONT)
+        super().__init__(directory, free_port())
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2)
@@ -70,13 +42,6 @@ class RedisServer:
     def reset_stats(self) -> None:
         with self.client() as client:
             client.config_resetstat()
-
-    def _answers(self) -> bool:
-        try:
-            with redis.Redis(port=self.port, socket_timeout=0.2, socket_connect_timeout=0.2) as client:
-                return bool(client.ping())
-        except redis.RedisError:
-            return False
 
 
 def until(condition: Callable[[], bool], *, what: str, timeout_s: float = 10.0) -> None:
@@ -99,7 +64,7 @@ def make_server(directory: Path) -> Iterator[RedisServer]:
     server = RedisServer(directory)
     server.start()
     yield server
-    if server.proc is not None and server.proc.poll() is None:
+    if server.running():
         server.resume()
         server.kill()
 
