@@ -42,7 +42,7 @@ async def second_record_delay_s(fetch_max_wait_ms: int) -> float:
         await producer.send_and_wait(topic, b"r1", partition=0)
         fetcher = consumer._fetcher
         deadline = time.monotonic() + 10
-        while not (p0 in fetcher._records and fetcher._in_flight):  # r1 buffered, and a fetch without p0 sent
+        while not fetch_of_p1_alone_in_flight(fetcher, p0):
             assert time.monotonic() < deadline, "r1 was never fetched, or no fetch of p1 alone was sent"
             await asyncio.sleep(0.005)
         sent = time.monotonic()
@@ -57,6 +57,14 @@ async def second_record_delay_s(fetch_max_wait_ms: int) -> float:
         await producer.stop()
         await admin.delete_topics([topic])
         await admin.close()
+
+
+def fetch_of_p1_alone_in_flight(fetcher, p0: TopicPartition) -> bool:
+    """r1 is buffered (not consumed) and past its prefetch backoff, and a fetch is in flight: one sent after
+    the backoff, so without p0. (While r1's own fetch is being completed, r1 is buffered and that fetch still
+    counts as in flight, but the backoff has not run out: not that one.)"""
+    buffered = fetcher._records.get(p0)
+    return buffered is not None and buffered.calculate_backoff() == 0 and bool(fetcher._in_flight)
 
 
 async def test_a_record_behind_an_unconsumed_one_waits_out_the_fetch_held_for_idle_partitions(kafka_and_redis):
