@@ -195,7 +195,8 @@ def _decoded_or_empty(codec: Codec, value: bytes) -> dict[str, Any]:
 def _hit_reason(hit: Hit) -> str:
     """``route_reason`` of a cache hit: the level, whose answer it is, and the similarity of a semantic hit."""
     answer = hit.answer
-    reason = f"cache hit at {hit.level}: the answer {answer.provider or 'a provider'} gave to {answer.request_id or 'an earlier request'}"
+    whose = f"the answer {answer.provider or 'a provider'} gave to {answer.request_id or 'an earlier request'}"
+    reason = f"cache hit at {hit.level}: {whose}"
     if hit.similarity is not None:
         reason += f", a paraphrase (similarity {hit.similarity:.3f})"
     return reason
