@@ -14,6 +14,7 @@ import structlog
 
 from llmrouter import views
 from llmrouter.agents import answer, intake
+from llmrouter.breakers import LocalBreakers
 from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.dispatch import Dispatcher
@@ -92,7 +93,9 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                                  providers_topic=topics.providers.get_topic_name(), loop=app.loop, beacon=app.beacon)
     app.add_dependency(providers)
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
-    dispatcher = Dispatcher(providers.entries)
+    breakers = LocalBreakers(settings.breaker.to_config(), on_transition=lambda name, moved: providers.events.put_nowait(
+        (f"provider:{name}", f"breaker_{moved.after.value}", {"from": moved.before.value, "reason": moved.reason})))
+    dispatcher = Dispatcher(providers.entries, guard=breakers)
 
     cache = app.add_dependency(ResponseCache(
         settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,

@@ -24,15 +24,25 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
+from llmrouter.breakers import health_outcome
 from llmrouter.bulkhead import PriorityBulkhead
+from llmrouter.core.breaker import Admission
 from llmrouter.errors import MalformedReply, ProviderError, ProviderTimeout
 from llmrouter.providers.base import Generation, LLMProvider, Prompt
 from llmrouter.retry import NO_RETRY, RetryPolicy
 
 OnDelta = Callable[[int, str, bool, str, bool], Awaitable[None]]  # (seq, delta, final, provider, restart)
 Admit = Callable[[str, float], str | None]  # (provider, estimated cost in USD) -> reason to skip, or None
+
+
+class Guard(Protocol):
+    """A circuit breaker per provider: asked before each call (a retry too), told each call's outcome."""
+
+    def admit(self, provider: str) -> Admission: ...
+
+    def record(self, provider: str, ok: bool | None, *, probe: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -102,12 +112,14 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         admit: Admit | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._entries = entries
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._admit = admit
+        self._guard = guard
 
     async def dispatch(
         self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
@@ -131,7 +143,11 @@ class Dispatcher:
             if refusal is not None:
                 outcome.attempts.append(Attempt(name, "skipped", error_code="budget_exceeded", error=refusal))
                 continue
-            done = await self._try_provider(name, entry, provider, call, priority, outcome)
+            admission = self._guard.admit(name) if self._guard else Admission(True)
+            if not admission.allowed:
+                outcome.attempts.append(Attempt(name, "skipped", error_code="circuit_open", error=admission.reason))
+                continue
+            done = await self._try_provider(name, entry, provider, call, priority, outcome, admission)
             if done:
                 return outcome
             if call.deadline_passed(self._clock()):
@@ -146,8 +162,9 @@ class Dispatcher:
 
     async def _try_provider(
         self, name: str, entry: ChainEntry, provider: LLMProvider, call: _Call, priority: int, outcome: Dispatched,
+        admission: Admission,
     ) -> bool:
-        """Call one provider, retrying as its policy allows; True when the dispatch is over."""
+        """Call one provider, retrying as its policy (and its breaker) allows; True when the dispatch is over."""
         retries = 0
         while True:
             left = call.deadline - self._clock()
@@ -165,12 +182,16 @@ class Dispatcher:
             except ProviderError as exc:
                 error = exc
             else:
+                if self._guard:
+                    self._guard.record(name, True, probe=admission.probe)
                 outcome.attempts.append(Attempt(name, "ok", _ms(self._clock() - started)))
                 outcome.generation, outcome.provider = generation, name
                 outcome.cost_usd = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
                 return True
             kind = "timeout" if isinstance(error, ProviderTimeout) else "error"
             outcome.attempts.append(Attempt(name, kind, _ms(self._clock() - started), error.code, str(error)))
+            if self._guard:
+                self._guard.record(name, health_outcome(error), probe=admission.probe)
             if not error.retriable and not error.next_provider_may_help:
                 outcome.error_code, outcome.error_message = error.code, str(error)
                 return True
@@ -180,6 +201,11 @@ class Dispatcher:
                 return False
             await self._sleep(wait)
             retries += 1
+            if self._guard:
+                admission = self._guard.admit(name)
+                if not admission.allowed:  # the breaker opened meanwhile: no retry on this provider
+                    outcome.attempts.append(Attempt(name, "skipped", error_code="circuit_open", error=admission.reason))
+                    return False
 
 
 class _Call:

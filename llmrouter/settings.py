@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmrouter.cache.normalise import Templates
+from llmrouter.core.breaker import BreakerConfig
 from llmrouter.errors import ConfigError
 from llmrouter.localmodel.config import parse_size
 from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_record
@@ -307,6 +308,27 @@ class RegistrySettings(_Section):
     stats_window: int = Field(100, ge=1, description="recent calls behind the latency and error-rate figures")
 
 
+class BreakerSettings(_Section):
+    """A circuit breaker per provider (F003); see llmrouter/core/breaker.py for the states."""
+
+    window_s: float = Field(30.0, gt=0, description="outcomes older than this do not count")
+    min_calls: int = Field(10, ge=1, description="fewer calls in the window never open it on the failure rate")
+    failure_rate: float = Field(0.5, gt=0, le=1, description="open at this share of failures in the window")
+    consecutive_failures: int = Field(5, ge=0, description="open at once after this many failures in a row (0: off)")
+    cooldown_s: float = Field(5.0, gt=0, description="open this long before the first probes")
+    max_cooldown_s: float = Field(60.0, gt=0, description="each failed probe doubles the cool-down, up to this")
+    half_open_probes: int = Field(3, ge=1, description="calls let through while half-open")
+    ramp_s: float = Field(20.0, ge=0, description="after closing, the admitted share grows to all over this long")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BreakerSettings:
+        self.to_config()  # cooldown_s <= max_cooldown_s and the like, refused in the breaker's own words
+        return self
+
+    def to_config(self) -> BreakerConfig:
+        return BreakerConfig(**self.model_dump())
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -323,6 +345,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     registry: RegistrySettings = RegistrySettings()
     tables: TablesSettings = TablesSettings()
+    breaker: BreakerSettings = BreakerSettings()
 
     @model_validator(mode="after")
     def _chain(self) -> Settings:

@@ -138,10 +138,16 @@ class Breaker:
 
     # ---- reporting ----
 
-    def record(self, now_s: float, ok: bool, *, probe: bool = False) -> Transition | None:
-        """The outcome of a call :meth:`admit` let through; the state change it causes, if any."""
+    def record(self, now_s: float, ok: bool | None, *, probe: bool = False) -> Transition | None:
+        """The outcome of a call :meth:`admit` let through; the state change it causes, if any.
+
+        ``ok`` None: the call says nothing about the provider's health (a 429, a request it refused as
+        bad): it is not counted, and a probe's slot is given back for another call to probe with.
+        """
         if self.state is State.HALF_OPEN and probe:
             self._probes_out = max(0, self._probes_out - 1)
+            if ok is None:
+                return None
             if not ok:
                 self.cooldown_s = min(self.cooldown_s * 2, self.config.max_cooldown_s)
                 return self._move(State.OPEN, now_s, f"a half-open probe failed; cool-down {self.cooldown_s:g} s")
@@ -150,8 +156,8 @@ class Breaker:
                 self.cooldown_s = self.config.cooldown_s
                 return self._move(State.CLOSED, now_s, f"{self._probes_ok} half-open probes succeeded")
             return None
-        if self.state is not State.CLOSED:
-            return None  # a call admitted before the breaker opened: too late to count
+        if self.state is not State.CLOSED or ok is None:
+            return None  # not about health, or a call admitted before the breaker opened: too late to count
         self._outcomes.append((now_s, ok))
         self._forget_before(now_s - self.config.window_s)
         self._failures_in_a_row = 0 if ok else self._failures_in_a_row + 1

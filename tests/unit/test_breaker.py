@@ -117,3 +117,16 @@ def test_an_illegal_transition_is_refused():
 def test_a_bad_config_is_refused_with_a_sentence(fields, message):
     with pytest.raises(ValueError, match=message):
         BreakerConfig(**fields)
+
+
+def test_an_outcome_that_says_nothing_of_health_is_not_counted_and_gives_a_probe_back():
+    """ok=None (a 429): closed, it is not in the window; half-open, the probe's slot is free again."""
+    breaker = Breaker(CONFIG)
+    breaker.record(0, None)
+    assert breaker.failure_rate(0) == (0, 0)
+    breaker = open_breaker(0)
+    probe, _ = breaker.admit(5)
+    other, _ = breaker.admit(5)
+    assert probe.allowed and other.allowed and not breaker.admit(5)[0].allowed  # two probes out
+    assert breaker.record(5, None, probe=True) is None and breaker.state is State.HALF_OPEN
+    assert breaker.admit(5)[0].allowed  # its slot is given back

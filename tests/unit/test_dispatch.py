@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 
 import random
 
+from llmrouter.breakers import LocalBreakers
+from llmrouter.core.breaker import BreakerConfig
 from llmrouter.dispatch import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
 from llmrouter.errors import AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderUnavailable, RateLimited
 from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta
@@ -223,3 +225,73 @@ async def test_a_stream_cut_midway_falls_over_and_flags_the_restart():
         PROMPT, ["a", "b"], time_left_s=5, on_delta=on_delta)
     assert outcome.provider == "b"
     assert seen == [(0, "a", False, False), (1, "b", False, True), (2, "b", True, False)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def breakers(clock: Clock, transitions: list | None = None, **config) -> LocalBreakers:
+    settings = {"min_calls": 100, "consecutive_failures": 2, "cooldown_s": 5, "half_open_probes": 1, "ramp_s": 0}
+    return LocalBreakers(BreakerConfig(**(settings | config)), clock=clock,
+                         on_transition=(lambda name, moved: transitions.append((name, moved.after.value)))
+                         if transitions is not None else None)
+
+
+async def test_once_a_providers_breaker_opens_requests_skip_it_and_cost_one_call_each():
+    """hf down: two requests pay a failed call to hf each, which opens its breaker; the next ones go
+    straight to together (one call per request), until the cool-down lets one probe through."""
+    clock, moves = Clock(), []
+    down, up = Scripted("hf", error=ProviderUnavailable("503")), Scripted("together")
+    chain = dispatcher({"hf": down, "together": up}, guard=breakers(clock, moves))
+    for _ in range(2):
+        assert (await chain.dispatch(PROMPT, ["hf", "together"], time_left_s=5)).provider == "together"
+    assert down.calls == 2 and moves == [("hf", "open")]
+    for _ in range(5):
+        outcome = await chain.dispatch(PROMPT, ["hf", "together"], time_left_s=5)
+        assert [(a.provider, a.outcome, a.error_code) for a in outcome.attempts] == [
+            ("hf", "skipped", "circuit_open"), ("together", "ok", None)]
+    assert down.calls == 2
+    clock.t = 5.0
+    await chain.dispatch(PROMPT, ["hf", "together"], time_left_s=5)  # the probe: hf still down
+    assert down.calls == 3 and moves == [("hf", "open"), ("hf", "half_open"), ("hf", "open")]
+
+
+async def test_a_recovered_provider_closes_its_breaker_through_a_successful_probe():
+    clock, moves = Clock(), []
+    flaky = Scripted("hf", errors=[ProviderUnavailable("503"), ProviderUnavailable("503")])
+    chain = dispatcher({"hf": flaky, "together": Scripted("together")}, guard=breakers(clock, moves))
+    for _ in range(2):
+        await chain.dispatch(PROMPT, ["hf", "together"], time_left_s=5)
+    clock.t = 5.0
+    assert (await chain.dispatch(PROMPT, ["hf", "together"], time_left_s=5)).provider == "hf"
+    assert moves == [("hf", "open"), ("hf", "half_open"), ("hf", "closed")]
+
+
+async def test_429s_and_bad_requests_never_open_a_breaker():
+    """Rate limits are the bucket's business and a refused request says nothing of the provider's health."""
+    clock = Clock()
+    guard = breakers(clock)
+    limited = Scripted("hf", error=RateLimited("429"))
+    chain = dispatcher({"hf": limited, "together": Scripted("together")}, guard=guard)
+    for _ in range(10):
+        await chain.dispatch(PROMPT, ["hf", "together"], time_left_s=5)
+    refusing = dispatcher({"hf": Scripted("hf", error=BadRequest("no"))}, guard=guard)
+    for _ in range(10):
+        await refusing.dispatch(PROMPT, ["hf"], time_left_s=5)
+    assert limited.calls == 10 and guard.states() == {"hf": "closed", "together": "closed"}
+
+
+async def test_retries_stop_when_the_breaker_opens_between_them():
+    """retry_attempts 5, but two failures in a row open the breaker: the third call is not made."""
+    clock = Clock()
+    down, up = Scripted("hf", error=ProviderUnavailable("503")), Scripted("together")
+    outcome = await dispatcher({"hf": down, "together": up}, retries={"hf": 5}, guard=breakers(clock)).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5)
+    assert down.calls == 2 and outcome.provider == "together"
+    assert [a.error_code for a in outcome.attempts if a.provider == "hf"] == [
+        "provider_unavailable", "provider_unavailable", "circuit_open"]
