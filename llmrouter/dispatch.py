@@ -169,6 +169,7 @@ class Dispatcher:
         while True:
             left = call.deadline - self._clock()
             if left <= 0:
+                self._report(name, None, admission)  # admitted, never called: a probe's slot is given back
                 outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
                                                 error="no time left before the request's deadline"))
                 return False
@@ -181,17 +182,18 @@ class Dispatcher:
                 error: ProviderError = ProviderTimeout(f"no answer within {timeout:.1f}s", provider=name)
             except ProviderError as exc:
                 error = exc
+            except BaseException:  # cancelled (a drain), fenced: the call says nothing of the provider
+                self._report(name, None, admission)
+                raise
             else:
-                if self._guard:
-                    self._guard.record(name, True, probe=admission.probe)
+                self._report(name, True, admission)
                 outcome.attempts.append(Attempt(name, "ok", _ms(self._clock() - started)))
                 outcome.generation, outcome.provider = generation, name
                 outcome.cost_usd = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
                 return True
             kind = "timeout" if isinstance(error, ProviderTimeout) else "error"
             outcome.attempts.append(Attempt(name, kind, _ms(self._clock() - started), error.code, str(error)))
-            if self._guard:
-                self._guard.record(name, health_outcome(error), probe=admission.probe)
+            self._report(name, health_outcome(error), admission)
             if not error.retriable and not error.next_provider_may_help:
                 outcome.error_code, outcome.error_message = error.code, str(error)
                 return True
@@ -206,6 +208,11 @@ class Dispatcher:
                 if not admission.allowed:  # the breaker opened meanwhile: no retry on this provider
                     outcome.attempts.append(Attempt(name, "skipped", error_code="circuit_open", error=admission.reason))
                     return False
+
+    def _report(self, name: str, ok: bool | None, admission: Admission) -> None:
+        """Every admission ends in exactly one report, so a half-open probe never keeps its slot for ever."""
+        if self._guard:
+            self._guard.record(name, ok, probe=admission.probe)
 
 
 class _Call:

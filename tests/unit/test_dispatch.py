@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 
 import random
 
+import pytest
+
 from llmrouter.breakers import LocalBreakers
 from llmrouter.core.breaker import BreakerConfig
 from llmrouter.dispatch import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
@@ -295,3 +297,25 @@ async def test_retries_stop_when_the_breaker_opens_between_them():
     assert down.calls == 2 and outcome.provider == "together"
     assert [a.error_code for a in outcome.attempts if a.provider == "hf"] == [
         "provider_unavailable", "provider_unavailable", "circuit_open"]
+
+
+async def test_a_probe_cancelled_mid_call_gives_its_slot_back():
+    """A drain cancels the only half-open probe while it waits on the provider: the breaker must not stay
+    half-open with its probe out for ever; the next request probes again (and closes it)."""
+    clock = Clock()
+    guard = breakers(clock)
+    hanging = Scripted("hf", hang=True)
+    chain = dispatcher({"hf": hanging}, guard=guard)
+    for _ in range(2):
+        guard.record("hf", False, probe=False)
+    assert guard.states() == {"hf": "open"}
+    clock.t = 5.0
+    probe = asyncio.create_task(chain.dispatch(PROMPT, ["hf"], time_left_s=5))
+    while hanging.calls == 0:
+        await asyncio.sleep(0)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    recovered = dispatcher({"hf": Scripted("hf")}, guard=guard)
+    assert (await recovered.dispatch(PROMPT, ["hf"], time_left_s=5)).provider == "hf"
+    assert guard.states() == {"hf": "closed"}
