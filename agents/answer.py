@@ -37,11 +37,12 @@ from typing import Any
 import faust
 import structlog
 
+from llmrouter.budgets import FreeOnly, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.contract import PRIORITIES, Request, check_dispatch, parse_request, refusal_record, result_record
 from llmrouter.core.stored import StoredAnswer
-from llmrouter.dispatch import Dispatched, Dispatcher
+from llmrouter.dispatch import Dispatched, Dispatcher, Spend
 from llmrouter.envelope import Origin, normalize_headers, origin_of_forwarded
 from llmrouter.errors import RequestError
 from llmrouter.metrics import Metrics
@@ -57,6 +58,7 @@ from llmrouter.topics import Topics
 log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
 CACHED_ROUTES = frozenset({"local", "cloud"})  # answers a provider gave (never a cached one stored again)
+NOT_REPLAYED = frozenset({"bad_request", "budget_exceeded"})  # a replay fails again: no dead letter
 
 
 def register(app: faust.App, topics: Topics, in_flight: InFlight, answerer: Answerer, settings: Settings) -> None:
@@ -77,7 +79,7 @@ class DeadLetter:
 class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
-        publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache,
+        publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache, ledger: Ledger,
     ) -> None:
         self._settings = settings
         self._answered = tables.answered
@@ -87,6 +89,7 @@ class Answerer:
         self._metrics = metrics
         self._registry = registry
         self._cache = cache
+        self._ledger = ledger
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
@@ -105,7 +108,8 @@ class Answerer:
             return
         self._in_flight[rid] = asyncio.get_running_loop().create_future()
         try:
-            record, dead_letter = await self._serve(request, job.start_call)
+            spend = self._ledger.spend(request_id=rid, user_id=request.user_id, partition=event.message.partition)
+            record, dead_letter = await self._serve(request, job.start_call, spend)
             job.start_delivery()
             await self._deliver(request, origin, record, dead_letter)
         finally:  # a duplicate waiting on this request now finds the stored result
@@ -117,7 +121,7 @@ class Answerer:
         request = replace(parse_request(self._codec.decode("LLMRequest", raw), priority="low",
                                         received_at_ms=now_ms()),
                           cache_policy="refresh", deadline_ms=None, created_at_ms=None, timeout_ms=None)
-        record, _ = await self._serve(request, before_call=lambda: None)
+        record, _ = await self._serve(request, before_call=lambda: None, spend=FreeOnly())
         if record["status"] != "ok" or record.get("route") not in CACHED_ROUTES or not self._cache.decide(request).write:
             return False
         self._cache.store(request, record)
@@ -166,8 +170,8 @@ class Answerer:
         self._metrics.replays_total.inc()
         log.debug("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
 
-    async def _serve(self, request: Request,
-                     before_call: Callable[[], None]) -> tuple[dict[str, Any], DeadLetter | None]:
+    async def _serve(self, request: Request, before_call: Callable[[], None],
+                     spend: Spend) -> tuple[dict[str, Any], DeadLetter | None]:
         """The result record, and a dead letter when the request should be kept for a replay."""
         limits = self._settings.limits
         refusal = check_dispatch(request, known_providers=self._registry.names(), now_ms=now_ms(),
@@ -180,7 +184,7 @@ class Answerer:
             outcome = await self._dispatcher.dispatch(
                 request.to_prompt(), route.chain,
                 time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
-                priority=PRIORITIES.index(request.priority), before_call=before_call,
+                priority=PRIORITIES.index(request.priority), before_call=before_call, spend=spend,
                 on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)
         except Fenced:
             raise
@@ -193,7 +197,7 @@ class Answerer:
         self._registry.observe(outcome)
         record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms(),
                                 route_reason=route.reason)
-        if outcome.ok or record["error_code"] == "bad_request":  # a replay of a bad request fails again
+        if outcome.ok or record["error_code"] in NOT_REPLAYED:
             return record, None
         return record, DeadLetter(record["error_code"], record["error_message"], len(outcome.attempts))
 
@@ -291,6 +295,7 @@ def outcome_record(request: Request, outcome: Dispatched, *, dispatched_at_ms: i
         return result_record(request, status="timeout", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms,
                              attempts=attempts, error_code=code, error_message=outcome.error_message,
                              route_reason=route_reason)
+    status = "rejected" if outcome.error_code == "budget_exceeded" else "error"  # DESIGN.md: refused, not failed
     return result_record(
-        request, status="error", now_ms=now_ms, dispatched_at_ms=dispatched_at_ms, route_reason=route_reason,
+        request, status=status, now_ms=now_ms, dispatched_at_ms=dispatched_at_ms, route_reason=route_reason,
         attempts=attempts, error_code=outcome.error_code, error_message=outcome.error_message)

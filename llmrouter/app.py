@@ -13,11 +13,14 @@ import faust
 import structlog
 
 from llmrouter import views
-from llmrouter.agents import answer, intake
+from llmrouter.agents import answer, intake, provider_state
 from llmrouter.breakers import LocalBreakers
+from llmrouter.budgets import Budget, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.dispatch import Dispatcher
+from llmrouter.fleet import SharedProviderState
+from llmrouter.limits import Adapt, RateLimits
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
@@ -27,9 +30,10 @@ from llmrouter.runtime.inflight import InFlight
 from llmrouter.runtime.stall_watch import StallWatch
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.secrets import Secrets
-from llmrouter.settings import REBALANCE_TIMEOUT_S, Settings
+from llmrouter.providers.spec import PREMIUM_KINDS
+from llmrouter.settings import PREMIUM, REBALANCE_TIMEOUT_S, Settings
 from llmrouter.tables import Tables, declare_tables
-from llmrouter.topics import Topics, declare_topics
+from llmrouter.topics import PROVIDER_STATE_CHANGELOG, Topics, declare_topics
 
 PROCESS_SAMPLE_INTERVAL_S = 5.0
 log = structlog.get_logger("llmrouter.app")
@@ -46,6 +50,10 @@ class Router:
     in_flight: InFlight
     stall_watch: StallWatch
     cache: ResponseCache
+    breakers: LocalBreakers
+    limits: RateLimits
+    shared: SharedProviderState
+    ledger: Ledger
 
 
 def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
@@ -93,9 +101,12 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                                  providers_topic=topics.providers.get_topic_name(), loop=app.loop, beacon=app.beacon)
     app.add_dependency(providers)
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
-    breakers = LocalBreakers(settings.breaker.to_config(), on_transition=lambda name, moved: providers.events.put_nowait(
-        (f"provider:{name}", f"breaker_{moved.after.value}", {"from": moved.before.value, "reason": moved.reason})))
-    dispatcher = Dispatcher(providers.entries, guard=breakers)
+    breakers, limits, shared = _provider_guards(app, settings, topics, providers)
+    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits)
+    provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
+        tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
+    ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],
+                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms)
 
     cache = app.add_dependency(ResponseCache(
         settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,
@@ -107,7 +118,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                                                           publisher=publisher, directory=directory, cache=cache,
                                                           metrics=metrics), settings)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
-                               publisher=publisher, metrics=metrics, registry=providers, cache=cache)
+                               publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger)
     answer.register(app, topics, in_flight, answerer, settings)
     cache.warmer.refresh = answerer.refresh_cached
     inert = settings.inert()
@@ -115,7 +126,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         log.warning("settings_not_enforced_yet", count=len(inert), settings=", ".join(inert),
                     note="read and validated, but no stage acts on them yet")
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics,
-                    in_flight=in_flight, stall_watch=stall_watch, cache=cache)
+                    in_flight=in_flight, stall_watch=stall_watch, cache=cache, breakers=breakers, limits=limits,
+                    shared=shared, ledger=ledger)
     views.register(router)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)
@@ -132,3 +144,30 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
             await publisher.event(entity, kind, data)
 
     return router
+
+
+def _provider_guards(app: RouterApp, settings: Settings, topics: Topics,
+                     providers: ProviderRegistry) -> tuple[LocalBreakers, RateLimits, SharedProviderState]:
+    """Each provider's breaker and rate limit in this worker, and the service that shares them with the group."""
+    breakers = LocalBreakers(settings.breaker.to_config(), on_transition=lambda name, moved: log.info(
+        "breaker_moved_here", provider=name, before=moved.before.value, after=moved.after.value, reason=moved.reason))
+    rates = settings.rate_limits
+
+    def limit_of(name: str) -> str | None:
+        spec = providers.specs.get(name)
+        return spec.rate_limit if spec is not None and spec.kind != "local" else None
+
+    limits = RateLimits(limit_of, adapt=Adapt(decrease=rates.decrease, floor_share=rates.floor_share,
+                                              recover_s=rates.recover_s),
+                        enabled=rates.enabled, on_throttled=breakers.reports.throttled)
+    accepted = {topic.get_topic_name() for topic in topics.accepted.values()}
+    partitions = settings.kafka.partitions
+    app.assignment_listeners.append(
+        lambda owned: limits.set_share(len({tp.partition for tp in owned if tp.topic in accepted}), partitions))
+    shared = app.add_dependency(SharedProviderState(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        changelog=PROVIDER_STATE_CHANGELOG.format(app_id=settings.worker.app_id), breakers=breakers, limits=limits,
+        send=lambda key, value: topics.health.send_soon(key=key, value=value), worker=providers.worker_id,
+        report_interval_s=settings.registry.report_interval_s,
+        catch_up_timeout_s=settings.registry.catch_up_timeout_s, loop=app.loop, beacon=app.beacon))
+    return breakers, limits, shared

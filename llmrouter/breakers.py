@@ -8,9 +8,12 @@ health count against it: a 429 is the rate limiter's business, and a request
 the provider refused as bad, too long or a full local queue say nothing
 about the provider being down.
 
-The breakers live in this worker's memory: every worker learns on its own
-that a provider is down (a few calls each). Sharing them through a table
-with one owner per provider is the next step (docs/resilience.md).
+Every outcome that counts also goes into ``reports`` (an
+:class:`~llmrouter.core.provider_state.OutcomeBuffer`), which the app sends to
+the provider's owner; :meth:`LocalBreakers.follow` is how the owner's view
+comes back: a provider the owner has opened is opened here too, until the
+owner's cool-down ends, even if this worker's own calls saw nothing wrong
+(llmrouter.core.provider_state).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from llmrouter.core.breaker import Admission, Breaker, BreakerConfig, Transition
+from llmrouter.core.provider_state import OutcomeBuffer
 from llmrouter.errors import ProviderError
 
 NOT_HEALTH_FAILURES = frozenset({"rate_limited", "bad_request", "context_too_long", "overloaded"})
@@ -36,6 +40,7 @@ class LocalBreakers:
         self._clock = clock
         self._on_transition = on_transition
         self._breakers: dict[str, Breaker] = {}
+        self.reports = OutcomeBuffer()
 
     def admit(self, provider: str) -> Admission:
         admission, moved = self._breaker(provider).admit(self._clock())
@@ -43,7 +48,13 @@ class LocalBreakers:
         return admission
 
     def record(self, provider: str, ok: bool | None, *, probe: bool) -> None:
+        self.reports.add(provider, ok)
         self._announce(provider, self._breaker(provider).record(self._clock(), ok, probe=probe))
+
+    def follow(self, provider: str, open_for_s: float, reason: str) -> None:
+        """The provider's owner has it open for ``open_for_s`` more: open it here too, for as long."""
+        now = self._clock()
+        self._announce(provider, self._breaker(provider).trip(now, now + open_for_s, reason))
 
     def states(self) -> dict[str, str]:
         """Each provider's breaker state (for /providers/ and metrics)."""

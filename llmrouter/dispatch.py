@@ -14,6 +14,13 @@ for a bulkhead gets the next free slot.
 
 When a streamed attempt fails after it has sent deltas, the first delta of the
 next attempt is flagged ``restart``: consumers drop the text received so far.
+
+Before each call (a retry too) three guards may refuse the provider, and the
+chain moves on at once: its circuit breaker (``circuit_open``), its rate limit
+(``rate_limited``), and the request's budget (``budget_exceeded``): a
+:class:`Spend` reserves the call's estimated cost before it and settles the real
+cost after it. A request no provider answered because a budget refused one is
+``budget_exceeded``: only that provider could have served it.
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ from llmrouter.providers.base import Generation, LLMProvider, Prompt
 from llmrouter.retry import NO_RETRY, RetryPolicy
 
 OnDelta = Callable[[int, str, bool, str, bool], Awaitable[None]]  # (seq, delta, final, provider, restart)
-Admit = Callable[[str, float], str | None]  # (provider, estimated cost in USD) -> reason to skip, or None
 
 
 class Guard(Protocol):
@@ -43,6 +49,24 @@ class Guard(Protocol):
     def admit(self, provider: str) -> Admission: ...
 
     def record(self, provider: str, ok: bool | None, *, probe: bool) -> None: ...
+
+
+class Limiter(Protocol):
+    """A rate limit per provider: a token taken before each call, told of each 429."""
+
+    def take(self, provider: str) -> str | None: ...  # the reason to skip the provider, or None
+
+    def throttled(self, provider: str, retry_after_s: float | None) -> None: ...
+
+
+class Spend(Protocol):
+    """One request's budgets: the estimated cost reserved before each paid call, the real cost settled after."""
+
+    async def reserve(self, provider: str, estimate_usd: float) -> str | None: ...  # reason refused, or None
+
+    async def settle(self, provider: str, cost_usd: float) -> None: ...
+
+    async def release(self, provider: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -100,8 +124,7 @@ class Dispatcher:
     """Tries providers in order, within the request's deadline.
 
     ``entries`` is read at every dispatch, so a registry may add, replace and
-    remove providers while the dispatcher runs. ``admit`` (budget checks) may
-    refuse a provider before the call, given the estimated cost.
+    remove providers while the dispatcher runs.
     """
 
     def __init__(
@@ -111,27 +134,28 @@ class Dispatcher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
-        admit: Admit | None = None,
         guard: Guard | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self._entries = entries
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._admit = admit
         self._guard = guard
+        self._limiter = limiter
 
     async def dispatch(
         self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
-        on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None,
+        on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None, spend: Spend | None = None,
     ) -> Dispatched:
         """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
 
         ``before_call`` runs right before each provider call, once the bulkhead slot is
         held; whatever it raises ends the dispatch (a fence: the call must not be made).
+        ``spend`` (None: nothing is booked) holds the request's budgets.
         """
         outcome = Dispatched()
-        call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call)
+        call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend)
         for name in plan:
             entry = self._entries.get(name)
             provider = entry.provider if entry else Unavailable("not registered")
@@ -139,20 +163,18 @@ class Dispatcher:
                 outcome.attempts.append(Attempt(name, "skipped", error_code="provider_unavailable",
                                                 error=provider.reason))
                 continue
-            refusal = self._admit(name, estimated_cost_usd(provider, prompt)) if self._admit else None
-            if refusal is not None:
-                outcome.attempts.append(Attempt(name, "skipped", error_code="budget_exceeded", error=refusal))
-                continue
-            admission = self._guard.admit(name) if self._guard else Admission(True)
-            if not admission.allowed:
-                outcome.attempts.append(Attempt(name, "skipped", error_code="circuit_open", error=admission.reason))
+            admission = await self._admit(name, provider, call, outcome)
+            if admission is None:
                 continue
             done = await self._try_provider(name, entry, provider, call, priority, outcome, admission)
             if done:
                 return outcome
             if call.deadline_passed(self._clock()):
                 break
-        outcome.error_code = "all_providers_unavailable"
+        if any(a.error_code == "budget_exceeded" for a in outcome.attempts):
+            outcome.error_code = "budget_exceeded"  # a provider was there to serve it, had the budget allowed
+        else:
+            outcome.error_code = "all_providers_unavailable"
         if outcome.attempts:
             tried = "; ".join(f"{a.provider}: {a.error}" for a in outcome.attempts)
             outcome.error_message = f"every provider in the chain was skipped or failed ({tried})"
@@ -160,16 +182,39 @@ class Dispatcher:
             outcome.error_message = "no provider in the chain may serve this request"
         return outcome
 
+    async def _admit(self, name: str, provider: LLMProvider, call: _Call, outcome: Dispatched) -> Admission | None:
+        """Ask the breaker, the rate limit and the budget whether ``name`` may be called now; None: skip it
+        (the skip written down). The breaker goes first: a refusal further on gives its probe slot back."""
+        admission = self._guard.admit(name) if self._guard else Admission(True)
+        if not admission.allowed:
+            outcome.attempts.append(Attempt(name, "skipped", error_code="circuit_open", error=admission.reason))
+            return None
+        refusal = self._limiter.take(name) if self._limiter else None
+        if refusal is None and call.spend is not None:
+            code = "budget_exceeded"
+            refusal = await call.spend.reserve(name, estimated_cost_usd(provider, call.prompt))
+        else:
+            code = "rate_limited"
+        if refusal is not None:
+            self._report(name, None, admission)
+            outcome.attempts.append(Attempt(name, "skipped", error_code=code, error=refusal))
+            return None
+        return admission
+
     async def _try_provider(
         self, name: str, entry: ChainEntry, provider: LLMProvider, call: _Call, priority: int, outcome: Dispatched,
         admission: Admission,
     ) -> bool:
-        """Call one provider, retrying as its policy (and its breaker) allows; True when the dispatch is over."""
+        """Call one provider, retrying as its policy (and its guards) allow; True when the dispatch is over.
+
+        Called admitted (its cost reserved); every call ends in one report to the breaker and one
+        settlement or release of the reservation.
+        """
         retries = 0
         while True:
             left = call.deadline - self._clock()
             if left <= 0:
-                self._report(name, None, admission)  # admitted, never called: a probe's slot is given back
+                await self._ended(name, call, None, admission, cost_usd=None)  # admitted, never called
                 outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
                                                 error="no time left before the request's deadline"))
                 return False
@@ -183,17 +228,23 @@ class Dispatcher:
             except ProviderError as exc:
                 error = exc
             except BaseException:  # cancelled (a drain), fenced: the call says nothing of the provider
+                # and its reservation stays booked: the request is delivered again, reserves under the
+                # same id (a no-op) and settles it then; nothing is written to a table while fenced
                 self._report(name, None, admission)
                 raise
             else:
-                self._report(name, True, admission)
+                cost = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
+                await self._ended(name, call, True, admission, cost_usd=cost)
                 outcome.attempts.append(Attempt(name, "ok", _ms(self._clock() - started)))
-                outcome.generation, outcome.provider = generation, name
-                outcome.cost_usd = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
+                outcome.generation, outcome.provider, outcome.cost_usd = generation, name, cost
                 return True
             kind = "timeout" if isinstance(error, ProviderTimeout) else "error"
             outcome.attempts.append(Attempt(name, kind, _ms(self._clock() - started), error.code, str(error)))
-            self._report(name, health_outcome(error), admission)
+            # a timed-out call may have been served (and billed): its estimate is booked, never released
+            await self._ended(name, call, health_outcome(error), admission,
+                              cost_usd=call.estimate(provider) if kind == "timeout" else None)
+            if error.code == "rate_limited" and self._limiter:
+                self._limiter.throttled(name, error.retry_after_s)
             if not error.retriable and not error.next_provider_may_help:
                 outcome.error_code, outcome.error_message = error.code, str(error)
                 return True
@@ -203,11 +254,16 @@ class Dispatcher:
                 return False
             await self._sleep(wait)
             retries += 1
-            if self._guard:
-                admission = self._guard.admit(name)
-                if not admission.allowed:  # the breaker opened meanwhile: no retry on this provider
-                    outcome.attempts.append(Attempt(name, "skipped", error_code="circuit_open", error=admission.reason))
-                    return False
+            admission = await self._admit(name, provider, call, outcome)
+            if admission is None:  # the breaker opened, the rate or the budget ran out meanwhile
+                return False
+
+    async def _ended(self, name: str, call: _Call, ok: bool | None, admission: Admission, *,
+                     cost_usd: float | None) -> None:
+        """One call is over: its breaker report, and its reservation settled (at ``cost_usd``) or released."""
+        self._report(name, ok, admission)
+        if call.spend is not None:
+            await (call.spend.release(name) if cost_usd is None else call.spend.settle(name, cost_usd))
 
     def _report(self, name: str, ok: bool | None, admission: Admission) -> None:
         """Every admission ends in exactly one report, so a half-open probe never keeps its slot for ever."""
@@ -219,9 +275,13 @@ class _Call:
     """One request's prompt, stream callback, deadline and fence, shared by its attempts."""
 
     def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float,
-                 before_call: Callable[[], None] | None) -> None:
+                 before_call: Callable[[], None] | None, spend: Spend | None) -> None:
         self.prompt, self.on_delta, self.deadline, self.before_call = prompt, on_delta, deadline, before_call
+        self.spend = spend
         self.seq = 0  # stream chunks sent so far, over every attempt
+
+    def estimate(self, provider: LLMProvider) -> float:
+        return estimated_cost_usd(provider, self.prompt)
 
     def deadline_passed(self, now: float) -> bool:
         return now >= self.deadline

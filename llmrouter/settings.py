@@ -306,6 +306,18 @@ class RegistrySettings(_Section):
     health_check_interval_s: float = Field(30.0, gt=0, description="seconds between health checks per provider")
     catch_up_timeout_s: float = Field(10.0, gt=0, description="how long a starting worker reads llm.providers")
     stats_window: int = Field(100, ge=1, description="recent calls behind the latency and error-rate figures")
+    report_interval_s: float = Field(0.1, gt=0, le=10, description="how often each worker tells the providers' "
+                                     "owners what its calls showed (llmrouter/fleet.py)")
+
+
+class RateLimitSettings(_Section):
+    """Token buckets per provider (F006): the limits are the providers' ``rate_limit`` settings, shared by the
+    workers in proportion to the partitions each owns (llmrouter/limits.py)."""
+
+    enabled: bool = Field(True, description="false: no rate limit is enforced (429s are still honoured)")
+    decrease: float = Field(0.5, gt=0, lt=1, description="a 429 multiplies this worker's rate by this")
+    floor_share: float = Field(0.1, gt=0, le=1, description="the rate never shrinks below this share of the limit")
+    recover_s: float = Field(60.0, gt=0, description="from the floor back to the limit, linearly, in this long")
 
 
 class BreakerSettings(_Section):
@@ -346,6 +358,7 @@ class Settings(_Section):
     registry: RegistrySettings = RegistrySettings()
     tables: TablesSettings = TablesSettings()
     breaker: BreakerSettings = BreakerSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
     @model_validator(mode="after")
     def _chain(self) -> Settings:
@@ -424,11 +437,9 @@ class Settings(_Section):
 
     def inert(self) -> list[str]:
         """Settings that are read and validated but not acted on yet (a later stage makes them real)."""
-        names = [f"{section}.rate_limit" for section in ("huggingface_config", "together_config")]
-        names += [f"premium_config.{vendor}.rate_limit" for vendor in PREMIUM_KINDS]
-        names += ["premium_config.usage_limit", "together_config.priority"]
+        names = ["together_config.priority"]
         for provider, row in sorted(self.llm_config.items()):
-            names += [f"llm_config.{provider}.{key}" for key in ("rate_limit", "memory_limit") if getattr(row, key)]
+            names += [f"llm_config.{provider}.memory_limit"] if row.memory_limit else []
         return names
 
 

@@ -17,6 +17,13 @@
   queued, looks stalled);
 * ``/cache/`` — the response cache of this worker: lookups, hits per level,
   misses, stores, and each level's own figures (L2: Redis up or down);
+* ``/breakers/`` — each provider's circuit breaker in this worker (``here``)
+  and as the group's owner of the provider last wrote it (``group``);
+* ``/limits/`` — this worker's share of each provider's rate limit: share,
+  rate, tokens, how long a 429 holds it off;
+* ``/ledger/`` — the cost ledger's accounts in the partitions this worker
+  owns, and their sums per account over those partitions
+  (``llmrouter ledger`` sums every partition of the group);
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
   the worker that owns the key (``table_route``).
 """
@@ -110,6 +117,25 @@ def register(router: Router) -> None:
         async def get(self, request: Request) -> Response:
             return self.json({"worker": router.providers.worker_id, "providers": router.providers.describe()})
 
+    @app.page("/breakers/")
+    class Breakers(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"worker": router.providers.worker_id, "here": router.breakers.states(),
+                              "group": router.shared.states})
+
+    @app.page("/limits/")
+    class Limits(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"worker": router.providers.worker_id, "enabled": router.settings.rate_limits.enabled,
+                              "share": router.limits.share, "providers": router.limits.snapshot()})
+
+    @app.page("/ledger/")
+    class Ledger(View):
+        async def get(self, request: Request) -> Response:
+            accounts = router.ledger.accounts()
+            return self.json({"worker": router.providers.worker_id, "accounts": accounts,
+                              "totals": ledger_totals(accounts)})
+
     @app.page("/requests/{request_id}/")
     @app.table_route(table=answered, match_info="request_id")
     async def stored_result(web: View, request: Request, request_id: str) -> Response:
@@ -119,6 +145,19 @@ def register(router: Router) -> None:
         stored = StoredAnswer.from_bytes(raw)
         return web.json({**codec.decode("LLMResult", stored.result), "stored_at_ms": stored.stored_at_ms,
                          "delivered": stored.delivered})
+
+
+def ledger_totals(accounts: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Accounts summed over partitions: ``budget:premium:2026-11`` -> spent, reserved, budget, calls."""
+    totals: dict[str, dict[str, float]] = {}
+    for key, account in accounts.items():
+        name = key.rsplit(":p", 1)[0]
+        total = totals.setdefault(name, {"spent_usd": 0.0, "reserved_usd": 0.0, "budget_usd": 0.0, "calls": 0})
+        total["spent_usd"] += account["spent_usd"]
+        total["reserved_usd"] += sum(account["reserved"].values())
+        total["budget_usd"] += account["budget_usd"] or 0.0
+        total["calls"] += account["calls"]
+    return totals
 
 
 async def _redis_ok(client: aioredis.Redis) -> bool:

@@ -8,6 +8,15 @@ agents, whose streams are keyed by request_id, and has as many partitions as
 the internal accepted topics. Entries live for ``tables.idempotency_window_s``:
 the changelog is ``compact,delete`` with that retention, RocksDB drops them
 by TTL at compaction, and a reader ignores an older entry it still finds.
+
+``provider_state``: provider -> its breaker and 429 wait as the group sees them
+(JSON), written by its owner only (agents/provider_state.py); every worker
+follows the changelog (llmrouter/fleet.py).
+
+``ledger``: ``<scope>:<name>:<period>:p<partition>`` -> an account (JSON): what
+a provider, a user or a budget spent and holds reserved, per partition of the
+accepted topics (llmrouter/budgets.py says why per partition). Never expires:
+a month's accounts are the usage history.
 """
 
 from __future__ import annotations
@@ -25,12 +34,25 @@ MIB = 1024 * 1024
 @dataclass(frozen=True)
 class Tables:
     answered: faust.Table
+    provider_state: faust.Table
+    ledger: faust.Table
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
     tables = settings.tables
     window_s = int(tables.idempotency_window_s)
+    min_isr = str(min_insync_replicas(settings.kafka.replication_factor, settings.kafka.min_insync_replicas))
+    small = {"block_cache_size": MIB, "write_buffer_size": MIB, "max_write_buffer_number": 2, "max_open_files": 16}
+
+    def state(name: str, help_text: str) -> faust.Table:
+        """A small table of JSON values, kept until overwritten (a compacted changelog)."""
+        return app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions,
+                         options=small, extra_topic_configs={"cleanup.policy": "compact", "min.insync.replicas": min_isr},
+                         help=help_text)
+
     return Tables(
+        provider_state=state("provider_state", "provider -> its breaker and 429 wait, as the group sees them"),
+        ledger=state("ledger", "scope:name:period:partition -> spent and reserved (cost ledger, budgets)"),
         answered=app.Table(
             "answered",
             # key_type=bytes makes faust keep keys raw (str keys are encoded as
@@ -49,8 +71,7 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
             extra_topic_configs={
                 "cleanup.policy": "compact,delete",
                 "retention.ms": str(window_s * 1000),
-                "min.insync.replicas": str(min_insync_replicas(settings.kafka.replication_factor,
-                                                               settings.kafka.min_insync_replicas)),
+                "min.insync.replicas": min_isr,
             },
             help="request_id -> stored answer (idempotency)",
         ),

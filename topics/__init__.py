@@ -27,12 +27,17 @@ ALERTS = "llm.alerts"
 EVENTS = "llm.events"
 PROVIDERS = "llm.providers"
 CACHE = "llm.router.cache"  # every cached answer, read whole by every worker into its L3 (llmrouter.cache.sync)
+HEALTH = "llm.router.health"  # what each worker's calls showed, keyed by provider, to its owner (agents/provider_state)
 # Faust names a table's changelog "<app id>-<table>-changelog" (no topic prefix)
 # and creates it itself (configs from tables/); the router checks its partition
 # count and its configs, and sets them with `topics create --apply-configs`.
 ANSWERED_CHANGELOG = "{app_id}-answered-changelog"
+# Created by the router before faust starts: every worker reads this one whole from the start (llmrouter.fleet).
+PROVIDER_STATE_CHANGELOG = "{app_id}-provider_state-changelog"
+LEDGER_CHANGELOG = "{app_id}-ledger-changelog"
 
 _MS_PER_HOUR = 3_600_000
+HEALTH_RETENTION_HOURS = 1.0  # reports matter for a breaker's window (seconds); an hour is for debugging
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Topics:
     events: faust.TopicT
     providers: faust.TopicT
     cache: faust.TopicT
+    health: faust.TopicT
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -91,9 +97,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(settings.topic(PROVIDERS), 1, compacted=True))
     specs.append(TopicSpec(settings.topic(CACHE), kafka.partitions, "kafka.partitions", exact_partitions=False,
                            compacted=True, retention_ms=max(1, settings.cache_config.ttl_default) * 1000))
+    specs.append(TopicSpec(settings.topic(HEALTH), kafka.partitions, "kafka.partitions",
+                           retention_ms=_ms(HEALTH_RETENTION_HOURS)))
     specs.append(TopicSpec(ANSWERED_CHANGELOG.format(app_id=settings.worker.app_id), kafka.partitions,
                            "kafka.partitions", compacted=True, managed=False,
                            retention_ms=round(settings.tables.idempotency_window_s * 1000)))
+    for changelog in (PROVIDER_STATE_CHANGELOG, LEDGER_CHANGELOG):
+        specs.append(TopicSpec(changelog.format(app_id=settings.worker.app_id), kafka.partitions,
+                               "kafka.partitions", compacted=True))
     return specs
 
 
@@ -104,6 +115,7 @@ def _ms(hours: float) -> int:
 def group_source_topics(settings: Settings) -> list[TopicSpec]:
     """The topics the worker's consumer group reads (llm.providers is read without a group)."""
     names = {settings.topic(t.format(priority=p)) for t in (REQUESTS, ACCEPTED) for p in PRIORITIES}
+    names.add(settings.topic(HEALTH))
     return [spec for spec in topic_specs(settings) if spec.name in names]
 
 
@@ -123,4 +135,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         events=raw(EVENTS, kafka.partitions),
         providers=raw(PROVIDERS, 1),
         cache=raw(CACHE, kafka.partitions),
+        health=raw(HEALTH, kafka.partitions),
     )

@@ -136,6 +136,32 @@ class Breaker:
         floor = 1.0 / self.config.half_open_probes
         return floor + (1.0 - floor) * elapsed / self.config.ramp_s
 
+    def tick(self, now_s: float) -> Transition | None:
+        """OPEN -> HALF_OPEN once the cool-down is over, without admitting a call (for a breaker that is told
+        outcomes but asked nothing: the owner of a provider's shared state)."""
+        if self.state is State.OPEN and now_s - self.since_s >= self.cooldown_s:
+            return self._move(State.HALF_OPEN, now_s, f"cool-down of {self.cooldown_s:g} s over")
+        return None
+
+    def open_until(self) -> float | None:
+        """When the cool-down ends, while OPEN."""
+        return self.since_s + self.cooldown_s if self.state is State.OPEN else None
+
+    def trip(self, now_s: float, until_s: float, reason: str) -> Transition | None:
+        """Open until ``until_s`` because another worker's calls showed the provider down (the shared state).
+
+        An open breaker that would reopen earlier is held open longer; one open longer already is left be.
+        """
+        if until_s <= now_s:
+            return None
+        if self.state is State.OPEN:
+            if self.since_s + self.cooldown_s < until_s:
+                self.since_s, self.cooldown_s = now_s, until_s - now_s
+            return None
+        moved = self._move(State.OPEN, now_s, reason)
+        self.cooldown_s = until_s - now_s
+        return moved
+
     # ---- reporting ----
 
     def record(self, now_s: float, ok: bool | None, *, probe: bool = False) -> Transition | None:

@@ -81,6 +81,20 @@ class TokenBucket:
         self.limited_until_s = max(self.limited_until_s or now_s, now_s + wait)
         return self.limited_until_s
 
+    def hold_until(self, until_s: float) -> None:
+        """Refuse until ``until_s`` (another worker's 429 told it): the rate is not shrunk here."""
+        self.limited_until_s = max(self.limited_until_s or until_s, until_s)
+
+    def resized(self, config: BucketConfig, now_s: float) -> TokenBucket:
+        """This bucket under a new configured rate (this worker's share changed): the tokens held, the
+        shrunk share of the rate and the limited-until carry over, the tokens capped at the new burst."""
+        self._refill(now_s)
+        bucket = TokenBucket(config, now_s=now_s)
+        bucket.tokens = min(self.tokens, config.burst)
+        bucket.rate_per_s = config.rate_per_s * self.rate_per_s / self.config.rate_per_s
+        bucket.limited_until_s = self.limited_until_s
+        return bucket
+
     def level(self, now_s: float) -> float:
         """Tokens available now (for a gauge)."""
         self._refill(now_s)

@@ -43,6 +43,7 @@ class Account:
     spent_usd: float = 0.0
     reserved: dict[str, float] = field(default_factory=dict)  # reservation id -> estimated cost
     calls: int = 0
+    reserved_at: dict[str, float] = field(default_factory=dict)  # reservation id -> when it was made (s)
 
     @property
     def reserved_usd(self) -> float:
@@ -54,7 +55,7 @@ class Account:
             return None
         return max(0.0, self.budget_usd - self.spent_usd - self.reserved_usd)
 
-    def reserve(self, reservation_id: str, estimate_usd: float) -> None:
+    def reserve(self, reservation_id: str, estimate_usd: float, *, at_s: float = 0.0) -> None:
         """Hold ``estimate_usd`` for a call, or raise :class:`BudgetExceeded`. Reserving an id again is a no-op."""
         if estimate_usd < 0:
             raise ValueError(f"a cost estimate cannot be negative ({estimate_usd})")
@@ -66,22 +67,33 @@ class Account:
                 f"${self.spent_usd:.4f} spent and ${self.reserved_usd:.4f} reserved of ${self.budget_usd:.2f}: "
                 f"${estimate_usd:.4f} more would pass the budget")
         self.reserved[reservation_id] = estimate_usd
+        self.reserved_at[reservation_id] = at_s
+
+    def expire(self, before_s: float) -> list[str]:
+        """Drop reservations made before ``before_s`` (their call's worker died and nobody settled them);
+        the ids dropped. A request's deadline is far shorter than the age at which they are dropped."""
+        stale = [rid for rid, at in self.reserved_at.items() if at < before_s]
+        for rid in stale:
+            self.release(rid)
+        return stale
 
     def settle(self, reservation_id: str, actual_usd: float) -> None:
         """Book the call's real cost in place of its reservation (booked even without one: it was paid)."""
-        self.reserved.pop(reservation_id, None)
+        self.release(reservation_id)
         self.spent_usd += max(0.0, actual_usd)
         self.calls += 1
 
     def release(self, reservation_id: str) -> None:
         """The call cost nothing (refused, failed before the provider took it): free its reservation."""
         self.reserved.pop(reservation_id, None)
+        self.reserved_at.pop(reservation_id, None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"budget_usd": self.budget_usd, "spent_usd": self.spent_usd, "reserved": dict(self.reserved),
-                "calls": self.calls}
+                "calls": self.calls, "reserved_at": dict(self.reserved_at)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Account:
         return cls(budget_usd=data["budget_usd"], spent_usd=float(data["spent_usd"]),
-                   reserved={k: float(v) for k, v in data["reserved"].items()}, calls=int(data["calls"]))
+                   reserved={k: float(v) for k, v in data["reserved"].items()}, calls=int(data["calls"]),
+                   reserved_at={k: float(v) for k, v in data.get("reserved_at", {}).items()})

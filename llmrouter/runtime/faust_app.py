@@ -9,9 +9,14 @@
   holds, so the next owner starts after it and never pays for it again.
 * When the worker stops (SIGTERM), the same drain runs before faust stops the
   consumer and commits.
+* ``assignment_listeners`` hear what the worker owns after each assignment,
+  and nothing when a rebalance starts (the rate-limit shares, llmrouter.limits).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import faust
 import structlog
@@ -26,6 +31,10 @@ log = structlog.get_logger("llmrouter.app")
 class RouterApp(faust.App):
     in_flight: InFlight | None = None
     fetch_max_wait_ms: int | None = None  # the broker's fetch wait (None: faust's 1,500 ms); set before start
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.assignment_listeners: list[Callable[[set[TP]], None]] = []  # told what this worker owns now
 
     def attach(self, in_flight: InFlight) -> None:
         """Drain ``in_flight`` on every revocation and at stop."""
@@ -45,10 +54,17 @@ class RouterApp(faust.App):
             await self.in_flight.drain(revoked)
             await self._commit_drained(revoked)
 
+    async def _on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for listener in self.assignment_listeners:
+            listener(set())  # eager rebalancing: every partition goes; nothing is owned until the next assignment
+        await super()._on_partitions_revoked(revoked)
+
     async def _on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         if self.in_flight is not None:
             self.in_flight.resume()
         await super()._on_partitions_assigned(assigned, generation_id)
+        for listener in self.assignment_listeners:
+            listener(set(assigned))
 
     async def on_stop(self) -> None:
         if self.in_flight is not None:

@@ -36,9 +36,18 @@ async def put_durably(table: faust.Table, key: Any, value: Any) -> None:
     Must run in the context of the event being processed (its partition is the
     table partition, as for faust's own writes).
     """
+    await write_now(table, key, value)
+
+
+def write_now(table: faust.Table, key: Any, value: Any) -> asyncio.Future:
+    """``table[key] = value`` in RocksDB before returning; the future is its changelog record's ack.
+
+    For a read-change-write that must not interleave with another (no await between the read and
+    this call). Same event context rule as :func:`put_durably`.
+    """
     sent = table.send_changelog(table.partition_for_key(key), key, value)
     table.data[key] = value
-    await sent
+    return sent
 
 
 def put_soon(table: faust.Table, key: Any, value: Any, *, what: str) -> asyncio.Future:
@@ -49,8 +58,7 @@ def put_soon(table: faust.Table, key: Any, value: Any, *, what: str) -> asyncio.
     A failed send is logged as ``{what}_lost``. Same event context rule as
     :func:`put_durably`.
     """
-    sent = table.send_changelog(table.partition_for_key(key), key, value)
-    table.data[key] = value
+    sent = write_now(table, key, value)
     sent.add_done_callback(functools.partial(_log_if_lost, what))
     return sent
 

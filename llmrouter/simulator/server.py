@@ -23,7 +23,7 @@ import random
 import signal
 import time
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = ["Simulator", "progress_line", "run_simulator"]
 _STREAM_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _ID_PREFIX = {"openai": "chatcmpl-sim-", "huggingface": "hf-sim-", "anthropic": "msg_sim_"}
 _SHORT_PAUSE_S = 0.05  # below this a wait is a plain sleep; longer waits end when the simulator stops
+ARRIVALS_KEPT = 100_000
 _MAX_BODY_BYTES = 32 * 1024 * 1024  # long prompts for context tests; aiohttp's default is 1 MiB
 
 
@@ -64,10 +65,13 @@ class _Stats:
         self.requests: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.connections_opened = 0
+        self.arrivals: deque[float] = deque(maxlen=ARRIVALS_KEPT)  # time.time() of each generation request
 
     def saw_request(self, kind: str, transport: Any) -> None:
         """Count a provider request of ``kind`` and, the first time, the TCP connection (transport) carrying it."""
         self.requests[kind] += 1
+        if kind != "health":
+            self.arrivals.append(time.time())
         if transport is not None and transport not in self._seen:
             self._seen.add(transport)
             self.connections_opened += 1
@@ -132,6 +136,11 @@ class Simulator:
         if self._own_rng:
             self._rng.seed(self._profile.seed)
         self._clock_zero = time.monotonic()
+
+    def arrivals(self) -> list[float]:
+        """When each generation request arrived (``time.time()``, the last 100,000): what a provider's own rate
+        limiter would count."""
+        return list(self._stats.arrivals)
 
     def stats(self) -> dict[str, Any]:
         """Requests by flavor, outcomes, connections opened and open, scripted outcomes left."""

@@ -130,3 +130,25 @@ def test_an_outcome_that_says_nothing_of_health_is_not_counted_and_gives_a_probe
     assert probe.allowed and other.allowed and not breaker.admit(5)[0].allowed  # two probes out
     assert breaker.record(5, None, probe=True) is None and breaker.state is State.HALF_OPEN
     assert breaker.admit(5)[0].allowed  # its slot is given back
+
+
+def test_a_breaker_told_outcomes_only_half_opens_on_its_own_once_the_cool_down_is_over():
+    """tick() moves OPEN -> HALF_OPEN after the cool-down without using up a probe; the next outcomes are probes."""
+    breaker = Breaker(BreakerConfig(consecutive_failures=1, cooldown_s=5, half_open_probes=2, ramp_s=0))
+    breaker.record(0.0, False)
+    assert breaker.tick(4.9) is None and breaker.open_until() == 5.0
+    assert breaker.tick(5.0).after is State.HALF_OPEN
+    breaker.record(5.1, True, probe=True)
+    assert breaker.record(5.2, True, probe=True).after is State.CLOSED
+
+
+def test_tripped_by_another_worker_a_breaker_opens_until_then_and_probes_after():
+    """trip() opens a closed breaker until the given time; an open one is only ever held longer, never less."""
+    breaker = Breaker(BreakerConfig(cooldown_s=5, half_open_probes=1, ramp_s=0))
+    moved = breaker.trip(10.0, 13.0, "the provider's owner opened it")
+    assert (moved.before, moved.after, moved.reason) == (State.CLOSED, State.OPEN, "the provider's owner opened it")
+    assert breaker.trip(11.0, 12.0, "earlier") is None and breaker.open_until() == 13.0
+    assert breaker.trip(11.0, 20.0, "later") is None and breaker.open_until() == 20.0
+    admission, moved = breaker.admit(20.0)
+    assert admission.probe and moved.after is State.HALF_OPEN
+    assert breaker.trip(20.0, 19.0, "in the past") is None

@@ -179,20 +179,106 @@ async def test_no_time_left_skips_the_rest_of_the_chain():
     assert never.calls == 0 and outcome.attempts[0].error_code == "deadline_exceeded"
 
 
-async def test_the_budget_hook_sees_the_estimate_and_can_skip_a_provider():
-    """admit() gets the estimated cost (prompt tokens + max_tokens at the provider's price) before the call."""
+class Wallet:
+    """A Spend over one budget, writing down every reserve, settle and release."""
+
+    def __init__(self, budget_usd: float) -> None:
+        self.left, self.log = budget_usd, []
+
+    async def reserve(self, provider: str, estimate_usd: float) -> str | None:
+        self.log.append(("reserve", provider, estimate_usd))
+        if estimate_usd > self.left:
+            return f"${self.left:.2f} left"
+        self.left -= estimate_usd
+        return None
+
+    async def settle(self, provider: str, cost_usd: float) -> None:
+        self.log.append(("settle", provider, cost_usd))
+
+    async def release(self, provider: str) -> None:
+        self.log.append(("release", provider))
+
+
+async def test_the_budget_sees_the_estimate_and_can_skip_a_provider():
+    """reserve() gets the estimated cost (prompt tokens + max_tokens at the provider's price) before the call."""
     paid, free = Scripted("premium", price=0.5), Scripted("local")
-    asked = []
-
-    def admit(name: str, estimate: float) -> str | None:
-        asked.append((name, estimate))
-        return "monthly budget of $10 spent" if name == "premium" else None
-
-    outcome = await dispatcher({"premium": paid, "local": free}, admit=admit).dispatch(
-        PROMPT, ["premium", "local"], time_left_s=5)
-    assert asked[0] == ("premium", estimated_cost_usd(paid, PROMPT)) == ("premium", 0.5 * (1 + 4))
+    wallet = Wallet(budget_usd=2.0)
+    outcome = await dispatcher({"premium": paid, "local": free}).dispatch(
+        PROMPT, ["premium", "local"], time_left_s=5, spend=wallet)
+    assert wallet.log[0] == ("reserve", "premium", estimated_cost_usd(paid, PROMPT)) == ("reserve", "premium", 2.5)
     assert paid.calls == 0 and outcome.provider == "local"
     assert (outcome.attempts[0].outcome, outcome.attempts[0].error_code) == ("skipped", "budget_exceeded")
+
+
+async def test_a_paid_call_settles_its_real_cost_and_a_failed_one_releases_its_reservation():
+    """The answer books what the provider reported (2 + 3 tokens), a 503 books nothing."""
+    down, paid = Scripted("hf", price=0.1, error=ProviderUnavailable("503")), Scripted("premium", price=0.1)
+    wallet = Wallet(budget_usd=10.0)
+    outcome = await dispatcher({"hf": down, "premium": paid}).dispatch(PROMPT, ["hf", "premium"], time_left_s=5,
+                                                                      spend=wallet)
+    assert outcome.provider == "premium" and outcome.cost_usd == pytest.approx(0.5)
+    assert [entry[:2] for entry in wallet.log] == [("reserve", "hf"), ("release", "hf"), ("reserve", "premium"),
+                                                   ("settle", "premium")]
+    assert wallet.log[-1][2] == pytest.approx(0.5)
+
+
+async def test_a_timed_out_call_books_its_estimate():
+    """A call that timed out may have been served and billed: its reservation is settled, not released."""
+    slow = Scripted("premium", price=0.1, hang=True)
+    wallet = Wallet(budget_usd=10.0)
+    await dispatcher({"premium": slow}, timeouts_s={"premium": 0.05}).dispatch(PROMPT, ["premium"], time_left_s=5,
+                                                                               spend=wallet)
+    assert wallet.log == [("reserve", "premium", pytest.approx(0.5)), ("settle", "premium", pytest.approx(0.5))]
+
+
+async def test_a_request_only_an_over_budget_provider_could_serve_is_budget_exceeded():
+    """The free provider failed, the paid one is over budget: the request fails for the budget, not for providers."""
+    down, paid = Scripted("local", error=ProviderUnavailable("down")), Scripted("premium", price=1.0)
+    outcome = await dispatcher({"local": down, "premium": paid}).dispatch(
+        PROMPT, ["local", "premium"], time_left_s=5, spend=Wallet(budget_usd=0.1))
+    assert not outcome.ok and outcome.error_code == "budget_exceeded" and paid.calls == 0
+
+
+class Bucket:
+    """A Limiter with a fixed number of tokens per provider, told of 429s."""
+
+    def __init__(self, **tokens: int) -> None:
+        self.tokens, self.throttled_with = dict(tokens), []
+
+    def take(self, provider: str) -> str | None:
+        if self.tokens.get(provider, 1) <= 0:
+            return f"{provider}: no token"
+        self.tokens[provider] = self.tokens.get(provider, 1) - 1
+        return None
+
+    def throttled(self, provider: str, retry_after_s: float | None) -> None:
+        self.throttled_with.append((provider, retry_after_s))
+
+
+async def test_a_provider_out_of_tokens_is_skipped_at_once_and_a_429_is_passed_to_the_limiter():
+    """No token: skipped with rate_limited and no call. A 429 tells the limiter its Retry-After."""
+    limited, spare = Scripted("hf", error=RateLimited("slow down", retry_after_s=3.0)), Scripted("together")
+    bucket = Bucket(hf=1)
+    first = await dispatcher({"hf": limited, "together": spare}, limiter=bucket).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5)
+    assert first.provider == "together" and limited.calls == 1 and bucket.throttled_with == [("hf", 3.0)]
+    second = await dispatcher({"hf": limited, "together": spare}, limiter=bucket).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5)
+    assert limited.calls == 1 and (second.attempts[0].outcome, second.attempts[0].error_code) == (
+        "skipped", "rate_limited")
+
+
+async def test_a_rate_refusal_gives_the_half_open_probe_back():
+    """The breaker admitted a probe, the rate limit refused the call: the probe slot is free for the next call."""
+    breakers = LocalBreakers(BreakerConfig(consecutive_failures=1, cooldown_s=1, half_open_probes=1, ramp_s=0),
+                             clock=lambda: clock[0])
+    clock = [0.0]
+    breakers.record("hf", False, probe=False)  # open
+    clock[0] = 2.0  # cool-down over: half-open, one probe
+    hf = Scripted("hf")
+    await dispatcher({"hf": hf}, guard=breakers, limiter=Bucket(hf=0)).dispatch(PROMPT, ["hf"], time_left_s=5)
+    outcome = await dispatcher({"hf": hf}, guard=breakers).dispatch(PROMPT, ["hf"], time_left_s=5)
+    assert outcome.provider == "hf" and breakers.states() == {"hf": "closed"}
 
 
 async def test_streaming_hands_each_delta_on_in_order_and_flags_the_last():

@@ -71,3 +71,13 @@ def test_the_state_survives_a_round_trip_through_a_dict():
     account = Account(budget_usd=10.0, spent_usd=1.25, calls=3)
     account.reserve("a", 0.5)
     assert Account.from_dict(account.to_dict()) == account
+
+
+def test_a_reservation_nobody_settled_expires_and_frees_its_budget():
+    """A worker died mid-call and the request went elsewhere: its reservation is dropped once it is old enough."""
+    account = Account(budget_usd=1.0)
+    account.reserve("r-dead", 0.8, at_s=100.0)
+    account.reserve("r-live", 0.1, at_s=500.0)
+    assert account.expire(before_s=400.0) == ["r-dead"]
+    assert account.reserved == {"r-live": 0.1} and account.available_usd() == pytest.approx(0.9)
+    assert Account.from_dict(account.to_dict()).reserved_at == {"r-live": 500.0}
