@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -109,7 +109,7 @@ class Answerer:
         self._in_flight[rid] = asyncio.get_running_loop().create_future()
         try:
             spend = self._ledger.spend(request_id=rid, user_id=request.user_id, partition=event.message.partition)
-            record, dead_letter = await self._serve(request, job.start_call, spend)
+            record, dead_letter = await self._serve(request, job.start_call, spend, wait=job.wait_aside)
             job.start_delivery()
             await self._deliver(request, origin, record, dead_letter)
         finally:  # a duplicate waiting on this request now finds the stored result
@@ -170,8 +170,8 @@ class Answerer:
         self._metrics.replays_total.inc()
         log.debug("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
 
-    async def _serve(self, request: Request, before_call: Callable[[], None],
-                     spend: Spend) -> tuple[dict[str, Any], DeadLetter | None]:
+    async def _serve(self, request: Request, before_call: Callable[[], None], spend: Spend,
+                     wait: Callable[[float], Awaitable[None]] | None = None) -> tuple[dict[str, Any], DeadLetter | None]:
         """The result record, and a dead letter when the request should be kept for a replay."""
         limits = self._settings.limits
         refusal = check_dispatch(request, known_providers=self._registry.names(), now_ms=now_ms(),
@@ -184,7 +184,7 @@ class Answerer:
             outcome = await self._dispatcher.dispatch(
                 request.to_prompt(), route.chain,
                 time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
-                priority=PRIORITIES.index(request.priority), before_call=before_call, spend=spend,
+                priority=PRIORITIES.index(request.priority), before_call=before_call, spend=spend, wait=wait,
                 on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)
         except Fenced:
             raise

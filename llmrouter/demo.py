@@ -35,6 +35,7 @@ WORKER_LOG = Path("var/logs/demo-worker.log")
 SIM_LOG = Path("var/logs/demo-simulator.log")
 SIM_KEY_ENV = "LLMROUTER_DEMO_SIM_KEY"  # a throwaway key the simulator demands and the worker sends
 PAID_KEY_ENVS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLMROUTER_SECRETS_FILE")
+DEMO_HF_RATE_LIMIT = "600/minute"
 PROMPTS = (
     "Summarize: Kafka keeps an ordered log per partition.",
     "Classify the sentiment of: the router answered quickly.",
@@ -58,11 +59,13 @@ def run_demo(settings: Settings, *, requests: int, keep_worker: bool) -> int:
     sim = SimulatorProcess(log_path=SIM_LOG, env={**os.environ, SIM_KEY_ENV: key},
                            args=["--latency-ms", "40", "--latency-sigma", "0.3", "--api-key-env", SIM_KEY_ENV])
     sim.start()
-    print(f"demo: provider simulator at {sim.base_url} stands in for Hugging Face and Together "
-          f"(log {SIM_LOG}); premium APIs stay unconfigured, so nothing paid is called")
+    print(f"demo: provider simulator at {sim.base_url} stands in for Hugging Face (limit {DEMO_HF_RATE_LIMIT}) "
+          f"and Together (log {SIM_LOG}); premium APIs stay unconfigured, so nothing paid is called")
     env = {k: v for k, v in env.items() if k not in PAID_KEY_ENVS} | {
         "LLMROUTER__HUGGINGFACE_CONFIG__ENDPOINT": sim.base_urls()["huggingface"],
         "LLMROUTER__TOGETHER_CONFIG__ENDPOINT": sim.base_urls()["openai"],
+        # Hugging Face's own limit (50/hour) would let one call of the demo through: the simulator takes more
+        "LLMROUTER__LLM_CONFIG__HUGGINGFACE__RATE_LIMIT": DEMO_HF_RATE_LIMIT,
         "HF_TOKEN": key, "TOGETHER_API_KEY": key, SIM_KEY_ENV: key}
     worker = WorkerProcess(settings, log_path=WORKER_LOG, env=env).start()
     try:

@@ -147,15 +147,18 @@ class Dispatcher:
     async def dispatch(
         self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
         on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None, spend: Spend | None = None,
+        wait: Callable[[float], Awaitable[None]] | None = None,
     ) -> Dispatched:
         """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
 
         ``before_call`` runs right before each provider call, once the bulkhead slot is
         held; whatever it raises ends the dispatch (a fence: the call must not be made).
-        ``spend`` (None: nothing is booked) holds the request's budgets.
+        ``spend`` (None: nothing is booked) holds the request's budgets. ``wait`` sleeps before a retry
+        (default: the dispatcher's sleep); the answer agent's lets its lane slot go meanwhile.
         """
         outcome = Dispatched()
-        call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend)
+        call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend,
+                     wait or self._sleep)
         for name in plan:
             entry = self._entries.get(name)
             provider = entry.provider if entry else Unavailable("not registered")
@@ -218,12 +221,21 @@ class Dispatcher:
                 outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
                                                 error="no time left before the request's deadline"))
                 return False
-            timeout = min(left, entry.timeout_s or left)
             started = self._clock()
+            timeout: float | None = None  # set once a bulkhead slot is held
             try:
-                async with asyncio.timeout(timeout), _slot(entry.bulkhead, priority):
-                    generation = await call.run(provider, timeout)
+                # the wait for a bulkhead slot is bounded by the request's deadline, not by the provider's
+                # timeout: a provider is timed on its own calls only
+                async with asyncio.timeout(left), _slot(entry.bulkhead, priority):
+                    timeout = min(call.deadline - self._clock(), entry.timeout_s or left)
+                    async with asyncio.timeout(timeout):
+                        generation = await call.run(provider, timeout)
             except TimeoutError:
+                if timeout is None:
+                    await self._ended(name, call, None, admission, cost_usd=None)  # never called
+                    outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
+                                                    error="the deadline passed while waiting for a free slot"))
+                    return False
                 error: ProviderError = ProviderTimeout(f"no answer within {timeout:.1f}s", provider=name)
             except ProviderError as exc:
                 error = exc
@@ -252,7 +264,7 @@ class Dispatcher:
                                                  time_left_s=call.deadline - self._clock())
             if wait is None:
                 return False
-            await self._sleep(wait)
+            await call.wait(wait)
             retries += 1
             admission = await self._admit(name, provider, call, outcome)
             if admission is None:  # the breaker opened, the rate or the budget ran out meanwhile
@@ -275,9 +287,10 @@ class _Call:
     """One request's prompt, stream callback, deadline and fence, shared by its attempts."""
 
     def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float,
-                 before_call: Callable[[], None] | None, spend: Spend | None) -> None:
+                 before_call: Callable[[], None] | None, spend: Spend | None,
+                 wait: Callable[[float], Awaitable[None]]) -> None:
         self.prompt, self.on_delta, self.deadline, self.before_call = prompt, on_delta, deadline, before_call
-        self.spend = spend
+        self.spend, self.wait = spend, wait
         self.seq = 0  # stream chunks sent so far, over every attempt
 
     def estimate(self, provider: LLMProvider) -> float:

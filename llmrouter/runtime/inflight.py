@@ -69,6 +69,7 @@ class Job:
     board: InFlight
     phase: Phase = Phase.QUEUED
     task: asyncio.Task | None = field(default=None, repr=False)
+    lane_slot: asyncio.Semaphore | None = field(default=None, repr=False)  # held while the job runs, if any
 
     @property
     def tp(self) -> TP:
@@ -77,6 +78,18 @@ class Job:
     @property
     def generation(self) -> int | None:
         return self.event.message.generation_id
+
+    async def wait_aside(self, seconds: float) -> None:
+        """Wait without the lane slot (a retry's backoff): the lane takes the next events meanwhile, so a
+        request waiting to retry delays no one behind it. The slot is taken back before the job goes on."""
+        if self.lane_slot is None:
+            await asyncio.sleep(seconds)
+            return
+        slot, self.lane_slot = self.lane_slot, None  # cancelled while aside: the lane has nothing to give back
+        slot.release()
+        await asyncio.sleep(seconds)
+        await slot.acquire()
+        self.lane_slot = slot
 
     def start_call(self) -> None:
         """Before each provider call: raise :class:`Fenced` if the job may no longer pay."""
@@ -198,6 +211,7 @@ class Lane:
             if job is None:
                 self._slots.release()
                 continue
+            job.lane_slot = self._slots
             # The task copies the current context, so table writes inside it
             # are attributed to this event's partition.
             job.task = asyncio.create_task(self._run(manual, job), name=f"{self.name}@{event.message.offset}")
@@ -210,7 +224,8 @@ class Lane:
             pass  # not acked: the event is delivered again to whoever owns its partition next
         finally:
             self._board.finish(job)
-            self._slots.release()
+            if job.lane_slot is not None:
+                job.lane_slot.release()
 
     async def _settle(self, job: Job) -> None:
         try:

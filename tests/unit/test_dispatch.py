@@ -16,6 +16,7 @@ import random
 import pytest
 
 from llmrouter.breakers import LocalBreakers
+from llmrouter.bulkhead import PriorityBulkhead
 from llmrouter.core.breaker import BreakerConfig
 from llmrouter.dispatch import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
 from llmrouter.errors import AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderUnavailable, RateLimited
@@ -405,3 +406,37 @@ async def test_a_probe_cancelled_mid_call_gives_its_slot_back():
     recovered = dispatcher({"hf": Scripted("hf")}, guard=guard)
     assert (await recovered.dispatch(PROMPT, ["hf"], time_left_s=5)).provider == "hf"
     assert guard.states() == {"hf": "closed"}
+
+
+class Slow(Scripted):
+    """Answers after ``delay_s``."""
+
+    def __init__(self, name: str, delay_s: float) -> None:
+        super().__init__(name)
+        self.delay_s = delay_s
+
+    async def generate(self, prompt: Prompt) -> Generation:
+        await asyncio.sleep(self.delay_s)
+        return await super().generate(prompt)
+
+
+async def test_the_wait_for_a_bulkhead_slot_does_not_count_against_the_providers_timeout():
+    """One slot, calls of 0.15 s, a provider timeout of 0.2 s: the second request waits 0.15 s for the slot
+    and is still answered, because the provider is timed from the moment its call starts."""
+    slow = Slow("hf", delay_s=0.15)
+    entries = {"hf": ChainEntry(slow, timeout_s=0.2, bulkhead=PriorityBulkhead(1))}
+    dispatcher = Dispatcher(entries)
+    first, second = await asyncio.gather(*(dispatcher.dispatch(PROMPT, ["hf"], time_left_s=5) for _ in range(2)))
+    assert first.ok and second.ok and slow.calls == 2
+
+
+async def test_a_request_whose_deadline_passes_waiting_for_a_slot_is_skipped_without_a_call():
+    """The deadline still bounds the wait: the attempt says so, and the provider is not blamed (no timeout)."""
+    slow = Slow("hf", delay_s=0.3)
+    entries = {"hf": ChainEntry(slow, timeout_s=1.0, bulkhead=PriorityBulkhead(1))}
+    dispatcher = Dispatcher(entries)
+    _, late = await asyncio.gather(dispatcher.dispatch(PROMPT, ["hf"], time_left_s=5),
+                                   dispatcher.dispatch(PROMPT, ["hf"], time_left_s=0.1))
+    assert not late.ok and slow.calls == 1
+    assert (late.attempts[0].outcome, late.attempts[0].error_code) == ("skipped", "deadline_exceeded")
+    assert "waiting for a free slot" in late.attempts[0].error

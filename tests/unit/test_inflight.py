@@ -165,3 +165,59 @@ async def test_a_fenced_handler_is_neither_settled_nor_acked(board):
     job = run(board, fenced, stream=stream)
     await job.task
     assert stream.acked == [] and board.jobs == 0
+
+
+class Events:
+    """A stand-in for the agent's manual-ack stream: the events given, then acks recorded."""
+
+    def __init__(self, events) -> None:
+        self._events, self.acked = list(events), []
+
+    def noack(self) -> Events:
+        return self
+
+    async def events(self):
+        for ev in self._events:
+            yield ev
+
+    async def ack(self, ev) -> None:
+        self.acked.append(ev.message.offset)
+
+
+async def test_a_job_waiting_aside_to_retry_lets_the_next_event_through_its_lane(board):
+    """A lane of one slot: the first request waits 0.3 s to retry without its slot, so the second (behind it
+    in the partition) is answered meanwhile; the first then takes a slot back and finishes too."""
+    order = []
+
+    async def handler(ev, job):
+        if ev.message.offset == 0:
+            await job.wait_aside(0.3)
+        order.append(ev.message.offset)
+
+    async def no_failure(ev, exc):
+        raise AssertionError(repr(exc))
+
+    lane = board.lane("test", limit=1, handler=handler, on_failure=no_failure)
+    stream = Events([event(offset=0), event(offset=1)])
+    await lane.run(stream)
+    while len(stream.acked) < 2:
+        await asyncio.sleep(0.01)
+    assert order == [1, 0] and sorted(stream.acked) == [0, 1]
+    assert lane._slots._value == 1  # every slot given back once, no more
+
+
+async def test_a_job_cancelled_while_aside_gives_back_no_slot_it_does_not_hold(board):
+    """A drain cancels a job waiting to retry: the lane's slot count stays right (no double release)."""
+    async def handler(ev, job):
+        job.start_call()
+        await job.wait_aside(30)
+
+    async def no_failure(ev, exc):
+        raise AssertionError(repr(exc))
+
+    lane = board.lane("test", limit=1, handler=handler, on_failure=no_failure)
+    await lane.run(Events([event(offset=0)]))
+    while board.jobs == 0 or lane._slots._value != 1:  # the job is aside: its slot is free
+        await asyncio.sleep(0.01)
+    await board.drain({TP0})
+    assert board.jobs == 0 and lane._slots._value == 1
