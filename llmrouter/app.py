@@ -6,6 +6,7 @@ the agents together and returns a :class:`Router` holding them.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +160,8 @@ def _provider_guards(app: RouterApp, settings: Settings, topics: Topics,
 
     limits = RateLimits(limit_of, adapt=Adapt(decrease=rates.decrease, floor_share=rates.floor_share,
                                               recover_s=rates.recover_s),
-                        enabled=rates.enabled, on_throttled=breakers.reports.throttled)
+                        enabled=rates.enabled,
+                        on_throttled=lambda name, wait_s: breakers.reports.throttled(name, time.time() + wait_s))
     accepted = {topic.get_topic_name() for topic in topics.accepted.values()}
     partitions = settings.kafka.partitions
     app.assignment_listeners.append(

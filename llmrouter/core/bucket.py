@@ -6,6 +6,8 @@ Requests" shrinks the rate (multiplicative decrease, down to a floor) and
 marks the bucket *limited until* now plus the Retry-After (or one token's
 time when there is none): until then :meth:`TokenBucket.take` refuses, so
 new requests go straight to the next provider instead of waiting in a slot.
+At that time one call may go (the retry the provider asked for), and the
+rest follow at the shrunk rate.
 Afterwards the rate grows back linearly to the configured one over
 ``recover_s`` (additive increase): AIMD, as TCP backs off.
 
@@ -76,7 +78,7 @@ class TokenBucket:
         self._refill(now_s)
         floor = self.config.rate_per_s * self.config.floor_share
         self.rate_per_s = max(floor, self.rate_per_s * self.config.decrease)
-        self.tokens = 0.0
+        self.tokens = 1.0  # "retry after T": one call may go at T, the rest come at the shrunk rate
         wait = retry_after_s if retry_after_s is not None and retry_after_s > 0 else 1.0 / self.rate_per_s
         self.limited_until_s = max(self.limited_until_s or now_s, now_s + wait)
         return self.limited_until_s

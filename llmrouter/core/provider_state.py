@@ -3,7 +3,8 @@
 Each worker keeps a breaker of its own (it reacts to its own calls at once)
 and reports what its calls showed: a :class:`Report` per provider, every
 outcome in order (``"1"`` ok, ``"0"`` a failure that says the provider is
-unwell) and the longest wait a 429 asked for. The provider's *owner* folds the
+unwell) and the latest time a 429 asked it to wait until (wall clock: a
+duration would be stretched by the report's own delay). The provider's *owner* folds the
 reports of every worker into one breaker (:func:`apply`) and writes the
 result to a table; every worker follows that table's changelog and opens its
 own breaker when the owner's is open, and holds off a provider that asked
@@ -33,11 +34,11 @@ class Report:
 
     worker: str
     outcomes: str = ""  # "1" ok, "0" failed, oldest first
-    throttled_for_s: float | None = None  # the longest Retry-After of a 429 among them
+    throttled_until_s: float | None = None  # the latest end of a 429's Retry-After among them (time.time())
 
     def to_bytes(self) -> bytes:
         return json.dumps({"worker": self.worker, "outcomes": self.outcomes,
-                           "throttled_for_s": self.throttled_for_s}, separators=(",", ":")).encode()
+                           "throttled_until_s": self.throttled_until_s}, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Report:
@@ -45,9 +46,9 @@ class Report:
         try:
             data = json.loads(raw)
             outcomes = str(data.get("outcomes", ""))
-            throttled = data.get("throttled_for_s")
+            throttled = data.get("throttled_until_s")
             report = cls(worker=str(data["worker"]), outcomes=outcomes,
-                         throttled_for_s=None if throttled is None else float(throttled))
+                         throttled_until_s=None if throttled is None else float(throttled))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"not a provider report: {exc!r}") from None
         if set(report.outcomes) - {"0", "1"}:
@@ -66,8 +67,9 @@ class OutcomeBuffer:
         if ok is not None:
             self._outcomes[provider].append("1" if ok else "0")
 
-    def throttled(self, provider: str, wait_s: float) -> None:
-        self._throttled[provider] = max(self._throttled.get(provider, 0.0), wait_s)
+    def throttled(self, provider: str, until_s: float) -> None:
+        """``provider`` asked this worker to wait until ``until_s`` (time.time())."""
+        self._throttled[provider] = max(self._throttled.get(provider, 0.0), until_s)
 
     def drain(self, worker: str) -> dict[str, Report]:
         """The reports to send now, and an empty buffer."""
@@ -93,9 +95,7 @@ def apply(state: dict[str, Any] | None, report: Report, *, config: BreakerConfig
         moved = breaker.record(now_s, outcome == "1", probe=breaker.state is State.HALF_OPEN)
         if moved is not None:
             moves.append(moved)
-    throttled_until = (state or {}).get("throttled_until_s") or 0.0
-    if report.throttled_for_s:
-        throttled_until = max(throttled_until, now_s + report.throttled_for_s)
+    throttled_until = max((state or {}).get("throttled_until_s") or 0.0, report.throttled_until_s or 0.0)
     reason = moves[-1].reason if moves else (state or {}).get("reason", "")
     return {"state": breaker.state.value, "open_until_s": breaker.open_until(), "throttled_until_s": throttled_until,
             "reason": reason, "updated_s": now_s, "breaker": breaker.to_dict()}, moves

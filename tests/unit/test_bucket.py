@@ -52,7 +52,8 @@ def test_a_429_refuses_until_the_retry_after_halves_the_rate_and_it_recovers_lin
     until = bucket.throttled(1.0, retry_after_s=2.0)
     assert until == 3.0 and bucket.rate_per_s == 5.0
     assert bucket.take(1.5) == pytest.approx(1.5)  # refused: limited for 1.5 s more
-    assert bucket.level(3.0) == 0.0  # nothing accrued while limited
+    assert bucket.level(3.0) == 1.0  # nothing accrued while limited: the one call the Retry-After allows
+    assert bucket.take(3.0) == 0.0 and bucket.take(3.0) > 0
     assert bucket.rate_per_s == pytest.approx(5 + 2 * 1.0)  # recovering at (10 - 1) / 9 = 1 token/s per s
     bucket.level(20.0)
     assert bucket.rate_per_s == 10.0 and bucket.tokens == 5.0  # back to the configured rate, bucket full

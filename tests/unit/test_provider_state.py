@@ -36,9 +36,10 @@ def test_a_failed_probe_opens_it_again_for_twice_as_long():
     assert state["open_until_s"] == pytest.approx(16.0)
 
 
-def test_the_longest_429_wait_is_kept_until_it_passes():
-    state, _ = apply(None, Report("w1", "", throttled_for_s=3.0), config=CONFIG, now_s=10.0)
-    state, _ = apply(state, Report("w2", "1", throttled_for_s=1.0), config=CONFIG, now_s=10.5)
+def test_the_latest_429_wait_is_kept_as_reported_whenever_the_report_arrives():
+    """A wait is an end time, not a duration: a report that arrives late does not stretch it."""
+    state, _ = apply(None, Report("w1", "", throttled_until_s=13.0), config=CONFIG, now_s=10.0)
+    state, _ = apply(state, Report("w2", "1", throttled_until_s=11.0), config=CONFIG, now_s=12.5)
     assert state["throttled_until_s"] == pytest.approx(13.0) and state["state"] == "closed"
 
 
@@ -47,10 +48,10 @@ def test_a_worker_reports_its_outcomes_in_order_and_starts_afresh():
     buffer = OutcomeBuffer()
     for ok in (True, None, False, True):
         buffer.add("hf", ok)
-    buffer.throttled("together", 2.0)
-    buffer.throttled("together", 1.0)
+    buffer.throttled("together", 1002.0)
+    buffer.throttled("together", 1001.0)
     reports = buffer.drain("w1")
-    assert reports == {"hf": Report("w1", "101"), "together": Report("w1", "", 2.0)}
+    assert reports == {"hf": Report("w1", "101"), "together": Report("w1", "", 1002.0)}
     assert buffer.drain("w1") == {}
 
 
