@@ -162,6 +162,9 @@ def _provider_guards(app: RouterApp, settings: Settings, topics: Topics,
                                               recover_s=rates.recover_s),
                         enabled=rates.enabled,
                         on_throttled=lambda name, wait_s: breakers.reports.throttled(name, time.time() + wait_s))
+    # a failed health check counts against the provider like a failed call; a good one proves nothing of
+    # the generation path, so it neither closes nor opens anything
+    providers.on_health = lambda name, healthy: None if healthy else breakers.record(name, False, probe=False)
     accepted = {topic.get_topic_name() for topic in topics.accepted.values()}
     partitions = settings.kafka.partitions
     app.assignment_listeners.append(

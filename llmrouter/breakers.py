@@ -56,6 +56,9 @@ class LocalBreakers:
         now = self._clock()
         self._announce(provider, self._breaker(provider).trip(now, now + open_for_s, reason))
 
+    def admits_again_in(self, provider: str) -> float:
+        return self._breaker(provider).admits_again_in(self._clock())
+
     def states(self) -> dict[str, str]:
         """Each provider's breaker state (for /providers/ and metrics)."""
         return {name: breaker.state.value for name, breaker in sorted(self._breakers.items())}

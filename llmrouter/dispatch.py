@@ -15,6 +15,12 @@ for a bulkhead gets the next free slot.
 When a streamed attempt fails after it has sent deltas, the first delta of the
 next attempt is flagged ``restart``: consumers drop the text received so far.
 
+When every provider of the chain was skipped for a while only (its breaker
+open, its rate used up), the request waits for the first of them to take
+calls again, if that comes before its deadline, and goes down the chain once
+more (at most ``MAX_WAITS`` times) rather than fail at once with all the
+others caught in the same outage.
+
 Before each call (a retry too) three guards may refuse the provider, and the
 chain moves on at once: its circuit breaker (``circuit_open``), its rate limit
 (``rate_limited``), and the request's budget (``budget_exceeded``): a
@@ -35,12 +41,14 @@ from typing import Any, Protocol
 
 from llmrouter.breakers import health_outcome
 from llmrouter.bulkhead import PriorityBulkhead
-from llmrouter.core.breaker import Admission
+from llmrouter.core.breaker import POLL_S, Admission
 from llmrouter.errors import MalformedReply, ProviderError, ProviderTimeout
 from llmrouter.providers.base import Generation, LLMProvider, Prompt
 from llmrouter.retry import NO_RETRY, RetryPolicy
 
 OnDelta = Callable[[int, str, bool, str, bool], Awaitable[None]]  # (seq, delta, final, provider, restart)
+MAX_WAITS = 10  # rounds of the chain a request waits for when every provider is shut for a while
+FOR_A_WHILE = frozenset({"circuit_open", "rate_limited"})  # skips that end by themselves
 
 
 class Guard(Protocol):
@@ -50,6 +58,8 @@ class Guard(Protocol):
 
     def record(self, provider: str, ok: bool | None, *, probe: bool) -> None: ...
 
+    def admits_again_in(self, provider: str) -> float: ...  # seconds until a refused call may be admitted
+
 
 class Limiter(Protocol):
     """A rate limit per provider: a token taken before each call, told of each 429."""
@@ -57,6 +67,8 @@ class Limiter(Protocol):
     def take(self, provider: str) -> str | None: ...  # the reason to skip the provider, or None
 
     def throttled(self, provider: str, retry_after_s: float | None) -> None: ...
+
+    def free_in(self, provider: str) -> float: ...  # seconds until a token is there
 
 
 class Spend(Protocol):
@@ -159,21 +171,14 @@ class Dispatcher:
         outcome = Dispatched()
         call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend,
                      wait or self._sleep)
-        for name in plan:
-            entry = self._entries.get(name)
-            provider = entry.provider if entry else Unavailable("not registered")
-            if isinstance(provider, Unavailable):
-                outcome.attempts.append(Attempt(name, "skipped", error_code="provider_unavailable",
-                                                error=provider.reason))
-                continue
-            admission = await self._admit(name, provider, call, outcome)
-            if admission is None:
-                continue
-            done = await self._try_provider(name, entry, provider, call, priority, outcome, admission)
-            if done:
+        for _ in range(MAX_WAITS + 1):
+            first = len(outcome.attempts)
+            if await self._down_the_chain(plan, call, priority, outcome):
                 return outcome
-            if call.deadline_passed(self._clock()):
+            reopens_in = self._shut_for(outcome.attempts[first:])
+            if reopens_in is None or self._clock() + reopens_in >= call.deadline:
                 break
+            await call.wait(reopens_in)
         if any(a.error_code == "budget_exceeded" for a in outcome.attempts):
             outcome.error_code = "budget_exceeded"  # a provider was there to serve it, had the budget allowed
         else:
@@ -184,6 +189,36 @@ class Dispatcher:
         else:
             outcome.error_message = "no provider in the chain may serve this request"
         return outcome
+
+    async def _down_the_chain(self, plan: Sequence[str], call: _Call, priority: int, outcome: Dispatched) -> bool:
+        """One trip down ``plan``; True when it ended the dispatch (an answer, or an error no provider can help)."""
+        for name in plan:
+            entry = self._entries.get(name)
+            provider = entry.provider if entry else Unavailable("not registered")
+            if isinstance(provider, Unavailable):
+                outcome.attempts.append(Attempt(name, "skipped", error_code="provider_unavailable",
+                                                error=provider.reason))
+                continue
+            admission = await self._admit(name, provider, call, outcome)
+            if admission is None:
+                continue
+            if await self._try_provider(name, entry, provider, call, priority, outcome, admission):
+                return True
+            if call.deadline_passed(self._clock()):
+                break
+        return False
+
+    def _shut_for(self, attempts: Sequence[Attempt]) -> float | None:
+        """When no provider was called and some were shut only for a while: how soon the first opens again."""
+        if any(a.outcome != "skipped" for a in attempts):
+            return None
+        waits = [self._reopens_in(a) for a in attempts if a.error_code in FOR_A_WHILE]
+        return max(min(waits), POLL_S) if waits else None
+
+    def _reopens_in(self, attempt: Attempt) -> float:
+        if attempt.error_code == "circuit_open":
+            return self._guard.admits_again_in(attempt.provider) if self._guard else 0.0
+        return self._limiter.free_in(attempt.provider) if self._limiter else 0.0
 
     async def _admit(self, name: str, provider: LLMProvider, call: _Call, outcome: Dispatched) -> Admission | None:
         """Ask the breaker, the rate limit and the budget whether ``name`` may be called now; None: skip it

@@ -111,6 +111,18 @@ class RateLimits:
         if entry is not None:
             entry[1].hold_until(until)
 
+    def free_in(self, provider: str) -> float:
+        """Seconds until a call to ``provider`` may take a token (0: now)."""
+        limit = self._limit_of(provider) if self._enabled else None
+        if limit is None:
+            return 0.0
+        if self._share == 0.0:
+            return float("inf")
+        bucket, now = self._bucket(provider, limit), self._clock()
+        if bucket.limited_until_s is not None and bucket.limited_until_s > now:
+            return bucket.limited_until_s - now
+        return max(0.0, (1.0 - bucket.level(now)) / bucket.rate_per_s)
+
     def held_for(self, provider: str) -> float:
         """Seconds before ``provider`` may be called again after a 429 (0: not held)."""
         return max(0.0, self._held.get(provider, 0.0) - self._clock())

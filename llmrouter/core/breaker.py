@@ -33,6 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
+POLL_S = 0.05  # how soon to ask again a breaker that refused for a reason with no known end
+
+
 class State(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
@@ -142,6 +145,13 @@ class Breaker:
         if self.state is State.OPEN and now_s - self.since_s >= self.cooldown_s:
             return self._move(State.HALF_OPEN, now_s, f"cool-down of {self.cooldown_s:g} s over")
         return None
+
+    def admits_again_in(self, now_s: float) -> float:
+        """How soon a refused call may be admitted: the rest of the cool-down while OPEN; otherwise ``POLL_S``
+        (a half-open probe's answer or the ramp's next credit may come at any call)."""
+        if self.state is State.OPEN:
+            return max(0.0, self.since_s + self.cooldown_s - now_s)
+        return POLL_S
 
     def open_until(self) -> float | None:
         """When the cool-down ends, while OPEN."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import mode
@@ -67,6 +67,7 @@ class ProviderRegistry(mode.Service):
         self.events: asyncio.Queue[Event] = asyncio.Queue()
         self._retiring: set[asyncio.Task] = set()
         self.live = False  # False while replaying the topic at start-up
+        self.on_health: Callable[[str, bool], None] | None = None  # each health check's answer (the breakers)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -196,6 +197,8 @@ class ProviderRegistry(mode.Service):
             if name in self.stats:
                 self.stats[name].record_health(healthy=healthy, detail=detail, latency_ms=latency_ms, at_s=now)
                 self._metrics.provider_healthy.labels(name).set(1 if healthy else 0)
+            if self.on_health is not None:
+                self.on_health(name, healthy)
 
     # -- internals ---------------------------------------------------------------------------------
 

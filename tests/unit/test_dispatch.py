@@ -255,6 +255,9 @@ class Bucket:
     def throttled(self, provider: str, retry_after_s: float | None) -> None:
         self.throttled_with.append((provider, retry_after_s))
 
+    def free_in(self, provider: str) -> float:
+        return 0.0 if self.tokens.get(provider, 1) > 0 else float("inf")  # never refilled
+
 
 async def test_a_provider_out_of_tokens_is_skipped_at_once_and_a_429_is_passed_to_the_limiter():
     """No token: skipped with rate_limited and no call. A 429 tells the limiter its Retry-After."""
@@ -440,3 +443,56 @@ async def test_a_request_whose_deadline_passes_waiting_for_a_slot_is_skipped_wit
     assert not late.ok and slow.calls == 1
     assert (late.attempts[0].outcome, late.attempts[0].error_code) == ("skipped", "deadline_exceeded")
     assert "waiting for a free slot" in late.attempts[0].error
+
+
+class SleepClock:
+    """A clock the fake sleep moves: the dispatcher and the breakers share it."""
+
+    def __init__(self) -> None:
+        self.now, self.waits = 100.0, []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def open_breakers(clock: SleepClock, *names: str, cooldown_s: float) -> LocalBreakers:
+    breakers = LocalBreakers(BreakerConfig(consecutive_failures=1, cooldown_s=cooldown_s, max_cooldown_s=60,
+                                           half_open_probes=1, ramp_s=0), clock=clock)
+    for name in names:
+        breakers.record(name, False, probe=False)
+    return breakers
+
+
+async def test_when_every_provider_is_open_the_request_waits_for_the_first_to_reopen():
+    """hf opens again in 2 s, together in 5 s; the deadline is 10 s away: the request waits 2 s and hf's probe
+    answers it, instead of failing at once with every other request caught in the outage."""
+    clock = SleepClock()
+    hf, together = Scripted("hf"), Scripted("together")
+    breakers = open_breakers(clock, "hf", cooldown_s=2)
+    breakers.follow("together", 5.0, "open for the group")
+    outcome = await dispatcher({"hf": hf, "together": together}, clock=clock, sleep=clock.sleep,
+                               guard=breakers).dispatch(PROMPT, ["hf", "together"], time_left_s=10)
+    assert outcome.provider == "hf" and clock.waits == [pytest.approx(2.0)]
+    assert [a.error_code for a in outcome.attempts] == ["circuit_open", "circuit_open", None]
+
+
+async def test_a_request_whose_deadline_comes_before_any_provider_reopens_fails_at_once():
+    clock = SleepClock()
+    breakers = open_breakers(clock, "hf", cooldown_s=30)
+    outcome = await dispatcher({"hf": Scripted("hf")}, clock=clock, sleep=clock.sleep,
+                               guard=breakers).dispatch(PROMPT, ["hf"], time_left_s=10)
+    assert not outcome.ok and outcome.error_code == "all_providers_unavailable" and clock.waits == []
+
+
+async def test_a_provider_that_failed_is_not_waited_for():
+    """One provider was called and failed, the other is open: the outage is not only 'for a while'."""
+    clock = SleepClock()
+    breakers = open_breakers(clock, "together", cooldown_s=1)
+    down = Scripted("hf", error=ProviderUnavailable("503"))
+    outcome = await dispatcher({"hf": down, "together": Scripted("together")}, clock=clock, sleep=clock.sleep,
+                               guard=breakers).dispatch(PROMPT, ["hf", "together"], time_left_s=10)
+    assert not outcome.ok and clock.waits == []
