@@ -32,6 +32,7 @@ cost after it. A request no provider answered because a budget refused one is
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -47,6 +48,7 @@ from llmrouter.providers.base import Generation, LLMProvider, Prompt
 from llmrouter.retry import NO_RETRY, RetryPolicy
 
 OnDelta = Callable[[int, str, bool, str, bool], Awaitable[None]]  # (seq, delta, final, provider, restart)
+_Admitted = tuple[str, "ChainEntry", LLMProvider, Admission]  # a provider cleared to be called
 MAX_WAITS = 10  # rounds of the chain a request waits for when every provider is shut for a while
 FOR_A_WHILE = frozenset({"circuit_open", "rate_limited"})  # skips that end by themselves
 
@@ -159,7 +161,7 @@ class Dispatcher:
     async def dispatch(
         self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
         on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None, spend: Spend | None = None,
-        wait: Callable[[float], Awaitable[None]] | None = None,
+        wait: Callable[[float], Awaitable[None]] | None = None, hedge_after_s: float | None = None,
     ) -> Dispatched:
         """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
 
@@ -167,10 +169,11 @@ class Dispatcher:
         held; whatever it raises ends the dispatch (a fence: the call must not be made).
         ``spend`` (None: nothing is booked) holds the request's budgets. ``wait`` sleeps before a retry
         (default: the dispatcher's sleep); the answer agent's lets its lane slot go meanwhile.
+        ``hedge_after_s`` (not for streams): ask the next provider too when one is that slow (F037).
         """
         outcome = Dispatched()
         call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend,
-                     wait or self._sleep)
+                     wait or self._sleep, hedge_after_s)
         for _ in range(MAX_WAITS + 1):
             first = len(outcome.attempts)
             if await self._down_the_chain(plan, call, priority, outcome):
@@ -192,7 +195,25 @@ class Dispatcher:
 
     async def _down_the_chain(self, plan: Sequence[str], call: _Call, priority: int, outcome: Dispatched) -> bool:
         """One trip down ``plan``; True when it ended the dispatch (an answer, or an error no provider can help)."""
-        for name in plan:
+        rest = list(plan)
+        while rest:
+            admitted = await self._next_admitted(rest, call, outcome)
+            if admitted is None:
+                break
+            if call.hedge_after_s is not None and call.on_delta is None:
+                done = await self._hedged(admitted, rest, call, priority, outcome)
+            else:
+                done = await self._try_provider(*admitted, call, priority, outcome)
+            if done:
+                return True
+            if call.deadline_passed(self._clock()):
+                break
+        return False
+
+    async def _next_admitted(self, rest: list[str], call: _Call, outcome: Dispatched) -> _Admitted | None:
+        """Take names off ``rest`` until one is available and admitted (each skip written down)."""
+        while rest:
+            name = rest.pop(0)
             entry = self._entries.get(name)
             provider = entry.provider if entry else Unavailable("not registered")
             if isinstance(provider, Unavailable):
@@ -200,13 +221,61 @@ class Dispatcher:
                                                 error=provider.reason))
                 continue
             admission = await self._admit(name, provider, call, outcome)
-            if admission is None:
-                continue
-            if await self._try_provider(name, entry, provider, call, priority, outcome, admission):
-                return True
-            if call.deadline_passed(self._clock()):
-                break
-        return False
+            if admission is not None:
+                return name, entry, provider, admission
+        return None
+
+    async def _hedged(self, first: _Admitted, rest: list[str], call: _Call, priority: int,
+                      outcome: Dispatched) -> bool:
+        """F037: call ``first``; if it has not answered within ``hedge_after_s``, call the next provider too.
+        The first good answer wins and the other call is cancelled; what both cost is booked (the loser's
+        estimate, once its call had started: it may be billed). A call that fails leaves the other running."""
+        branches = {asyncio.ensure_future(self._branch(first, call, priority)): first[0]}
+        try:
+            done, _ = await asyncio.wait(branches, timeout=call.hedge_after_s)
+            if not done:
+                second = await self._next_admitted(rest, call, outcome)
+                if second is not None:
+                    branches[asyncio.ensure_future(self._branch(second, call, priority))] = second[0]
+            pending, results = set(branches), {}
+            while pending and not any(out.ok for _, out in results.values()):
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                results.update({task: task.result() for task in done})
+        finally:
+            for task in branches:
+                task.cancel()
+            await asyncio.gather(*branches, return_exceptions=True)
+        winner = next((out for _, out in results.values() if out.ok), None)
+        for task, name in branches.items():  # in the order they were asked
+            if task in results:
+                outcome.attempts.extend(results[task][1].attempts)
+            else:  # the loser, cancelled
+                outcome.attempts.append(await self._lost(name, call, winner))
+        if winner is not None:
+            outcome.generation, outcome.provider = winner.generation, winner.provider
+            outcome.cost_usd = winner.cost_usd + sum(call.hedge_costs)
+            return True
+        ended = [out for done_, out in results.values() if done_]
+        if ended:
+            outcome.error_code, outcome.error_message = ended[0].error_code, ended[0].error_message
+        return bool(ended)
+
+    async def _branch(self, admitted: _Admitted, call: _Call, priority: int) -> tuple[bool, Dispatched]:
+        branch = call.branch(admitted[0])
+        out = Dispatched()
+        return await self._try_provider(*admitted, branch, priority, out), out
+
+    async def _lost(self, name: str, call: _Call, winner: Dispatched | None) -> Attempt:
+        """The hedge's cancelled call: its estimate booked if it had started."""
+        started, entry = call.started.get(name), self._entries.get(name)
+        if started is not None and entry is not None and isinstance(entry.provider, LLMProvider):
+            estimate = call.estimate(entry.provider)
+            call.hedge_costs.append(estimate)
+            if call.spend is not None:
+                await call.spend.settle(name, estimate)
+        why = f"{winner.provider} answered first" if winner else "cancelled"
+        return Attempt(name, "cancelled", _ms(self._clock() - started) if started is not None else 0.0,
+                       error_code="hedge_lost", error=why)
 
     def _shut_for(self, attempts: Sequence[Attempt]) -> float | None:
         """When no provider was called and some were shut only for a while: how soon the first opens again."""
@@ -240,8 +309,8 @@ class Dispatcher:
         return admission
 
     async def _try_provider(
-        self, name: str, entry: ChainEntry, provider: LLMProvider, call: _Call, priority: int, outcome: Dispatched,
-        admission: Admission,
+        self, name: str, entry: ChainEntry, provider: LLMProvider, admission: Admission, call: _Call, priority: int,
+        outcome: Dispatched,
     ) -> bool:
         """Call one provider, retrying as its policy (and its guards) allow; True when the dispatch is over.
 
@@ -323,10 +392,19 @@ class _Call:
 
     def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float,
                  before_call: Callable[[], None] | None, spend: Spend | None,
-                 wait: Callable[[float], Awaitable[None]]) -> None:
+                 wait: Callable[[float], Awaitable[None]], hedge_after_s: float | None = None) -> None:
         self.prompt, self.on_delta, self.deadline, self.before_call = prompt, on_delta, deadline, before_call
-        self.spend, self.wait = spend, wait
+        self.spend, self.wait, self.hedge_after_s = spend, wait, hedge_after_s
         self.seq = 0  # stream chunks sent so far, over every attempt
+        self.started: dict[str, float] = {}  # hedged calls: provider -> when its call started
+        self.hedge_costs: list[float] = []  # hedged calls cancelled after they started: their estimates
+        self._branch_of: str | None = None
+
+    def branch(self, provider: str) -> _Call:
+        """This call as one of a hedge's two (no streaming): the same deadline, fence and books."""
+        branch = copy.copy(self)
+        branch._branch_of = provider
+        return branch
 
     def estimate(self, provider: LLMProvider) -> float:
         return estimated_cost_usd(provider, self.prompt)
@@ -338,6 +416,8 @@ class _Call:
         """One call; the prompt carries its deadline on the providers' clock (time.monotonic)."""
         if self.before_call is not None:
             self.before_call()
+        if self._branch_of is not None:
+            self.started[self._branch_of] = time.monotonic()
         prompt = replace(self.prompt, deadline_s=time.monotonic() + timeout_s)
         if self.on_delta is None:
             return await provider.generate(prompt)

@@ -7,11 +7,18 @@ model first and falls back along the configured chain; a *complex* one goes
 down the cloud part of the chain first and keeps the local model as the last
 resort before the emergency-only providers (F014's premium APIs), which always
 come last. A request's provider allow-list narrows either order.
+
+Among providers the settings call equivalent (``routing.equivalent``: groups
+that may stand in for each other), :func:`order_equivalents` picks the order
+by round-robin, by recent latency or by free capacity (F002, F055), and a
+provider whose last health check failed goes after the healthy ones of the
+chain (F020: health-based routing). An open breaker is the dispatcher's
+business: it skips that provider at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from llmrouter.contract import Request
@@ -107,3 +114,50 @@ def route_of(provider: str | None, *, local_name: str = "local") -> str:
     if provider is None:
         return "none"
     return "local" if provider == local_name else "cloud"
+
+
+STRATEGIES = ("round_robin", "latency", "capacity")
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What is known of a provider right now, for choosing among equivalent ones."""
+
+    latency_ms: float | None = None  # the median of its recent good calls; None: no call yet
+    free_share: float = 1.0  # the share of its concurrency (bulkhead) free, 0 to 1
+    healthy: bool | None = None  # its last health check; None: not checked yet
+
+
+def order_equivalents(chain: Sequence[str], groups: Sequence[Sequence[str]], figures: Mapping[str, Figures], *,
+                      strategy: str, turn: int) -> tuple[list[str], str]:
+    """``chain`` with each group's members reordered among the places they hold, and the unhealthy last; why.
+
+    round_robin: the members take turns first (``turn`` counts requests); latency: the fastest first, one with
+    no figure yet before the rest (so it gets one); capacity: the most free concurrency first. Ties keep the
+    chain's order. The reason names each reordering, for ``route_reason``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"routing strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    out, notes = list(chain), []
+    for group in groups:
+        places = [i for i, name in enumerate(out) if name in group]
+        if len(places) < 2:
+            continue
+        members = [out[i] for i in places]
+        if strategy == "round_robin":
+            shift = turn % len(members)
+            ordered = members[shift:] + members[:shift]
+        elif strategy == "latency":
+            ordered = sorted(members, key=lambda m: (figures.get(m, Figures()).latency_ms is not None,
+                                                     figures.get(m, Figures()).latency_ms or 0.0))
+        else:
+            ordered = sorted(members, key=lambda m: -figures.get(m, Figures()).free_share)
+        for i, name in zip(places, ordered):
+            out[i] = name
+        if ordered != members:
+            notes.append(f"{'/'.join(ordered)} by {strategy.replace('_', '-')}")
+    unhealthy = [name for name in out if figures.get(name, Figures()).healthy is False]
+    if unhealthy and len(unhealthy) < len(out):
+        out = [name for name in out if name not in unhealthy] + unhealthy
+        notes.append(f"{', '.join(unhealthy)} last: failed its health check")
+    return out, "; ".join(notes)

@@ -496,3 +496,49 @@ async def test_a_provider_that_failed_is_not_waited_for():
     outcome = await dispatcher({"hf": down, "together": Scripted("together")}, clock=clock, sleep=clock.sleep,
                                guard=breakers).dispatch(PROMPT, ["hf", "together"], time_left_s=10)
     assert not outcome.ok and clock.waits == []
+
+
+class Hangs(Scripted):
+    """Never answers until cancelled; notes the cancellation."""
+
+    def __init__(self, name: str, price: float = 0.0) -> None:
+        super().__init__(name, price=price)
+        self.cancelled = False
+
+    async def generate(self, prompt: Prompt) -> Generation:
+        self.calls += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_a_slow_first_provider_is_hedged_the_first_good_answer_wins_and_both_costs_are_booked():
+    """F037: hf hangs; after 50 ms together is asked too and answers; hf's call is cancelled, its estimate
+    booked (it may be billed) beside together's real cost, and the attempts say what happened."""
+    slow, quick = Hangs("hf", price=0.1), Scripted("together", price=0.1)
+    wallet = Wallet(budget_usd=10.0)
+    outcome = await Dispatcher({"hf": ChainEntry(slow), "together": ChainEntry(quick)}).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5, spend=wallet, hedge_after_s=0.05)
+    assert outcome.provider == "together" and slow.cancelled and quick.calls == 1
+    assert [(a.provider, a.outcome, a.error_code) for a in outcome.attempts] == [
+        ("hf", "cancelled", "hedge_lost"), ("together", "ok", None)]
+    assert outcome.cost_usd == pytest.approx(0.5 + 0.5)  # together's 5 tokens and hf's estimate (1 + 4 tokens)
+    assert ("settle", "hf", pytest.approx(0.5)) in wallet.log and ("settle", "together", pytest.approx(0.5)) in wallet.log
+
+
+async def test_a_first_provider_that_answers_in_time_is_not_hedged():
+    quick, spare = Slow("hf", delay_s=0.01), Scripted("together")
+    outcome = await Dispatcher({"hf": ChainEntry(quick), "together": ChainEntry(spare)}).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5, hedge_after_s=0.2)
+    assert outcome.provider == "hf" and spare.calls == 0 and len(outcome.attempts) == 1
+
+
+async def test_when_the_hedged_provider_fails_the_slow_first_one_may_still_answer():
+    """The second call fails at once; the first, slower, answers: one failure does not end the hedge."""
+    slow, broken = Slow("hf", delay_s=0.15), Scripted("together", error=ProviderUnavailable("503"))
+    outcome = await Dispatcher({"hf": ChainEntry(slow), "together": ChainEntry(broken)}).dispatch(
+        PROMPT, ["hf", "together"], time_left_s=5, hedge_after_s=0.05)
+    assert outcome.provider == "hf" and broken.calls == 1
+    assert [(a.provider, a.outcome) for a in outcome.attempts] == [("hf", "ok"), ("together", "error")]

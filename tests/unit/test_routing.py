@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llmrouter.contract import parse_request
-from llmrouter.routing import assess, effective_chain, is_simple_task, plan, plan_chain, route_of
+from llmrouter.routing import (Figures, assess, effective_chain, is_simple_task, order_equivalents, plan, plan_chain,
+                               route_of)
 
 CHAIN = ["local", "huggingface", "together", "premium"]
 
@@ -70,3 +73,41 @@ def test_the_plan_gives_the_order_and_its_reason():
     assert narrowed.reason == ("complex: task code_generation is not a simple type: cloud first, local model last; "
                                "allow-list local,together")
     assert plan(request(), ["together"]).reason.endswith(": no local model in the chain")
+
+
+# ---- equivalent providers ----------------------------------------------------------------------------------------
+
+FULL_CHAIN = ["local", "huggingface", "together", "openai"]
+GROUP = [["huggingface", "together"]]
+
+
+def test_round_robin_takes_turns_among_equivalent_providers_in_the_places_they_hold():
+    """local stays first and openai last; huggingface and together swap every other request."""
+    orders = [order_equivalents(FULL_CHAIN, GROUP, {}, strategy="round_robin", turn=turn)[0] for turn in range(3)]
+    assert orders == [FULL_CHAIN, ["local", "together", "huggingface", "openai"], FULL_CHAIN]
+
+
+def test_latency_puts_the_fastest_first_and_gives_an_unmeasured_provider_a_try():
+    figures = {"huggingface": Figures(latency_ms=300), "together": Figures(latency_ms=80)}
+    chain, reason = order_equivalents(FULL_CHAIN, GROUP, figures, strategy="latency", turn=0)
+    assert chain == ["local", "together", "huggingface", "openai"] and reason == "together/huggingface by latency"
+    fresh = {"huggingface": Figures(latency_ms=30), "together": Figures()}
+    assert order_equivalents(FULL_CHAIN, GROUP, fresh, strategy="latency", turn=0)[0][1] == "together"
+
+
+def test_capacity_puts_the_provider_with_the_most_free_concurrency_first():
+    figures = {"huggingface": Figures(free_share=0.0), "together": Figures(free_share=0.5)}
+    assert order_equivalents(FULL_CHAIN, GROUP, figures, strategy="capacity", turn=0)[0][1] == "together"
+
+
+def test_a_provider_that_failed_its_health_check_goes_after_the_healthy_ones():
+    figures = {"local": Figures(healthy=False), "together": Figures(healthy=True)}
+    chain, reason = order_equivalents(FULL_CHAIN, [], figures, strategy="latency", turn=0)
+    assert chain == ["huggingface", "together", "openai", "local"] and "local last" in reason
+    everyone_down = {name: Figures(healthy=False) for name in FULL_CHAIN}
+    assert order_equivalents(FULL_CHAIN, [], everyone_down, strategy="latency", turn=0)[0] == FULL_CHAIN
+
+
+def test_an_unknown_strategy_is_refused():
+    with pytest.raises(ValueError, match="not one of round_robin, latency, capacity"):
+        order_equivalents(FULL_CHAIN, GROUP, {}, strategy="fastest", turn=0)
