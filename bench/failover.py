@@ -23,7 +23,8 @@ request), which provider answered, provider calls per request (skipped chain ent
 requests and new TCP connections each simulator saw (connections already open stay uncounted), requests/s.
 The recovery phase reports instead: time from the outage to the breaker's opening, calls per request and
 added latency once open, failed huggingface calls before, during and after, and the ramp back, per second;
-it writes them under ``recovery`` in the JSON. Exits 1 if any request was not answered ok.
+it writes them under ``recovery`` in the JSON and plots them in ``failover_recovery.png``. Exits 1 if any
+request was not answered ok.
 
 Usage::
 
@@ -31,7 +32,8 @@ Usage::
     .venv/bin/python bench/failover.py --requests 50 --phases healthy,down --keep
     .venv/bin/python bench/failover.py --phases recovery                  # about 35 s with the worker's start
 
-Needs Kafka and Redis (``.venv/bin/llmrouter infra up``). Writes ``bench/results/failover.json`` and ``.png``.
+Needs Kafka and Redis (``.venv/bin/llmrouter infra up``). Writes ``bench/results/failover.json``, ``.png``
+and ``failover_recovery.png``.
 """
 
 from __future__ import annotations
@@ -356,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwrote {args.out}")
     if rows:
         print(f"wrote {plot(rows, args.out.with_suffix('.png'))}")
+    if recovered is not None:
+        path = args.out.with_name(f"{args.out.stem}_recovery.png")
+        print(f"wrote {recovery.plot(figures, schedule, report['recovery']['breaker'], path)}")
     if failed:
         print(f"\nFAILED: every request should be answered ok; not so in {', '.join(failed)}")
     return 1 if failed else 0

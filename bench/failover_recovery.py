@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -363,3 +364,69 @@ def summary(figures: dict[str, Any], schedule: Schedule) -> str:
         f"new connections to it after it came back",
         f"  huggingface's share of the requests, per second from the one it closed in: {' '.join(after)}",
     ])
+
+
+def plot(figures: dict[str, Any], schedule: Schedule, breaker: dict[str, Any], path: Path) -> Path:
+    """Calls per second to each provider (stacked), Hugging Face's share of answers against the ramp, and
+    latency per second; the outage shaded and the breaker's changes of state (from the results) marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = figures["per_second"]
+    t = np.array(s["t_s"]) + 0.5
+    fig, (calls, share, latency) = plt.subplots(3, 1, figsize=(12, 9), sharex=True,
+                                                gridspec_kw={"height_ratios": [3, 2, 2]})
+    bottom = np.zeros(len(t))
+    for key, label, color in (("hf_ok_calls", "huggingface ok", "tab:green"),
+                              ("hf_failed_calls", "huggingface failed (500)", "tab:red"),
+                              ("together_calls", "together", "tab:blue")):
+        calls.bar(t, s[key], width=0.9, bottom=bottom, label=label, color=color, alpha=0.85)
+        bottom += np.array(s[key])
+    calls.set_ylim(0, bottom.max() * 1.3)  # headroom for the marks' labels
+    calls.set_ylabel("provider calls / s")
+    calls.set_title(f"huggingface down, then back, under {schedule.rate:g} req/s (one worker; breaker cool-down "
+                    f"{breaker['cooldown_s']:g} s, {breaker['half_open_probes']} probes, ramp {breaker['ramp_s']:g} s)")
+    share.step(t, _nan(s["hf_share"]), where="mid", color="tab:green", label="answered by\nhuggingface")
+    share.plot(t, _nan(s["ramp_admits"]), "k--", lw=1, label="the ramp admits")
+    share.set_ylabel("share of requests")
+    share.set_ylim(-0.05, 1.05)
+    latency.plot(t, _nan(s["p95_ms"]), color="tab:purple", marker=".", label="p95")
+    latency.plot(t, _nan(s["p50_ms"]), color="tab:gray", marker=".", label="p50")
+    latency.set_ylim(0, None)
+    latency.set_ylabel("end-to-end ms\n(by send time)")
+    latency.set_xlabel("seconds from the first request")
+    marks = [(m["at_s"], m["state"].replace("_", "-"), _COLORS[m["state"]]) for m in figures["breaker_marks"]]
+    if figures["ramp_over_s"] is not None:
+        marks.append((figures["ramp_over_s"], "ramp over", "tab:green"))
+    for ax in (calls, share, latency):
+        ax.axvspan(*figures["outage_s"], color="0.85", zorder=0, label="huggingface down" if ax is calls else None)
+        for at_s, label, color in marks:
+            ax.axvline(at_s, color=color, ls=":" if label == "ramp over" else "--", lw=1.2)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    for at_s, label in _grouped(marks):
+        calls.text(at_s, calls.get_ylim()[1] * 0.98, label, fontsize=8, rotation=90, va="top", ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+_COLORS = {"open": "tab:red", "half_open": "tab:orange", "closed": "tab:green"}
+
+
+def _grouped(marks: list[tuple[float, str, str]], within_s: float = 0.5) -> list[tuple[float, str]]:
+    """Marks closer than ``within_s`` share one label ("half-open, open"), so their labels do not overlap."""
+    groups: list[tuple[float, str]] = []
+    for at_s, label, _ in sorted(marks):
+        if groups and at_s - groups[-1][0] < within_s:
+            groups[-1] = (groups[-1][0], f"{groups[-1][1]}, {label}")
+        else:
+            groups.append((at_s, label))
+    return groups
+
+
+def _nan(values: list[float | None]) -> list[float]:
+    return [np.nan if v is None else v for v in values]
