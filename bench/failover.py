@@ -10,20 +10,30 @@ results back from Kafka:
 * ``flaky``: huggingface fails 30 % of calls (500 / 503 / 429; retry_after_s 0.2, which a 429's
   ``Retry-After`` header rounds up to 1 s);
 * ``down``: huggingface answers every call with a 500, so each request retries it, then fails over to together;
-* ``burst``: huggingface answers 429 for 1 s in every 2 s (Retry-After up to 1 s).
+* ``burst``: huggingface answers 429 for 1 s in every 2 s (Retry-After up to 1 s);
+* ``recovery``: an open-loop load of ``--recovery-rate`` req/s while huggingface is healthy, then down (every
+  call a 500) long enough for its breaker to open and its first probes to fail, then healthy again until the
+  ramp after closing is over (``failover_recovery.py``). It runs on a worker of its own, so that its breaker
+  starts closed, with the breaker's cool-down and ramp shortened to ``--recovery-cooldown-s`` (2) and
+  ``--recovery-ramp-s`` (10) so the phase takes about 25 s (the defaults, 5 and 20, take about 45 s).
 
 Per phase (after 8 warm-up requests that are not counted): ok/total, end-to-end latency p50/p95/p99 (the
 results' ``total_latency_ms``) and the p50 of ``queue_latency_ms`` (time before the router dispatched a
 request), which provider answered, provider calls per request (skipped chain entries not counted), HTTP
 requests and new TCP connections each simulator saw (connections already open stay uncounted), requests/s.
-Exits 1 if any request was not answered ok.
+The recovery phase reports instead: time from the outage to the breaker's opening, calls per request and
+added latency once open, failed huggingface calls before, during and after, and the ramp back, per second;
+it writes them under ``recovery`` in the JSON and plots them in ``failover_recovery.png``. Exits 1 if any
+request was not answered ok.
 
 Usage::
 
     .venv/bin/python bench/failover.py                         # all phases, 200 requests each, 16 outstanding
     .venv/bin/python bench/failover.py --requests 50 --phases healthy,down --keep
+    .venv/bin/python bench/failover.py --phases recovery                  # about 35 s with the worker's start
 
-Needs Kafka and Redis (``.venv/bin/llmrouter infra up``). Writes ``bench/results/failover.json`` and ``.png``.
+Needs Kafka and Redis (``.venv/bin/llmrouter infra up``). Writes ``bench/results/failover.json``, ``.png``
+and ``failover_recovery.png``.
 """
 
 from __future__ import annotations
@@ -39,12 +49,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+import failover_recovery as recovery
 from harness import delete_topics, start_worker, worker_settings
 from llmrouter.client import RouterClient
 from llmrouter.settings import Settings
@@ -63,7 +75,9 @@ PHASES: dict[str, dict[str, Any]] = {  # what the huggingface simulator does in 
     "down": {"error_rate": 1.0, "fault_weights": {"server_error": 1}},
     "burst": {"burst_every_s": 2, "burst_length_s": 1, "retry_after_s": 1},
 }
+PHASE_NAMES = [*PHASES, "recovery"]
 WARMUP_REQUESTS = 8
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -118,23 +132,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=200, help="requests per phase")
     parser.add_argument("--concurrency", type=int, default=16, help="requests outstanding at once")
-    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma list of {', '.join(PHASES)}")
+    parser.add_argument("--phases", default=",".join(PHASE_NAMES), help=f"comma list of {', '.join(PHASE_NAMES)}")
+    parser.add_argument("--recovery-rate", type=float, default=40.0, help="recovery: requests per second")
+    parser.add_argument("--recovery-cooldown-s", type=float, default=2.0, help="recovery: the breaker's cooldown_s")
+    parser.add_argument("--recovery-ramp-s", type=float, default=10.0, help="recovery: the breaker's ramp_s")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (settings, worker log, tables)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if unknown := [p for p in args.phases if p not in PHASES]:
-        parser.error(f"unknown phase(s) {', '.join(unknown)}; the phases are {', '.join(PHASES)}")
+    if not args.phases:
+        parser.error(f"no phase given; the phases are {', '.join(PHASE_NAMES)}")
+    if unknown := [p for p in args.phases if p not in PHASE_NAMES]:
+        parser.error(f"unknown phase(s) {', '.join(unknown)}; the phases are {', '.join(PHASE_NAMES)}")
     return args
 
 
-def write_settings(directory: Path, sims: SimulatorThread) -> tuple[Settings, Path]:
-    """Settings of a worker of its own whose Hugging Face and Together are the simulators, its topics created."""
+def write_settings(directory: Path, sims: SimulatorThread, **sections: dict[str, Any]) -> tuple[Settings, Path]:
+    """Settings of a worker of its own whose Hugging Face and Together are the simulators, its topics created;
+    ``sections`` (e.g. ``breaker``) merged over them."""
     urls = {p: sims.sims[p].base_urls()[flavor] for p, flavor in PROVIDERS.items()}
     return worker_settings(directory, local_config={"enabled": False},
                            huggingface_config={"endpoint": urls["huggingface"]},
                            together_config={"endpoint": urls["together"]},
-                           fallback_chain=["local", "huggingface", "together", "premium"])
+                           fallback_chain=["local", "huggingface", "together", "premium"], **sections)
+
+
+def on_worker(directory: Path, sims: SimulatorThread, run: Callable[[Settings], Awaitable[T]],
+              **sections: dict[str, Any]) -> tuple[Settings, T]:
+    """Run ``run`` against a worker of its own; stop the worker and delete its topics whatever happens."""
+    directory.mkdir(parents=True)
+    settings, path = write_settings(directory, sims, **sections)
+    worker = None
+    try:
+        print(f"starting a worker (log {directory / 'worker.log'})...", flush=True)
+        worker = start_worker(settings, path, directory, keys={"HF_TOKEN": API_KEY, "TOGETHER_API_KEY": API_KEY})
+        return settings, asyncio.run(run(settings))
+    finally:
+        if worker is not None:
+            worker.stop()
+        delete_topics(settings)
 
 
 async def send_keeping(client: RouterClient, label: str, count: int, concurrency: int) -> tuple[list[dict], float]:
@@ -162,12 +198,13 @@ async def send_keeping(client: RouterClient, label: str, count: int, concurrency
     return [collected.results[rid][0].record for rid in done], elapsed_s
 
 
-async def run_phases(settings: Settings, sims: SimulatorThread, args: argparse.Namespace) -> list[PhaseResult]:
+async def run_phases(settings: Settings, sims: SimulatorThread, phases: list[str],
+                     args: argparse.Namespace) -> list[PhaseResult]:
     """Warm up, then each phase: set the huggingface profile, reset the counters, send, summarize."""
     results = []
     async with RouterClient(settings) as client:
         await send_keeping(client, "warm-up", WARMUP_REQUESTS, args.concurrency)
-        for phase in args.phases:
+        for phase in phases:
             sims.call(lambda: sims.sims["huggingface"].update_profile(BASE_PROFILE | PHASES[phase]))
             for sim in sims.sims.values():
                 sims.call(sim.reset)
@@ -175,6 +212,20 @@ async def run_phases(settings: Settings, sims: SimulatorThread, args: argparse.N
             stats = {name: sims.call(sim.stats) for name, sim in sims.sims.items()}
             results.append(summarize(phase, records, elapsed_s, stats))
     return results
+
+
+async def run_recovery(settings: Settings, sims: SimulatorThread, schedule: recovery.Schedule) -> recovery.Run:
+    """The recovery phase, huggingface's profile switched and both simulators' counters read on their loop."""
+    def snapshot() -> recovery.Snapshot:
+        return time.time(), {name: sim.stats() for name, sim in sims.sims.items()}
+
+    def switch_hf(profile: dict[str, Any]) -> recovery.Snapshot:
+        sims.sims["huggingface"].update_profile(profile)
+        return snapshot()
+
+    return await recovery.run(settings, schedule, switch_hf=lambda p: sims.call(lambda: switch_hf(p)),
+                              snapshot=lambda: sims.call(snapshot), down=BASE_PROFILE | PHASES["down"],
+                              healthy=BASE_PROFILE)
 
 
 def summarize(phase: str, records: list[dict], elapsed_s: float, stats: dict[str, dict]) -> PhaseResult:
@@ -246,40 +297,43 @@ def plot(rows: list[PhaseResult], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Start simulators and a worker, run the phases, print and save the table; clean up whatever happens."""
+    """Start simulators and a worker, run the phases, print and save the table; clean up whatever happens.
+
+    The recovery phase gets a worker of its own, its breaker settings shortened and starting closed.
+    """
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill runs the cleanup below, as Ctrl-C does
     started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="llmrouter-bench-failover-"))
+    steady = [p for p in args.phases if p != "recovery"]
+    breaker = {"cooldown_s": args.recovery_cooldown_s, "ramp_s": args.recovery_ramp_s}
+    schedule = recovery.Schedule.for_breaker(args.recovery_rate, args.recovery_cooldown_s, args.recovery_ramp_s)
     sims: SimulatorThread | None = None
+    rows: list[PhaseResult] = []
     settings: Settings | None = None
-    worker: WorkerProcess | None = None
+    recovered: tuple[Settings, recovery.Run] | None = None
     try:
         sims = SimulatorThread(list(PROVIDERS))
-        settings, path = write_settings(directory, sims)
-        print(f"starting a worker (log {directory / 'worker.log'})...", flush=True)
-        worker = start_worker(settings, path, directory, keys={"HF_TOKEN": API_KEY, "TOGETHER_API_KEY": API_KEY})
-        rows = asyncio.run(run_phases(settings, sims, args))
+        if steady:
+            settings, rows = on_worker(directory / "steady", sims,
+                                       lambda s: run_phases(s, sims, steady, args))
+        if "recovery" in args.phases:
+            sims.call(lambda: sims.sims["huggingface"].update_profile(BASE_PROFILE))
+            recovered = on_worker(directory / "recovery", sims, lambda s: run_recovery(s, sims, schedule),
+                                  breaker=breaker)
     except KeyboardInterrupt:
         print("interrupted: stopping the worker and the simulators", flush=True)
         return 130
     finally:
-        if worker is not None:
-            worker.stop()
         if sims is not None:
             sims.stop()
-        if settings is not None:
-            delete_topics(settings)
         if args.keep:
             print(f"kept {directory}")
         else:
             shutil.rmtree(directory, ignore_errors=True)
     runtime_s = time.monotonic() - started
-    print(f"\n{args.requests} requests per phase, {args.concurrency} outstanding; huggingface first, then together; "
-          f"{runtime_s:.0f} s in all\n")
-    print(table(rows))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {
+    settings = settings or recovered[0]
+    report: dict[str, Any] = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "runtime_s": runtime_s,
         "profiles": {"base": {k: v for k, v in BASE_PROFILE.items() if k != "api_key"}, "huggingface": PHASES},
@@ -288,13 +342,40 @@ def main(argv: list[str] | None = None) -> int:
                    "retry_attempts": settings.huggingface_config.retry_attempts},
         "phases": [asdict(r) for r in rows],
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    failed = [f"{r.phase} ({r.total - r.ok} not ok: {r.answered_by})" for r in rows if r.ok < r.total]
+    if rows:
+        print(f"\n{args.requests} requests per phase, {args.concurrency} outstanding; huggingface first, then "
+              f"together; {runtime_s:.0f} s in all\n")
+        print(table(rows))
+    if recovered is not None:
+        report["recovery"] = recovery_report(recovered, schedule, args)
+        figures = report["recovery"]["figures"]
+        print("\n" + recovery.summary(figures, schedule))
+        if figures["ok"] < figures["requests"]:
+            failed.append(f"recovery ({figures['requests'] - figures['ok']} not ok)")
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")
-    print(f"wrote {plot(rows, args.out.with_suffix('.png'))}")
-    failed = [f"{r.phase} ({r.total - r.ok} not ok: {r.answered_by})" for r in rows if r.ok < r.total]
+    if rows:
+        print(f"wrote {plot(rows, args.out.with_suffix('.png'))}")
+    if recovered is not None:
+        path = args.out.with_name(f"{args.out.stem}_recovery.png")
+        print(f"wrote {recovery.plot(figures, schedule, report['recovery']['breaker'], path)}")
     if failed:
         print(f"\nFAILED: every request should be answered ok; not so in {', '.join(failed)}")
     return 1 if failed else 0
+
+
+def recovery_report(recovered: tuple[Settings, recovery.Run], schedule: recovery.Schedule,
+                    args: argparse.Namespace) -> dict[str, Any]:
+    """The recovery phase's block of the JSON: its schedule, the breaker settings it ran with, its figures."""
+    settings, run = recovered
+    breaker = settings.breaker.model_dump()
+    return {"schedule": asdict(schedule),
+            "breaker": breaker,
+            "breaker_note": f"cooldown_s {args.recovery_cooldown_s:g} and ramp_s {args.recovery_ramp_s:g} set for "
+                            "the bench (defaults 5 and 20), on a worker of its own; one worker, per-worker breakers",
+            "figures": recovery.analyse(run, breaker)}
 
 
 if __name__ == "__main__":
