@@ -24,6 +24,8 @@
 * ``/ledger/`` — the cost ledger's accounts in the partitions this worker
   owns, and their sums per account over those partitions
   (``llmrouter ledger`` sums every partition of the group);
+* ``/admin/flags/`` — the degradation flags and overrides (:mod:`llmrouter.admin`:
+  anyone may read them, a change needs the admin key);
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
   the worker that owns the key (``table_route``).
 """
@@ -54,6 +56,8 @@ def register(router: Router) -> None:
         waiting = []
         if not router.providers.started:
             waiting.append("the provider registry has not read llm.providers yet")
+        if not router.flags.started:
+            waiting.append("the degradation flags have not been read from llm.router.flags yet")
         if not app.tables.recovery.completed.is_set():
             waiting.append("tables are still being recovered from their changelogs")
         if app.rebalancing:
@@ -71,6 +75,7 @@ def register(router: Router) -> None:
             degraded = [] if redis_ok else ["redis: unreachable"]
             if cache["l2"].startswith("down"):  # the cache's own view: it takes Redis back at its next probe
                 degraded.append(f"cache: L2 (Redis) {cache['l2']}; answers come from the L1 and L3 levels only")
+            degraded += router.flags.current.notes()  # set by an operator: llmrouter flags / override, /admin/flags/
             body = {
                 "live": True,
                 "ready": ready,

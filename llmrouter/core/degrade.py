@@ -69,7 +69,7 @@ def degrade(route: Plan, state: FlagState, *, premium: Collection[str], local_na
         return Degraded([], route.reason, refusal=Refusal(
             status="rejected", code=CACHE_ONLY,
             message=f"cache_only is on (set by {cache_only.says()}): only cached answers are served, and this "
-                    "request's answer is not in the cache"))
+                    "request was not answered from the cache (a miss, or its cache_policy skips the cache)"))
     kept: list[str] = []
     skipped: list[Skip] = []
     for name in route.chain:
