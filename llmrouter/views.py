@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 
 from llmrouter.codec import Codec
+from llmrouter.core.ledger_totals import ledger_totals
 from llmrouter.core.stored import StoredAnswer
 
 if TYPE_CHECKING:
@@ -150,19 +151,6 @@ def register(router: Router) -> None:
         stored = StoredAnswer.from_bytes(raw)
         return web.json({**codec.decode("LLMResult", stored.result), "stored_at_ms": stored.stored_at_ms,
                          "delivered": stored.delivered})
-
-
-def ledger_totals(accounts: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Accounts summed over partitions: ``budget:premium:2026-11`` -> spent, reserved, budget, calls."""
-    totals: dict[str, dict[str, float]] = {}
-    for key, account in accounts.items():
-        name = key.rsplit(":p", 1)[0]
-        total = totals.setdefault(name, {"spent_usd": 0.0, "reserved_usd": 0.0, "budget_usd": 0.0, "calls": 0})
-        total["spent_usd"] += account["spent_usd"]
-        total["reserved_usd"] += sum(account["reserved"].values())
-        total["budget_usd"] += account["budget_usd"] or 0.0
-        total["calls"] += account["calls"]
-    return totals
 
 
 async def _redis_ok(client: aioredis.Redis) -> bool:
