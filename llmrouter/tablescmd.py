@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from llmrouter.core.ledger_totals import ledger_totals
@@ -57,7 +57,8 @@ def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace, settings: Settings, path: str, formatter: Any) -> int:
+def _show(args: argparse.Namespace, settings: Settings, path: str,
+          formatter: Callable[[dict[str, Any]], str]) -> int:
     url = (args.url or f"http://{settings.worker.web_host}:{settings.worker.web_port}").rstrip("/") + path
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
