@@ -41,10 +41,12 @@ from llmrouter.budgets import FreeOnly, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.contract import PRIORITIES, Request, check_dispatch, parse_request, refusal_record, result_record
+from llmrouter.core.degrade import Degraded, degrade
 from llmrouter.core.stored import StoredAnswer
-from llmrouter.dispatch import Dispatched, Dispatcher, Spend
+from llmrouter.dispatch import Attempt, Dispatched, Dispatcher, Spend
 from llmrouter.envelope import Origin, normalize_headers, origin_of_forwarded
 from llmrouter.errors import RequestError
+from llmrouter.flags import FlagsService
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
@@ -80,6 +82,7 @@ class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
         publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache, ledger: Ledger,
+        flags: FlagsService,
     ) -> None:
         self._settings = settings
         self._answered = tables.answered
@@ -90,6 +93,7 @@ class Answerer:
         self._registry = registry
         self._cache = cache
         self._ledger = ledger
+        self._flags = flags
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
@@ -179,7 +183,10 @@ class Answerer:
         if refusal is not None:
             return refusal_record(request, refusal, now_ms=now_ms()), None
         dispatched_at = now_ms()
-        route = plan(request, self._registry.chain(), emergency=self._registry.emergency())
+        route = degrade(plan(request, self._registry.chain(), emergency=self._registry.emergency()),
+                        self._flags.current, premium=self._registry.premium())
+        if route.refusal is not None:  # cache_only (a cache hit never gets here: intake answered it), or no provider
+            return degraded_record(request, route, now_ms=now_ms()), None
         try:
             outcome = await self._dispatcher.dispatch(
                 request.to_prompt(), route.chain,
@@ -193,6 +200,7 @@ class Answerer:
             record = result_record(request, status="error", now_ms=now_ms(), error_code="internal_error",
                                    error_message=f"the router failed while answering: {exc!r}")
             return record, DeadLetter("internal_error", record["error_message"])
+        outcome.attempts[:0] = skipped_attempts(route)
         self._count_attempts(outcome)
         self._registry.observe(outcome)
         record = outcome_record(request, outcome, dispatched_at_ms=dispatched_at, now_ms=now_ms(),
@@ -273,6 +281,18 @@ class Answerer:
             gen = outcome.generation
             self._metrics.llm_tokens_used.labels(outcome.provider, "prompt").inc(gen.prompt_tokens)
             self._metrics.llm_tokens_used.labels(outcome.provider, "completion").inc(gen.completion_tokens)
+
+
+def skipped_attempts(route: Degraded) -> list[Attempt]:
+    """The providers the operator's flags and overrides left out, as attempts ``skipped`` with their code."""
+    return [Attempt(skip.provider, "skipped", error_code=skip.code, error=skip.reason) for skip in route.skipped]
+
+
+def degraded_record(request: Request, route: Degraded, *, now_ms: int) -> dict[str, Any]:
+    """The ``rejected`` result of a request the flags let no provider serve, with the providers left out."""
+    return result_record(request, status=route.refusal.status, now_ms=now_ms, error_code=route.refusal.code,
+                         error_message=route.refusal.message, route_reason=route.reason,
+                         attempts=[a.as_record() for a in skipped_attempts(route)])
 
 
 def outcome_record(request: Request, outcome: Dispatched, *, dispatched_at_ms: int, now_ms: int,

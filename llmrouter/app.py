@@ -13,13 +13,14 @@ from pathlib import Path
 import faust
 import structlog
 
-from llmrouter import views
+from llmrouter import admin, views
 from llmrouter.agents import answer, intake, provider_state
 from llmrouter.breakers import LocalBreakers
 from llmrouter.budgets import Budget, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.dispatch import Dispatcher
+from llmrouter.flags import FlagsService
 from llmrouter.fleet import SharedProviderState
 from llmrouter.limits import Adapt, RateLimits
 from llmrouter.logs import configure_logging
@@ -34,7 +35,7 @@ from llmrouter.secrets import Secrets
 from llmrouter.providers.spec import PREMIUM_KINDS
 from llmrouter.settings import PREMIUM, REBALANCE_TIMEOUT_S, Settings
 from llmrouter.tables import Tables, declare_tables
-from llmrouter.topics import PROVIDER_STATE_CHANGELOG, Topics, declare_topics
+from llmrouter.topics import FLAGS, PROVIDER_STATE_CHANGELOG, Topics, declare_topics
 
 PROCESS_SAMPLE_INTERVAL_S = 5.0
 log = structlog.get_logger("llmrouter.app")
@@ -55,11 +56,13 @@ class Router:
     limits: RateLimits
     shared: SharedProviderState
     ledger: Ledger
+    flags: FlagsService
 
 
 def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     """The worker's app; API keys come from ``secrets`` (default: the environment and LLMROUTER_SECRETS_FILE)."""
     configure_logging(settings.worker.log_format)
+    secrets = secrets or Secrets.load()
     worker = settings.worker
     app = RouterApp(
         worker.app_id,
@@ -98,9 +101,12 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         app, topics=lambda: sources, loop=app.loop, beacon=app.beacon,
         busy=lambda: in_flight.busy_partitions() | app.consumer.partitions_in_flight(),
         on_reseek=metrics.partitions_reseeked_total.inc))
-    providers = ProviderRegistry(settings, secrets or Secrets.load(), metrics,
+    providers = ProviderRegistry(settings, secrets, metrics,
                                  providers_topic=topics.providers.get_topic_name(), loop=app.loop, beacon=app.beacon)
     app.add_dependency(providers)
+    flags = app.add_dependency(FlagsService(  # read whole before the agents start, like the registry
+        bootstrap_servers=settings.kafka.bootstrap_servers, topic=settings.topic(FLAGS),
+        catch_up_timeout_s=settings.registry.catch_up_timeout_s, loop=app.loop, beacon=app.beacon))
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     breakers, limits, shared = _provider_guards(app, settings, topics, providers)
     dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits)
@@ -119,7 +125,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                                                           publisher=publisher, directory=directory, cache=cache,
                                                           metrics=metrics), settings)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
-                               publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger)
+                               publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
+                               flags=flags)
     answer.register(app, topics, in_flight, answerer, settings)
     cache.warmer.refresh = answerer.refresh_cached
     inert = settings.inert()
@@ -128,8 +135,10 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                     note="read and validated, but no stage acts on them yet")
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics,
                     in_flight=in_flight, stall_watch=stall_watch, cache=cache, breakers=breakers, limits=limits,
-                    shared=shared, ledger=ledger)
+                    shared=shared, ledger=ledger, flags=flags)
     views.register(router)
+    admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=secrets.get(admin.ADMIN_KEY_ENV),
+                   worker_id=providers.worker_id)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)
     async def sample_process() -> None:

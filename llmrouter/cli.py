@@ -7,6 +7,9 @@
     llmrouter worker [--processes N]   run a router worker (Faust), or N of them in one group
     llmrouter send "prompt"            produce one request, print its result
     llmrouter providers list|register|remove   the provider registry (llm.providers)
+    llmrouter flags list|set NAME on|off       degradation flags on every worker (llm.router.flags)
+    llmrouter override disable|force|clear P   a provider skipped, or tried first, on every worker
+    llmrouter breakers|limits|ledger [--all]   a worker's breakers, rate-limit shares, spend and budgets
     llmrouter dlq list|replay          dead letters on llm.dlq: show them, produce them again
     llmrouter cache clear|stats        invalidate cached answers everywhere; a worker's cache figures
     llmrouter simulate                 a local stand-in for the cloud APIs (OpenAI, HF, Anthropic)
@@ -86,11 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result record as JSON")
     p.set_defaults(func=_send)
 
-    from llmrouter import cachecmd, dlqcmd, providerscmd
+    from llmrouter import cachecmd, dlqcmd, flagscmd, providerscmd, tablescmd
     from llmrouter.loadtest import command as loadtest
     from llmrouter.simulator.cli import add_simulate_parser
 
     providerscmd.add_parser(sub)
+    flagscmd.add_parser(sub)
+    tablescmd.add_parser(sub)
     dlqcmd.add_parser(sub)
     cachecmd.add_parser(sub)
     add_simulate_parser(sub)

@@ -24,6 +24,8 @@
 * ``/ledger/`` — the cost ledger's accounts in the partitions this worker
   owns, and their sums per account over those partitions
   (``llmrouter ledger`` sums every partition of the group);
+* ``/admin/flags/`` — the degradation flags and overrides (:mod:`llmrouter.admin`:
+  anyone may read them, a change needs the admin key);
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
   the worker that owns the key (``table_route``).
 """
@@ -36,6 +38,7 @@ import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 
 from llmrouter.codec import Codec
+from llmrouter.core.ledger_totals import ledger_totals
 from llmrouter.core.stored import StoredAnswer
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ def register(router: Router) -> None:
         waiting = []
         if not router.providers.started:
             waiting.append("the provider registry has not read llm.providers yet")
+        if not router.flags.started:
+            waiting.append("the degradation flags have not been read from llm.router.flags yet")
         if not app.tables.recovery.completed.is_set():
             waiting.append("tables are still being recovered from their changelogs")
         if app.rebalancing:
@@ -71,6 +76,7 @@ def register(router: Router) -> None:
             degraded = [] if redis_ok else ["redis: unreachable"]
             if cache["l2"].startswith("down"):  # the cache's own view: it takes Redis back at its next probe
                 degraded.append(f"cache: L2 (Redis) {cache['l2']}; answers come from the L1 and L3 levels only")
+            degraded += router.flags.current.notes()  # set by an operator: llmrouter flags / override, /admin/flags/
             body = {
                 "live": True,
                 "ready": ready,
@@ -145,19 +151,6 @@ def register(router: Router) -> None:
         stored = StoredAnswer.from_bytes(raw)
         return web.json({**codec.decode("LLMResult", stored.result), "stored_at_ms": stored.stored_at_ms,
                          "delivered": stored.delivered})
-
-
-def ledger_totals(accounts: dict[str, dict]) -> dict[str, dict[str, float]]:
-    """Accounts summed over partitions: ``budget:premium:2026-11`` -> spent, reserved, budget, calls."""
-    totals: dict[str, dict[str, float]] = {}
-    for key, account in accounts.items():
-        name = key.rsplit(":p", 1)[0]
-        total = totals.setdefault(name, {"spent_usd": 0.0, "reserved_usd": 0.0, "budget_usd": 0.0, "calls": 0})
-        total["spent_usd"] += account["spent_usd"]
-        total["reserved_usd"] += sum(account["reserved"].values())
-        total["budget_usd"] += account["budget_usd"] or 0.0
-        total["calls"] += account["calls"]
-    return totals
 
 
 async def _redis_ok(client: aioredis.Redis) -> bool:

@@ -28,6 +28,7 @@ EVENTS = "llm.events"
 PROVIDERS = "llm.providers"
 CACHE = "llm.router.cache"  # every cached answer, read whole by every worker into its L3 (llmrouter.cache.sync)
 HEALTH = "llm.router.health"  # what each worker's calls showed, keyed by provider, to its owner (agents/provider_state)
+FLAGS = "llm.router.flags"  # degradation flags and provider overrides, read whole by every worker (llmrouter.flags)
 # Faust names a table's changelog "<app id>-<table>-changelog" (no topic prefix)
 # and creates it itself (configs from tables/); the router checks its partition
 # count and its configs, and sets them with `topics create --apply-configs`.
@@ -95,6 +96,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs += [output(RESULTS, keep.results_hours), output(STREAM, keep.stream_hours), output(DLQ, keep.dlq_hours),
               output(ALERTS, keep.alerts_hours), output(EVENTS, keep.events_hours)]
     specs.append(TopicSpec(settings.topic(PROVIDERS), 1, compacted=True))
+    specs.append(TopicSpec(settings.topic(FLAGS), 1, compacted=True))  # a flag holds until cleared, never by time
     specs.append(TopicSpec(settings.topic(CACHE), kafka.partitions, "kafka.partitions", exact_partitions=False,
                            compacted=True, retention_ms=max(1, settings.cache_config.ttl_default) * 1000))
     specs.append(TopicSpec(settings.topic(HEALTH), kafka.partitions, "kafka.partitions",
@@ -113,7 +115,7 @@ def _ms(hours: float) -> int:
 
 
 def group_source_topics(settings: Settings) -> list[TopicSpec]:
-    """The topics the worker's consumer group reads (llm.providers is read without a group)."""
+    """The topics the worker's consumer group reads (llm.providers and llm.router.flags are read without a group)."""
     names = {settings.topic(t.format(priority=p)) for t in (REQUESTS, ACCEPTED) for p in PRIORITIES}
     names.add(settings.topic(HEALTH))
     return [spec for spec in topic_specs(settings) if spec.name in names]

@@ -167,6 +167,11 @@ def spec_from_record(record: Any, *, source: str = "topic") -> ProviderSpec:
     return ProviderSpec(**fields, source=source)
 
 
+def is_provider_name(name: Any) -> bool:
+    """Whether ``name`` may name a provider: 1-63 lower-case letters, digits, '_', '-' or '.'."""
+    return isinstance(name, str) and bool(_NAME.match(name))
+
+
 def _is_http_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False

@@ -35,7 +35,7 @@ from llmrouter.errors import ConfigError, ModelLoadError, RequestError
 from llmrouter.localmodel.config import LocalModelConfig, parse_size
 from llmrouter.metrics import Metrics
 from llmrouter.providers.base import LLMProvider
-from llmrouter.providers.spec import ProviderSpec, spec_from_record
+from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_record
 from llmrouter.registry.reader import CompactedTopicReader
 from llmrouter.registry.stats import ProviderStats
 from llmrouter.retry import RetryPolicy
@@ -108,6 +108,11 @@ class ProviderRegistry(mode.Service):
 
     def emergency(self) -> frozenset[str]:
         return frozenset(name for name, spec in self.specs.items() if spec.emergency_only)
+
+    def premium(self) -> frozenset[str]:
+        """What the ``no_premium`` flag keeps out: the premium kinds and every emergency-only provider."""
+        return frozenset(name for name, spec in self.specs.items()
+                         if spec.kind in PREMIUM_KINDS or spec.emergency_only)
 
     def names(self) -> tuple[str, ...]:
         return tuple(self.entries)

@@ -46,6 +46,12 @@ def test_each_topic_keeps_its_records_as_long_as_its_use_needs():
     assert providers.compacted and providers.retention_ms is None and providers.partitions == 1
 
 
+def test_the_flags_topic_is_one_compacted_partition_the_router_creates_and_never_expires():
+    """llm.router.flags: a degradation flag holds until an operator clears it, however long that is."""
+    flags = by_name(settings())["p.llm.router.flags"]
+    assert (flags.partitions, flags.compacted, flags.retention_ms, flags.managed) == (1, True, None, True)
+
+
 def test_retention_comes_from_the_settings_in_hours():
     """kafka.retention.<topic>_hours sets retention.ms; fractions of an hour are fine."""
     specs = by_name(settings(retention__stream_hours=0.5, retention__dlq_hours=48))
