@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -50,7 +51,7 @@ from llmrouter.flags import FlagsService
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
-from llmrouter.routing import plan, route_of
+from llmrouter.routing import Plan, order_equivalents, plan, route_of
 from llmrouter.runtime.inflight import Fenced, InFlight, Job
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
 from llmrouter.settings import Settings
@@ -97,6 +98,7 @@ class Answerer:
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
+        self._turns = itertools.count()  # requests routed: round-robin's turn
 
     async def answer(self, event: faust.EventT, job: Job) -> None:
         origin = origin_of_forwarded(event.value, normalize_headers(event.headers))
@@ -183,7 +185,7 @@ class Answerer:
         if refusal is not None:
             return refusal_record(request, refusal, now_ms=now_ms()), None
         dispatched_at = now_ms()
-        route = degrade(plan(request, self._registry.chain(), emergency=self._registry.emergency()),
+        route = degrade(self._ordered(plan(request, self._registry.chain(), emergency=self._registry.emergency())),
                         self._flags.current, premium=self._registry.premium())
         if route.refusal is not None:  # cache_only (a cache hit never gets here: intake answered it), or no provider
             return degraded_record(request, route, now_ms=now_ms()), None
@@ -192,6 +194,7 @@ class Answerer:
                 request.to_prompt(), route.chain,
                 time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
                 priority=PRIORITIES.index(request.priority), before_call=before_call, spend=spend, wait=wait,
+                hedge_after_s=self._hedge_after_s(request),
                 on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)
         except Fenced:
             raise
@@ -208,6 +211,19 @@ class Answerer:
         if outcome.ok or record["error_code"] in NOT_REPLAYED:
             return record, None
         return record, DeadLetter(record["error_code"], record["error_message"], len(outcome.attempts))
+
+    def _ordered(self, route: Plan) -> Plan:
+        """The plan with equivalent providers in the order the routing strategy picks, the unhealthy last."""
+        routing = self._settings.routing
+        chain, why = order_equivalents(route.chain, routing.equivalent, self._registry.figures(),
+                                       strategy=routing.strategy, turn=next(self._turns))
+        return Plan(chain, f"{route.reason}; {why}" if why else route.reason)
+
+    def _hedge_after_s(self, request: Request) -> float | None:
+        routing = self._settings.routing
+        if routing.hedge_after_ms is None or request.stream or request.priority not in routing.hedge_priorities:
+            return None
+        return routing.hedge_after_ms / 1000.0
 
     async def _deliver(self, request: Request, origin: Origin, record: dict[str, Any],
                        dead_letter: DeadLetter | None) -> None:
@@ -275,7 +291,7 @@ class Answerer:
                 continue
             self._metrics.provider_call_duration_seconds.labels(attempt.provider, attempt.outcome).observe(
                 attempt.latency_ms / 1000.0)
-            if attempt.error_code:
+            if attempt.error_code and attempt.outcome in ("error", "timeout"):  # a hedge's loser did not fail
                 self._metrics.provider_errors_total.labels(attempt.provider, attempt.error_code).inc()
         if outcome.ok:
             gen = outcome.generation

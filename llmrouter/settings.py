@@ -310,6 +310,20 @@ class RegistrySettings(_Section):
                                      "owners what its calls showed (llmrouter/fleet.py)")
 
 
+class RoutingSettings(_Section):
+    """Choosing among providers (F002, F020, F037, F055); see llmrouter/routing.py."""
+
+    equivalent: list[list[str]] = Field([], description="groups of providers that may stand in for each other, "
+                                        "e.g. [[huggingface, together]]: within a group the strategy picks the order")
+    strategy: Literal["round_robin", "latency", "capacity"] = Field(
+        "latency", description="round_robin: take turns; latency: the fastest recently first; capacity: the most "
+                               "free concurrency first")
+    hedge_after_ms: float | None = Field(None, gt=0, description="ask the next provider too when the first has not "
+                                         "answered by then (first good answer wins; both are paid); None: off")
+    hedge_priorities: list[Literal["critical", "high", "normal", "low"]] = Field(
+        ["critical"], description="the priorities that are hedged (streamed requests never are)")
+
+
 class RateLimitSettings(_Section):
     """Token buckets per provider (F006): the limits are the providers' ``rate_limit`` settings, shared by the
     workers in proportion to the partitions each owns (llmrouter/limits.py)."""
@@ -359,6 +373,7 @@ class Settings(_Section):
     tables: TablesSettings = TablesSettings()
     breaker: BreakerSettings = BreakerSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    routing: RoutingSettings = RoutingSettings()
 
     @model_validator(mode="after")
     def _chain(self) -> Settings:
@@ -374,6 +389,9 @@ class Settings(_Section):
         unknown = [name for name in self.fallback_chain if name not in known]
         if unknown:
             raise ValueError(f"fallback_chain names unknown providers {unknown}; known: {known}")
+        strangers = sorted({name for group in self.routing.equivalent for name in group} - set(known) - {PREMIUM})
+        if strangers:
+            raise ValueError(f"routing.equivalent names unknown providers {strangers}; known: {known}")
         chain = self.chain()
         if len(set(chain)) != len(chain):
             raise ValueError(f"fallback_chain lists a provider twice: {self.fallback_chain}")

@@ -39,7 +39,7 @@ from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_reco
 from llmrouter.registry.reader import CompactedTopicReader
 from llmrouter.registry.stats import ProviderStats
 from llmrouter.retry import RetryPolicy
-from llmrouter.routing import effective_chain
+from llmrouter.routing import Figures, effective_chain
 from llmrouter.secrets import Secrets
 from llmrouter.settings import Settings
 
@@ -121,7 +121,7 @@ class ProviderRegistry(mode.Service):
         """Fold one request's attempts into the providers' figures."""
         for attempt in outcome.attempts:
             stats = self.stats.get(attempt.provider)
-            if stats is None or attempt.outcome == "skipped":
+            if stats is None or attempt.outcome in ("skipped", "cancelled"):  # not calls that say how it does
                 continue
             stats.record_call(ok=attempt.outcome == "ok", latency_ms=attempt.latency_ms)
         if outcome.ok and outcome.provider in self.stats:
@@ -160,6 +160,17 @@ class ProviderRegistry(mode.Service):
             if "batching" in item:
                 item["in_flight"] = item["batching"]["running"] + item["batching"]["queued"]
             out.append(item)
+        return out
+
+    def figures(self) -> dict[str, Figures]:
+        """What routing weighs among equivalent providers: recent median latency, free concurrency, health."""
+        out = {}
+        for name, entry in self.entries.items():
+            stats, bulkhead = self.stats.get(name), entry.bulkhead
+            free = 1.0 if bulkhead is None else max(0, bulkhead.capacity - bulkhead.in_use - bulkhead.waiting) / \
+                bulkhead.capacity
+            out[name] = Figures(latency_ms=stats.latency_ms(0.5) if stats else None, free_share=free,
+                                healthy=stats.healthy if stats else None)
         return out
 
     def bulkheads(self) -> Mapping[str, PriorityBulkhead]:

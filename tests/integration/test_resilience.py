@@ -238,3 +238,38 @@ async def test_a_provider_another_worker_saw_failing_is_closed_to_every_worker(k
         finally:
             worker.stop()
     print(f"\nopen at the worker {opened_in_s * 1000:.0f} ms after the peer's report was written")
+
+
+# ---- routing among equivalent providers, hedging ------------------------------------------------------------------
+
+
+async def test_equivalent_providers_go_fastest_first_and_a_slow_critical_call_is_hedged(kafka_and_redis,
+                                                                                        tiny_model_dir, tmp_path):
+    """'slow' (300 ms) and 'fast' (10 ms) are equivalent, chosen by latency, and critical requests are hedged
+    after 100 ms: the first critical request asks slow, then fast too, and fast's answer wins (slow's call
+    cancelled); once both have figures, normal requests go to fast first."""
+    with SimulatorThread(SimProfile(latency_ms=300, token_delay_ms=0), SimProfile(latency_ms=10, token_delay_ms=0)) \
+            as sims:
+        slow, fast = sims.sims
+        settings, path = await asyncio.to_thread(
+            isolated_settings, tmp_path, tiny_model_dir, local_config={"enabled": False}, cache={"enabled": False},
+            providers={"slow": sim_provider(slow), "fast": sim_provider(fast)}, fallback_chain=["slow", "fast"],
+            routing={"equivalent": [["slow", "fast"]], "strategy": "latency", "hedge_after_ms": 100})
+        worker = start_worker(path, settings, tmp_path / "worker.log")
+        try:
+            await _settled(worker)
+            async with RouterClient(settings) as client:
+                critical = await client.send({"prompt": "hedge me", "max_tokens": 4}, priority="critical")
+                hedged = (await client.wait_for([critical], timeout_s=30)).results[critical][0].record
+                normal = []
+                for i in range(10):
+                    rid = await client.send({"prompt": f"route {i}", "max_tokens": 4})
+                    normal.append((await client.wait_for([rid], timeout_s=30)).results[rid][0].record)
+        finally:
+            worker.stop()
+    assert hedged["provider"] == "fast" and hedged["total_latency_ms"] < 300
+    assert [(a["provider"], a["outcome"], a["error_code"]) for a in hedged["attempts"]] == [
+        ("slow", "cancelled", "hedge_lost"), ("fast", "ok", None)]
+    by_fast = [r for r in normal if r["provider"] == "fast"]
+    assert len(by_fast) >= 8, [r["provider"] for r in normal]
+    assert any("fast/slow by latency" in r["route_reason"] for r in by_fast)
