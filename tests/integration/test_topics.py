@@ -54,7 +54,7 @@ async def test_topics_are_created_with_the_configured_retention_min_isr_and_clea
     settings, _ = await own_settings(tmp_path, tiny_model_dir, kafka={"retention": {"stream_hours": 2}})
     specs = {spec.name: spec for spec in topic_specs(settings) if spec.managed}
     configs = await read_configs(list(specs))
-    print({name.split(".", 1)[1]: {k: configs[name][k][0] for k in
+    print({name: {k: configs[name][k][0] for k in
                                    ("retention.ms", "cleanup.policy", "min.insync.replicas")} for name in specs})
 
     for name, spec in specs.items():
