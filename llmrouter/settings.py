@@ -351,8 +351,8 @@ class BackpressureSettings(_Section):
                                                     "a priority is in their way")
     resume_waiting: int = Field(0, ge=0, description="at most this many waiting and it is out of their way")
     pause_after_s: float = Field(1.0, ge=0, description="the pressure held this long before a priority is paused")
-    resume_after_s: float = Field(5.0, gt=0, description="calm this long before a paused priority resumes")
-    max_resume_after_s: float = Field(60.0, gt=0, description="a priority paused again soon after it resumed "
+    resume_after_s: float = Field(2.0, gt=0, description="calm this long before a paused priority resumes")
+    max_resume_after_s: float = Field(30.0, gt=0, description="a priority paused again soon after it resumed "
                                       "waits twice as long the next time, up to this")
     sample_interval_s: float = Field(0.1, gt=0, le=5, description="how often the load is sampled")
     deepest: Literal[PAUSABLE] = Field("high", description="the most urgent priority that may be paused "

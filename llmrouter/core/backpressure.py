@@ -52,8 +52,8 @@ class BackpressureConfig:
     pause_waiting: int = 1  # more urgent jobs waiting for a slot at which a priority is in the way
     resume_waiting: int = 0  # at most this many, and it is out of the way again
     pause_after_s: float = 1.0  # the pressure held this long before a pause (and between pauses)
-    resume_after_s: float = 5.0  # calm this long before a resume (and between resumes)
-    max_resume_after_s: float = 60.0  # the resume wait doubles on a relapse, up to this
+    resume_after_s: float = 2.0  # calm this long before a resume (and between resumes)
+    max_resume_after_s: float = 30.0  # the resume wait doubles on a relapse, up to this
     deepest: str = "high"  # the most urgent priority that may be paused
 
     def __post_init__(self) -> None:
