@@ -84,7 +84,11 @@ class Backpressure(Service):
         if not self.settings.enabled:
             return
         async for _ in self.itertimer(self.settings.sample_interval_s, name="backpressure"):
-            self.step()
+            try:
+                self.step()
+            except Exception:  # a bug here must neither stop the worker nor leave a priority paused for good
+                log.exception("backpressure_step_failed", action="every priority resumed")
+                self._release_all()
 
     def step(self) -> Change | None:
         """Sample once; pause or resume what the decision says."""
@@ -133,6 +137,13 @@ class Backpressure(Service):
             log.info("priority_resumed", **fields)
         self.history.append({"kind": kind, "at_ms": int(time.time() * 1000), **fields})
         self.add_future(self._announce(f"backpressure:{change.priority}", kind, fields))
+
+    def _release_all(self) -> None:
+        for priority in self.decision.paused:
+            self._lanes[priority].resume()
+            self._metrics.backpressure_paused.labels(priority).set(0)
+        self.decision = PriorityBackpressure(self.settings.to_config())
+        self._consumer().hold(set())
 
     def _hold(self) -> None:
         self._consumer().hold({self._topics[p] for p in self.decision.paused})

@@ -127,3 +127,24 @@ async def test_the_sample_counts_bulkhead_waiters_by_priority_and_sees_a_chain_o
     assert sample_load(registry, limits).tokens_out
     hold.set()
     await asyncio.gather(*tasks)
+
+
+async def test_a_failing_sample_resumes_everything_rather_than_leave_a_priority_paused_for_good():
+    """Low paused, then the sampler raises: the watch logs it and lets every priority flow again."""
+    loads, clock, events = [Load(waiting={"normal": 2})], [0.0], []
+    bp, consumer, metrics = service(loads, clock, events)
+    for t in (0.0, 1.0):
+        clock[0] = t
+        bp.step()
+    assert consumer.held == {TOPICS["low"]}
+
+    def broken():
+        raise RuntimeError("a bug in the sampler")
+
+    bp._sample = broken
+    watch = asyncio.create_task(Backpressure._watch.fun(bp))
+    while consumer.held:
+        await asyncio.sleep(0.01)
+    watch.cancel()
+    assert not bp._lanes["low"].paused and bp.decision.paused == []
+    assert metrics.backpressure_paused.labels("low")._value.get() == 0
