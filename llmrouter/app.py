@@ -100,7 +100,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     metrics = Metrics()
     sources = {t.get_topic_name() for t in (*topics.requests.values(), *topics.accepted.values())}
     stall_watch = app.add_dependency(StallWatch(
-        app, topics=lambda: sources, loop=app.loop, beacon=app.beacon,  # a partition held by the backpressure
+        app, topics=lambda: sources, loop=app.loop, beacon=app.beacon,
+        # a partition the backpressure holds is behind on purpose: waiting, not stalled
         busy=lambda: in_flight.busy_partitions() | app.consumer.partitions_in_flight() | app.consumer.held_partitions(),
         on_reseek=metrics.partitions_reseeked_total.inc))
     providers = ProviderRegistry(settings, secrets or Secrets.load(), metrics,
