@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,8 +42,10 @@ import structlog
 from llmrouter.budgets import FreeOnly, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
-from llmrouter.contract import PRIORITIES, Request, check_dispatch, parse_request, refusal_record, result_record
+from llmrouter.contract import (PRIORITIES, Refusal, Request, check_dispatch, parse_request, refusal_record,
+                                result_record)
 from llmrouter.core.degrade import Degraded, degrade
+from llmrouter.core.quota import UserQuotas
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.dispatch import Attempt, Dispatched, Dispatcher, Spend
 from llmrouter.envelope import Origin, normalize_headers, origin_of_forwarded
@@ -52,7 +55,7 @@ from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.routing import Plan, order_equivalents, plan, route_of
-from llmrouter.runtime.inflight import Fenced, InFlight, Job
+from llmrouter.runtime.inflight import Fenced, InFlight, Job, Lane
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
 from llmrouter.settings import Settings
 from llmrouter.tables import Tables
@@ -64,12 +67,15 @@ CACHED_ROUTES = frozenset({"local", "cloud"})  # answers a provider gave (never 
 NOT_REPLAYED = frozenset({"bad_request", "budget_exceeded"})  # a replay fails again: no dead letter
 
 
-def register(app: faust.App, topics: Topics, in_flight: InFlight, answerer: Answerer, settings: Settings) -> None:
-    """Declare one answer agent per priority."""
+def register(app: faust.App, topics: Topics, in_flight: InFlight, answerer: Answerer,
+             settings: Settings) -> dict[str, Lane]:
+    """Declare one answer agent per priority; their lanes, by priority (the backpressure pauses them)."""
+    lanes = {}
     for priority in PRIORITIES:
-        lane = in_flight.lane(f"answer-{priority}", limit=settings.worker.max_in_flight,
-                              handler=answerer.answer, on_failure=answerer.fail)
+        lane = lanes[priority] = in_flight.lane(f"answer-{priority}", limit=settings.worker.max_in_flight,
+                                                handler=answerer.answer, on_failure=answerer.fail)
         app.agent(topics.accepted[priority], name=f"answer_{priority}_requests")(lane.run)
+    return lanes
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
         publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache, ledger: Ledger,
-        flags: FlagsService,
+        flags: FlagsService, quotas: UserQuotas | None = None,
     ) -> None:
         self._settings = settings
         self._answered = tables.answered
@@ -95,6 +101,7 @@ class Answerer:
         self._cache = cache
         self._ledger = ledger
         self._flags = flags
+        self._quotas = quotas
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
@@ -115,7 +122,9 @@ class Answerer:
         self._in_flight[rid] = asyncio.get_running_loop().create_future()
         try:
             spend = self._ledger.spend(request_id=rid, user_id=request.user_id, partition=event.message.partition)
-            record, dead_letter = await self._serve(request, job.start_call, spend, wait=job.wait_aside)
+            refusal = self._over_quota(request)
+            record, dead_letter = ((refusal_record(request, refusal, now_ms=now_ms()), None) if refusal is not None
+                                   else await self._serve(request, job.start_call, spend, wait=job.wait_aside))
             job.start_delivery()
             await self._deliver(request, origin, record, dead_letter)
         finally:  # a duplicate waiting on this request now finds the stored result
@@ -152,6 +161,20 @@ class Answerer:
         if request is not None:
             record = result_record(request, status="error", now_ms=now_ms(), error_code=code, error_message=reason)
             await until_written(lambda: self._publisher.result(record), what="send an error result")
+
+    def _over_quota(self, request: Request) -> Refusal | None:
+        """The user's quota (F007), checked here rather than at intake, cheap as intake would be: the
+        accepted topics are keyed by request_id, so a user's requests spread evenly over the partitions
+        and each worker's share of the quota holds (upstream may key the request topics by anything, a
+        user_id included), and the rejection is stored like any answer, so a copy delivered again gets
+        the same one. It comes before the ledger and any provider: a refused request costs nothing."""
+        if self._quotas is None:
+            return None
+        reason = self._quotas.check(request.user_id, request.priority, time.monotonic())
+        if reason is None:
+            return None
+        self._metrics.quota_exceeded_total.labels(request.priority).inc()
+        return Refusal(status="rejected", code="quota_exceeded", message=reason)
 
     def _stored(self, request_id: str) -> StoredAnswer | None:
         raw = self._answered.get(request_id.encode())

@@ -19,6 +19,8 @@ from llmrouter.breakers import LocalBreakers
 from llmrouter.budgets import Budget, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
+from llmrouter.contract import PRIORITIES
+from llmrouter.core.quota import QuotaConfig, UserQuotas
 from llmrouter.dispatch import Dispatcher
 from llmrouter.flags import FlagsService
 from llmrouter.fleet import SharedProviderState
@@ -27,6 +29,7 @@ from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
+from llmrouter.runtime.backpressure import Backpressure, sample_load
 from llmrouter.runtime.faust_app import RouterApp
 from llmrouter.runtime.inflight import InFlight
 from llmrouter.runtime.stall_watch import StallWatch
@@ -57,6 +60,8 @@ class Router:
     shared: SharedProviderState
     ledger: Ledger
     flags: FlagsService
+    backpressure: Backpressure | None = None
+    quotas: UserQuotas | None = None
 
 
 def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
@@ -99,7 +104,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     sources = {t.get_topic_name() for t in (*topics.requests.values(), *topics.accepted.values())}
     stall_watch = app.add_dependency(StallWatch(
         app, topics=lambda: sources, loop=app.loop, beacon=app.beacon,
-        busy=lambda: in_flight.busy_partitions() | app.consumer.partitions_in_flight(),
+        # a partition the backpressure holds is behind on purpose: waiting, not stalled
+        busy=lambda: in_flight.busy_partitions() | app.consumer.partitions_in_flight() | app.consumer.held_partitions(),
         on_reseek=metrics.partitions_reseeked_total.inc))
     providers = ProviderRegistry(settings, secrets, metrics,
                                  providers_topic=topics.providers.get_topic_name(), loop=app.loop, beacon=app.beacon)
@@ -124,10 +130,17 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
                                                           publisher=publisher, directory=directory, cache=cache,
                                                           metrics=metrics), settings)
+    quotas = _user_quotas(app, settings, topics)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
                                publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
-                               flags=flags)
-    answer.register(app, topics, in_flight, answerer, settings)
+                               flags=flags, quotas=quotas)
+    lanes = answer.register(app, topics, in_flight, answerer, settings)
+    backpressure = app.add_dependency(Backpressure(
+        settings.backpressure, consumer=lambda: app.consumer, lanes=lanes,
+        topics={p: topics.accepted[p].get_topic_name() for p in PRIORITIES},
+        sample=lambda: sample_load(providers, limits), publish=publisher.event, metrics=metrics,
+        worker=providers.worker_id, loop=app.loop, beacon=app.beacon))
+    app.assignment_listeners.append(backpressure.on_assignment)
     cache.warmer.refresh = answerer.refresh_cached
     inert = settings.inert()
     if inert:
@@ -135,7 +148,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                     note="read and validated, but no stage acts on them yet")
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics,
                     in_flight=in_flight, stall_watch=stall_watch, cache=cache, breakers=breakers, limits=limits,
-                    shared=shared, ledger=ledger, flags=flags)
+                    shared=shared, ledger=ledger, flags=flags, backpressure=backpressure, quotas=quotas)
     views.register(router)
     admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=secrets.get(admin.ADMIN_KEY_ENV),
                    worker_id=providers.worker_id)
@@ -154,6 +167,20 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
             await publisher.event(entity, kind, data)
 
     return router
+
+
+def _user_quotas(app: RouterApp, settings: Settings, topics: Topics) -> UserQuotas | None:
+    """Each user's quota in this worker (None: quotas are off): a share of it per accepted partition owned, set
+    again at every assignment, as the rate limits' shares are (llmrouter/core/quota.py)."""
+    config = QuotaConfig(**settings.quotas.model_dump())
+    if not config.enabled:
+        return None
+    quotas = UserQuotas(config)
+    accepted = {topic.get_topic_name() for topic in topics.accepted.values()}
+    partitions = settings.kafka.partitions
+    app.assignment_listeners.append(lambda owned: quotas.set_share(
+        len({tp.partition for tp in owned if tp.topic in accepted}), partitions, time.monotonic()))
+    return quotas
 
 
 def _provider_guards(app: RouterApp, settings: Settings, topics: Topics,

@@ -28,6 +28,14 @@ class PriorityBulkhead:
     def waiting(self) -> int:
         return sum(1 for _, _, future in self._waiters if not future.done())
 
+    def waiting_by_priority(self) -> dict[int, int]:
+        """The callers waiting for a slot now, counted by priority (the backpressure's signal)."""
+        counts: dict[int, int] = {}
+        for priority, _, future in self._waiters:
+            if not future.done():
+                counts[priority] = counts.get(priority, 0) + 1
+        return counts
+
     @asynccontextmanager
     async def slot(self, priority: int) -> AsyncIterator[None]:
         """Hold one of the ``capacity`` slots for the body of the ``async with``."""

@@ -52,6 +52,15 @@ class Metrics:
             registry=r)
         self.replays_total = Counter(
             "llmrouter_replays_total", "Stored results re-emitted for a request delivered again.", registry=r)
+        self.backpressure_paused = Gauge(
+            "llmrouter_backpressure_paused", "1 while the priority's answer topic is paused for more urgent requests "
+            "(critical never is).", ["priority"], registry=r)
+        self.backpressure_waiting = Gauge(
+            "llmrouter_backpressure_waiting", "Requests waiting for a provider slot, by priority (last sample).",
+            ["priority"], registry=r)
+        self.quota_exceeded_total = Counter(
+            "llmrouter_quota_exceeded_total", "Requests rejected because their user was over its quota.",
+            ["priority"], registry=r)
         self.memory_usage_bytes = Gauge(
             "llmrouter_memory_usage_bytes", "Resident memory of the worker process.", registry=r)
         self.cpu_usage_percent = Gauge(

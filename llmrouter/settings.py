@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmrouter.cache.normalise import Templates
+from llmrouter.core.backpressure import PAUSABLE, BackpressureConfig
 from llmrouter.core.breaker import BreakerConfig
 from llmrouter.errors import ConfigError
 from llmrouter.localmodel.config import parse_size
@@ -355,6 +356,57 @@ class BreakerSettings(_Section):
         return BreakerConfig(**self.model_dump())
 
 
+class BackpressureSettings(_Section):
+    """Backpressure by priority (F004): lower priorities paused while more urgent requests wait for a provider
+    slot (llmrouter/core/backpressure.py)."""
+
+    enabled: bool = Field(True, description="false: no priority is ever paused")
+    pause_waiting: int = Field(1, ge=1, description="more urgent requests waiting for a provider slot at which "
+                                                    "a priority is in their way")
+    resume_waiting: int = Field(0, ge=0, description="at most this many waiting and it is out of their way")
+    pause_after_s: float = Field(1.0, ge=0, description="the pressure held this long before a priority is paused")
+    resume_after_s: float = Field(2.0, gt=0, description="calm this long before a paused priority resumes")
+    max_resume_after_s: float = Field(30.0, gt=0, description="a priority paused again soon after it resumed "
+                                      "waits twice as long the next time, up to this")
+    sample_interval_s: float = Field(0.1, gt=0, le=5, description="how often the load is sampled")
+    deepest: Literal[PAUSABLE] = Field("high", description="the most urgent priority that may be paused "
+                                                           "(critical never is)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BackpressureSettings:
+        self.to_config()  # resume_waiting < pause_waiting and the like, refused in the decision's own words
+        return self
+
+    def to_config(self) -> BackpressureConfig:
+        return BackpressureConfig(**self.model_dump(exclude={"enabled", "sample_interval_s"}))
+
+
+class QuotaSettings(_Section):
+    """Requests per user (F007), checked by the answer stage before any provider (llmrouter/core/quota.py)."""
+
+    per_user: str | None = Field(None, description="e.g. '100/minute': each user's quota; None: none")
+    overrides: dict[str, str | None] = Field({}, description="user_id -> its own quota (None: not limited)")
+    critical_bypass: bool = Field(True, description="critical requests are neither refused nor counted")
+
+    @field_validator("per_user")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_rate(value)
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _rates(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        for user, limit in value.items():
+            if limit is not None:
+                try:
+                    parse_rate(limit)
+                except ValueError as exc:
+                    raise ValueError(f"user {user!r}: {exc}") from None
+        return value
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -374,6 +426,8 @@ class Settings(_Section):
     breaker: BreakerSettings = BreakerSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     routing: RoutingSettings = RoutingSettings()
+    backpressure: BackpressureSettings = BackpressureSettings()
+    quotas: QuotaSettings = QuotaSettings()
 
     @model_validator(mode="after")
     def _chain(self) -> Settings:

@@ -21,6 +21,9 @@
   and as the group's owner of the provider last wrote it (``group``);
 * ``/limits/`` — this worker's share of each provider's rate limit: share,
   rate, tokens, how long a 429 holds it off;
+* ``/backpressure/`` — the priorities paused for more urgent requests (and for
+  how long), the partitions held, the requests waiting for a provider slot by
+  priority, the settings and the last changes (``/health/`` has the paused ones);
 * ``/ledger/`` — the cost ledger's accounts in the partitions this worker
   owns, and their sums per account over those partitions
   (``llmrouter ledger`` sums every partition of the group);
@@ -88,6 +91,8 @@ def register(router: Router) -> None:
                 "cache": cache,
                 "degraded": degraded,
                 "providers": router.providers.status(),
+                "paused_priorities": [p["priority"] for p in router.backpressure.describe()["paused"]]
+                if router.backpressure is not None else [],
             }
             return self.json(body)
 
@@ -134,6 +139,12 @@ def register(router: Router) -> None:
         async def get(self, request: Request) -> Response:
             return self.json({"worker": router.providers.worker_id, "enabled": router.settings.rate_limits.enabled,
                               "share": router.limits.share, "providers": router.limits.snapshot()})
+
+    @app.page("/backpressure/")
+    class Backpressure(View):
+        async def get(self, request: Request) -> Response:
+            state = router.backpressure.describe() if router.backpressure is not None else {"enabled": False}
+            return self.json({"worker": router.providers.worker_id, **state})
 
     @app.page("/ledger/")
     class Ledger(View):

@@ -193,7 +193,12 @@ class InFlight(Service):
 
 
 class Lane:
-    """Runs an agent's events concurrently (at most ``limit`` at once) and acks each when its job ends."""
+    """Runs an agent's events concurrently (at most ``limit`` at once) and acks each when its job ends.
+
+    A paused lane starts no new job (those under way go on) until it is resumed: the
+    backpressure's hold on its priority (:mod:`llmrouter.runtime.backpressure`). The
+    event it took meanwhile waits unacked, like one waiting for a slot.
+    """
 
     def __init__(self, board: InFlight, name: str, *, limit: int, handler: Handler, on_failure: OnFailure) -> None:
         self.name = name
@@ -201,11 +206,24 @@ class Lane:
         self._slots = asyncio.Semaphore(limit)
         self._handler = handler
         self._on_failure = on_failure
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._open.is_set()
+
+    def pause(self) -> None:
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
 
     async def run(self, stream: faust.StreamT) -> None:
         """The agent's body."""
         manual = stream.noack()
         async for event in manual.events():
+            await self._open.wait()
             await self._slots.acquire()
             job = self._board.admit(event)
             if job is None:

@@ -8,6 +8,9 @@
   (faust issue #606). It also ignores acks of messages delivered in an
   earlier consumer generation: faust acks events it skips after a rebalance,
   and those are delivered again, so their offsets are not done.
+* :meth:`SafeCommitConsumer.hold` stops fetching whole topics (the priority
+  backpressure, :mod:`llmrouter.runtime.backpressure`) in a way faust's own
+  rebalances, recoveries and buffer flow control cannot undo.
 * :class:`ShortFetchWaitThread` lets the broker hold a fetch for ``worker.fetch_max_wait_ms``
   instead of faust's fixed 1.5 s, which could delay every record by up to that much.
 * :class:`IdempotentProducer` turns on Kafka's idempotent producer (acks=all),
@@ -21,14 +24,17 @@ consumer class, so an upgrade that changes them fails there first.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 from llmrouter.core.offsets import PartitionLedger
+
+ALL_HELD_WAIT_S = 0.1  # when every partition faust would fetch is held, look again this soon
 
 
 class SafeCommitConsumer(faust_aiokafka.Consumer):
@@ -44,11 +50,36 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ledgers: defaultdict[TP, PartitionLedger] = defaultdict(PartitionLedger)
+        self._held_topics: frozenset[str] = frozenset()
 
     def _new_consumer_thread(self) -> ShortFetchWaitThread:
         return ShortFetchWaitThread(self, loop=self.loop, beacon=self.beacon)
 
+    def hold(self, topics: Iterable[str]) -> None:
+        """Fetch nothing more from any partition of ``topics`` this worker owns, now or after any
+        rebalance, until they are held no longer (``hold`` of another set, or of none).
+
+        Not faust's ``pause_partitions``: faust resumes every assigned partition itself, at the
+        end of each recovery (which runs after the assignment listeners, so a pause re-applied
+        there is undone moments later) and when a full stream buffer drains (``on_buffer_drop``).
+        A hold is kept here, by topic, and applied to every fetch, so it outlives all of that and
+        covers partitions assigned later. What was fetched before stays in faust's buffers; records
+        aiokafka prefetched for a held partition wait there, as for a paused one, and come next.
+        """
+        self._held_topics = frozenset(topics)
+
+    def held_partitions(self) -> set[TP]:
+        """The partitions this worker owns that a hold keeps from being fetched."""
+        if not self._held_topics:
+            return set()
+        return {tp for tp in self.assignment() if tp.topic in self._held_topics}
+
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Mapping[TP, list[Any]]:
+        if self._held_topics and active_partitions:
+            active_partitions = {tp for tp in active_partitions if tp.topic not in self._held_topics}
+            if not active_partitions:  # aiokafka reads no partitions as "every partition"
+                await asyncio.sleep(min(timeout, ALL_HELD_WAIT_S))
+                return {}
         records = await super()._getmany(active_partitions, timeout)
         for tp, batch in records.items():
             self._ledgers[tp].on_fetched(record.offset for record in batch)

@@ -87,3 +87,24 @@ def test_a_bulkhead_needs_room_for_one_call():
     """Capacity 0 is refused with a sentence."""
     with pytest.raises(ValueError, match="at least 1"):
         PriorityBulkhead(0)
+
+
+async def test_the_waiters_are_counted_by_priority_and_one_that_gave_up_is_not():
+    """Slot held; waiters of priority 3, 3, 2 and a 0 that timed out: {3: 2, 2: 1}."""
+    bulkhead = PriorityBulkhead(1)
+    hold = asyncio.Event()
+
+    async def call(priority: int) -> None:
+        async with bulkhead.slot(priority):
+            await hold.wait()
+
+    holder = asyncio.create_task(call(3))
+    await asyncio.sleep(0)
+    waiters = [asyncio.create_task(call(p)) for p in (3, 3, 2)]
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await call(0)
+    assert bulkhead.waiting_by_priority() == {3: 2, 2: 1}
+    hold.set()
+    await asyncio.gather(holder, *waiters)
+    assert bulkhead.waiting_by_priority() == {}

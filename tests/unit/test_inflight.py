@@ -221,3 +221,47 @@ async def test_a_job_cancelled_while_aside_gives_back_no_slot_it_does_not_hold(b
         await asyncio.sleep(0.01)
     await board.drain({TP0})
     assert board.jobs == 0 and lane._slots._value == 1
+class QueueStream(AckedStream):
+    """Stands where faust's stream is for Lane.run: events handed over one by one, acks recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue = asyncio.Queue()
+
+    def noack(self) -> QueueStream:
+        return self
+
+    async def events(self):
+        while True:
+            yield await self.queue.get()
+
+
+async def test_a_paused_lane_starts_no_new_job_lets_those_under_way_finish_and_loses_nothing(board):
+    """Paused with one job running: it finishes and is acked; two more events wait unstarted and unacked
+    until the lane resumes, then both run."""
+    stream, started, release = QueueStream(), [], asyncio.Event()
+
+    async def handler(ev, job):
+        started.append(ev.message.offset)
+        await release.wait()
+
+    async def no_failure(ev, exc):
+        raise AssertionError(exc)
+
+    lane = board.lane("low", limit=4, handler=handler, on_failure=no_failure)
+    agent = asyncio.create_task(lane.run(stream))
+    stream.queue.put_nowait(event(offset=0))
+    while started != [0]:
+        await asyncio.sleep(0.01)
+    lane.pause()
+    assert lane.paused
+    for offset in (1, 2):
+        stream.queue.put_nowait(event(offset=offset))
+    release.set()
+    await asyncio.sleep(0.1)
+    assert started == [0] and stream.acked == [0] and board.jobs == 0
+    lane.resume()
+    while stream.acked != [0, 1, 2]:
+        await asyncio.sleep(0.01)
+    assert started == [0, 1, 2]
+    agent.cancel()

@@ -136,3 +136,21 @@ def test_a_bad_cache_setting_is_refused_at_load_with_its_path(override, problem)
     """An invalid template or size stops the worker at start, not at the first request."""
     with pytest.raises(ConfigError, match=problem):
         load_settings(env=override)
+
+
+def test_backpressure_is_on_and_quotas_are_off_by_default():
+    """The shipped file pauses low, normal, high in turn under pressure and limits no user."""
+    s = load_settings(env={})
+    assert s.backpressure.enabled and s.backpressure.to_config().pausable == ("low", "normal", "high")
+    assert s.quotas.per_user is None and s.quotas.overrides == {} and s.quotas.critical_bypass
+
+
+@pytest.mark.parametrize("override, problem", [
+    ({"LLMROUTER__BACKPRESSURE__RESUME_WAITING": "1"}, "less than pause_waiting"),
+    ({"LLMROUTER__BACKPRESSURE__DEEPEST": "critical"}, "backpressure.deepest"),
+    ({"LLMROUTER__QUOTAS__PER_USER": "100 a minute"}, "quotas.per_user"),
+])
+def test_a_bad_backpressure_or_quota_setting_is_refused_at_load(override, problem):
+    """Each problem is named with its path, in a sentence."""
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(env=override)
