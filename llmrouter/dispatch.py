@@ -266,9 +266,12 @@ class Dispatcher:
         return await self._try_provider(*admitted, branch, priority, out), out
 
     async def _lost(self, name: str, call: _Call, winner: Dispatched | None) -> Attempt:
-        """The hedge's cancelled call: its estimate booked if it had started."""
+        """The hedge's cancelled call: its estimate booked if it had started, its reservation freed if not."""
         started, entry = call.started.get(name), self._entries.get(name)
-        if started is not None and entry is not None and isinstance(entry.provider, LLMProvider):
+        if started is None:
+            if call.spend is not None:
+                await call.spend.release(name)
+        elif entry is not None and isinstance(entry.provider, LLMProvider):
             estimate = call.estimate(entry.provider)
             call.hedge_costs.append(estimate)
             if call.spend is not None:

@@ -273,3 +273,69 @@ async def test_equivalent_providers_go_fastest_first_and_a_slow_critical_call_is
     by_fast = [r for r in normal if r["provider"] == "fast"]
     assert len(by_fast) >= 8, [r["provider"] for r in normal]
     assert any("fast/slow by latency" in r["route_reason"] for r in by_fast)
+
+
+# ---- a worker killed mid-load --------------------------------------------------------------------------------------
+
+
+async def test_a_worker_killed_mid_load_leaves_the_breakers_and_the_ledger_to_the_survivor(kafka_and_redis,
+                                                                                            tiny_model_dir, tmp_path):
+    """Two workers serve paid requests ('down' open for the group, 'openai' answering); one is SIGKILLed
+    mid-load. The survivor takes its partitions and their ledger from the changelog: every request is
+    answered, 'down' is never called, a paid call is repeated only for a request the dead worker was calling
+    (its reservation, restored, is settled by the survivor under the same id), and the ledger's calls and
+    spend agree with the simulator's count."""
+    with SimulatorThread(SimProfile(latency_ms=150, token_delay_ms=0, reply_words=4), FAST) as sims:
+        paid, down = sims.sims
+        settings, path = await asyncio.to_thread(
+            isolated_settings, tmp_path, tiny_model_dir, local_config={"enabled": False}, cache={"enabled": False},
+            worker={"max_in_flight": 4}, limits={"default_timeout_s": 120},
+            breaker={"consecutive_failures": 5, "cooldown_s": 120, "max_cooldown_s": 120},
+            providers={"down": sim_provider(down)}, fallback_chain=["down", "openai"],
+            premium_config={"usage_limit": "$100/month", "emergency_only": False,
+                            "openai": {"endpoint": paid.base_urls()["openai"], "price_input_per_1k_usd": PRICE_PER_1K,
+                                       "price_output_per_1k_usd": PRICE_PER_1K}})
+        env = {"OPENAI_API_KEY": "sk-sim-kill"}
+        second_settings, second_path = sibling_settings(settings, path, tmp_path / "second")
+        first = start_worker(path, settings, tmp_path / "worker-1.log", env=env)
+        second = start_worker(second_path, second_settings, tmp_path / "worker-2.log", env=env)
+        try:
+            await _settled(first, second)
+            producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP)
+            await producer.start()
+            try:
+                await producer.send_and_wait(settings.topic(HEALTH), Report("peer:1", "00000").to_bytes(), key=b"down")
+            finally:
+                await producer.stop()
+            deadline = time.monotonic() + 10
+            while not all(w.get_json("/breakers/")[1]["here"].get("down") == "open" for w in (first, second)):
+                assert time.monotonic() < deadline, "the group's breaker never reached both workers"
+                await asyncio.sleep(0.05)
+            async with RouterClient(settings) as client:
+                ids = []
+                for i in range(60):
+                    ids.append(await client.send({"prompt": f"kill {i} {uuid.uuid4()}", "max_tokens": 8},
+                                                 priority=("high", "normal")[i % 2]))
+                    await asyncio.sleep(0.03)
+                    if i == 30:
+                        second.kill()
+                try:
+                    collected = await client.wait_for(ids, timeout_s=120)
+                except TimeoutError as exc:  # what the survivor was doing, to say why
+                    views = {path: first.get_json(path)[1] for path in ("/work/", "/backpressure/", "/breakers/")}
+                    raise AssertionError(f"{exc}; the survivor: {json.dumps(views)[:4000]}") from exc
+            calls = sims.call(paid.stats)["requests"]["openai"]
+            assert sims.call(down.stats)["requests"]["openai"] == 0
+        finally:
+            first.stop()
+            second.stop()
+
+    firsts = {rid: [r.record for r in collected.results[rid] if not r.replay] for rid in ids}
+    assert all(records and records[0]["status"] == "ok" for records in firsts.values())
+    assert len(ids) <= calls <= len(ids) + 2 * 4  # repeated only what the dead worker was calling (2 lanes x 4)
+    ledger = await _ledger(settings)
+    budget = [a for k, a in ledger.items() if k.startswith("budget:premium:")]
+    provider = [a for k, a in ledger.items() if k.startswith("provider:openai:")]
+    assert all(not a["reserved"] for a in budget), "a reservation of the dead worker was never settled"
+    assert calls - 2 * 4 <= sum(a["calls"] for a in provider) <= calls
+    assert sum(a["spent_usd"] for a in budget) == pytest.approx(sum(a["spent_usd"] for a in provider))
