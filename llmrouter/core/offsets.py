@@ -15,6 +15,14 @@ one fetched but never delivered to an agent (faust drops a fetched batch when
 a seek races its fetcher; :mod:`llmrouter.runtime.stall_watch` fetches it
 again).
 
+An offset fetched once is never taken for absent afterwards. faust seeks a
+partition to its committed offset twice after a rebalance (once when it is
+assigned, again when recovery ends) and the second seek need not move the
+fetcher back: a batch fetched between the two (2..13), then dropped by faust,
+was followed by the fetcher's next records (14..) right after the seek to 2,
+which read as proof that 2..13 did not exist. The commit passed them and the
+requests they held were lost (two workers, one SIGKILLed mid-load).
+
 faust 0.15.3's own rule (``Consumer._new_offset``) infers the head from the
 acked run instead: it lets one in-flight message at the head through and
 checks nothing while the committed offset is None or 0 (faust issue #606).
@@ -33,6 +41,7 @@ class PartitionLedger:
     start: int | None = None  # where the walk begins when no offset is committed
     expected: int | None = None  # the offset the fetcher returns next
     absent: list[tuple[int, int]] = field(default_factory=list)  # [begin, end) proven not to exist
+    fetched_to: int | None = None  # one past the highest offset ever fetched: those below it exist
 
     def on_seek(self, offset: int | None) -> None:
         """The fetch position moved to ``offset`` (None: unknown, the next fetched offset says)."""
@@ -46,8 +55,11 @@ class PartitionLedger:
             if self.expected is None:
                 self.start = offset if self.start is None else min(self.start, offset)
             elif offset > self.expected:
-                self.absent.append((self.expected, offset))
+                begin = max(self.expected, self.fetched_to or self.expected)  # fetched before: they exist
+                if offset > begin:
+                    self.absent.append((begin, offset))
             self.expected = offset + 1
+            self.fetched_to = max(self.fetched_to or 0, offset + 1)
 
     def commit_point(self, acked: set[int], committed: int | None) -> int | None:
         """The next offset to read once everything done is counted, or None if that is no progress."""

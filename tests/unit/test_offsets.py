@@ -60,3 +60,22 @@ def test_nothing_new_to_commit_gives_none():
     """A point at the committed offset is no progress."""
     assert ledger(4, 4).commit_point(set(), committed=4) is None
     assert PartitionLedger().commit_point({1, 2}, committed=None) is None
+
+
+def test_a_batch_fetched_before_a_second_seek_is_never_taken_for_absent():
+    """faust sought to 2, fetched 2..13, dropped that batch and sought to 2 again, and the fetcher went on at
+    14: 2..13 were fetched, so they exist; the walk stops at the first of them not done (and the stall watch
+    fetches them again) instead of passing them. This lost requests after a worker was SIGKILLed."""
+    lg = ledger(2, *range(2, 14))
+    lg.on_seek(2)
+    lg.on_fetched(range(14, 18))
+    assert lg.commit_point({2, 3, 4, 5, 6} | set(range(14, 18)), committed=2) == 7
+    assert lg.commit_point(set(range(2, 18)), committed=2) == 18
+
+
+def test_a_gap_past_what_was_ever_fetched_is_still_proven_absent():
+    """Fetched 0..9, sought back to 3, then the fetcher jumps to 15: 10..14 were never seen, so absent."""
+    lg = ledger(0, *range(10))
+    lg.on_seek(3)
+    lg.on_fetched([15])
+    assert lg.commit_point(set(range(10)) | {15}, committed=0) == 16
