@@ -41,6 +41,7 @@ from typing import Any
 import faust
 
 from llmrouter.core.ledger import Account, BudgetExceeded
+from llmrouter.registry.reader import CompactedTopicReader
 from llmrouter.runtime.writes import WriteFailed, put_durably, with_retries, write_now
 
 RESERVATION_TTL_S = 3600.0  # far longer than any request's deadline
@@ -197,3 +198,25 @@ class FreeOnly:
 
     async def release(self, provider: str) -> None:
         return None
+
+
+async def read_all_accounts(bootstrap_servers: str, changelog: str) -> dict[str, dict[str, Any]]:
+    """Every account of the group: the ledger table's changelog read whole, the last record of each key
+    (a null value deletes its key). For ``llmrouter ledger --all`` and ``/ledger/?all=1``: any worker, or none,
+    answers for every partition."""
+    accounts: dict[str, dict[str, Any]] = {}
+
+    async def apply(key: bytes | None, value: bytes | None, offset: int) -> None:
+        name = (key or b"").decode("utf-8", "replace")
+        if value is None:
+            accounts.pop(name, None)
+        else:
+            accounts[name] = json.loads(value)
+
+    reader = CompactedTopicReader(bootstrap_servers, changelog)
+    await reader.start()
+    try:
+        await reader.read_to_end(apply, timeout_s=30)
+    finally:
+        await reader.stop()
+    return dict(sorted(accounts.items()))

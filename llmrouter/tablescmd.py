@@ -21,8 +21,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llmrouter.core.ledger_totals import ledger_totals
-from llmrouter.registry.reader import CompactedTopicReader
+from llmrouter.core.ledger_totals import cost_hints, ledger_totals
+from llmrouter.budgets import read_all_accounts
 from llmrouter.settings import Settings
 from llmrouter.topics import LEDGER_CHANGELOG
 
@@ -51,8 +51,10 @@ def limits_command(args: argparse.Namespace, settings: Settings) -> int:
 def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
     if not args.all:
         return _show(args, settings, "/ledger/", format_ledger)
-    accounts = asyncio.run(read_ledger(settings))
-    view = {"worker": None, "accounts": accounts, "totals": ledger_totals(accounts)}
+    changelog = LEDGER_CHANGELOG.format(app_id=settings.worker.app_id)
+    accounts = asyncio.run(read_all_accounts(settings.kafka.bootstrap_servers, changelog))
+    totals = ledger_totals(accounts)
+    view = {"worker": None, "accounts": accounts, "totals": totals, "hints": cost_hints(totals)}
     print(json.dumps(view, indent=2) if args.json else format_ledger(view))
     return 0
 
@@ -68,28 +70,6 @@ def _show(args: argparse.Namespace, settings: Settings, path: str,
         return 1
     print(json.dumps(view, indent=2) if args.json else formatter(view))
     return 0
-
-
-async def read_ledger(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Every account of the group: the ledger table's changelog read whole, the last record of each key
-    (a null value deletes its key)."""
-    accounts: dict[str, dict[str, Any]] = {}
-
-    async def apply(key: bytes | None, value: bytes | None, offset: int) -> None:
-        name = (key or b"").decode("utf-8", "replace")
-        if value is None:
-            accounts.pop(name, None)
-        else:
-            accounts[name] = json.loads(value)
-
-    reader = CompactedTopicReader(settings.kafka.bootstrap_servers,
-                                  LEDGER_CHANGELOG.format(app_id=settings.worker.app_id))
-    await reader.start()
-    try:
-        await reader.read_to_end(apply, timeout_s=30)
-    finally:
-        await reader.stop()
-    return dict(sorted(accounts.items()))
 
 
 def format_breakers(view: dict[str, Any], *, now_s: float | None = None) -> str:

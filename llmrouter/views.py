@@ -25,8 +25,9 @@
   how long), the partitions held, the requests waiting for a provider slot by
   priority, the settings and the last changes (``/health/`` has the paused ones);
 * ``/ledger/`` — the cost ledger's accounts in the partitions this worker
-  owns, and their sums per account over those partitions
-  (``llmrouter ledger`` sums every partition of the group);
+  owns, their sums per account over those partitions and cost hints;
+  ``/ledger/?all=1``: every partition of the group, read from the changelog
+  (any worker answers for every account);
 * ``/admin/flags/`` — the degradation flags and overrides (:mod:`llmrouter.admin`:
   anyone may read them, a change needs the admin key);
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
@@ -41,8 +42,10 @@ import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 
 from llmrouter.codec import Codec
-from llmrouter.core.ledger_totals import ledger_totals
+from llmrouter.budgets import read_all_accounts
+from llmrouter.core.ledger_totals import cost_hints, ledger_totals
 from llmrouter.core.stored import StoredAnswer
+from llmrouter.topics import LEDGER_CHANGELOG
 
 if TYPE_CHECKING:
     from llmrouter.app import Router
@@ -149,9 +152,15 @@ def register(router: Router) -> None:
     @app.page("/ledger/")
     class Ledger(View):
         async def get(self, request: Request) -> Response:
-            accounts = router.ledger.accounts()
-            return self.json({"worker": router.providers.worker_id, "accounts": accounts,
-                              "totals": ledger_totals(accounts)})
+            """The partitions this worker owns; ``?all=1``: every partition, read from the changelog."""
+            if request.query.get("all") in ("1", "true"):
+                accounts = await read_all_accounts(router.settings.kafka.bootstrap_servers,
+                                                   LEDGER_CHANGELOG.format(app_id=router.settings.worker.app_id))
+            else:
+                accounts = router.ledger.accounts()
+            totals = ledger_totals(accounts)
+            return self.json({"worker": router.providers.worker_id, "every_partition": "all" in request.query,
+                              "accounts": accounts, "totals": totals, "hints": cost_hints(totals)})
 
     @app.page("/requests/{request_id}/")
     @app.table_route(table=answered, match_info="request_id")

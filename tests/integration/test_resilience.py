@@ -169,6 +169,10 @@ async def test_concurrent_requests_never_overspend_a_budget_and_a_fresh_worker_r
             fresh = start_worker(fresh_path, fresh_settings, tmp_path / "worker-2.log", env=env)
             try:
                 await _settled(fresh)
+                status, view = fresh.get_json("/ledger/?all=1")  # any worker answers for every partition
+                month = next(k for k in view["totals"] if k.startswith("budget:premium:"))
+                assert status == 200 and view["totals"][month]["spent_usd"] == pytest.approx(spent)
+                assert any("budget spent or reserved" in hint for hint in view["hints"]), view["hints"]
                 async with RouterClient(settings) as client:
                     more = [await client.send({"prompt": f"after {i} {uuid.uuid4()}", "max_tokens": 16})
                             for i in range(8)]

@@ -56,3 +56,20 @@ def test_the_ledger_table_says_which_partitions_it_covers():
 def test_an_empty_table_says_none():
     """A worker with no provider limited shows the header and (none), not a blank."""
     assert format_rows(("A", "B"), []) == "A  B\n(none)"
+
+
+def test_cost_hints_name_a_nearly_spent_budget_and_whoever_takes_most_of_the_spend():
+    """A budget 90 % spent, openai 75 % of the provider spend, alice 80 % of the users': one sentence each."""
+    from llmrouter.core.ledger_totals import cost_hints
+
+    def total(spent, budget=0.0, reserved=0.0):
+        return {"spent_usd": spent, "reserved_usd": reserved, "budget_usd": budget, "calls": 1}
+
+    hints = cost_hints({"budget:premium:2026-11": total(8.0, budget=10.0, reserved=1.0),
+                        "provider:openai:2026-11": total(6.0), "provider:together:2026-11": total(2.0),
+                        "user:alice:2026-11": total(8.0), "user:bob:2026-11": total(2.0)})
+    assert len(hints) == 3
+    assert hints[0].startswith("premium:2026-11: 90% of the $10.00 budget") and "no_premium" in hints[0]
+    assert hints[1].startswith("provider openai took 75% of 2026-11's $8.00") and "routing.equivalent" in hints[1]
+    assert hints[2].startswith("user alice took 80%") and "quotas.overrides" in hints[2]
+    assert cost_hints({"provider:openai:2026-11": total(5.0)}) == []  # one provider: nothing to compare
