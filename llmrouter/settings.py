@@ -33,6 +33,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from llmrouter.alerting.config import AlertsSettings, WindowsSettings
 from llmrouter.cache.normalise import Templates
 from llmrouter.core.backpressure import PAUSABLE, BackpressureConfig
 from llmrouter.core.breaker import BreakerConfig
@@ -428,6 +429,8 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     backpressure: BackpressureSettings = BackpressureSettings()
     quotas: QuotaSettings = QuotaSettings()
+    windows: WindowsSettings = WindowsSettings()  # F025: per-minute aggregates (llmrouter/alerting/config.py)
+    alerts: AlertsSettings = AlertsSettings()  # F025, spec §7.2: the rules over them
 
     @model_validator(mode="after")
     def _chain(self) -> Settings:
