@@ -17,6 +17,14 @@ follows the changelog (llmrouter/fleet.py).
 a provider, a user or a budget spent and holds reserved, per partition of the
 accepted topics (llmrouter/budgets.py says why per partition). Never expires:
 a month's accounts are the usage history.
+
+``outcome_windows``: ``<subject>@<window start ms>`` -> a window's aggregate and the
+last batch taken from each sender (JSON, llmrouter/core/windows.py), and
+``alert_state``: ``<rule>|<subject>`` -> the rule's state for that subject
+(llmrouter/core/alerts.py). Both are written only by the owner agent of
+llm.router.outcomes (agents/windows.py), in the subject's partition; only when
+``windows.enabled``. Windows are deleted after ``windows.retention_s`` (and
+their changelog is ``compact,delete``); alert states are kept while they matter.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import faust
 
 from llmrouter.settings import Settings
 from llmrouter.topic_plan import min_insync_replicas
+from llmrouter.topics import windows_retention_ms
 
 MIB = 1024 * 1024
 
@@ -36,6 +45,8 @@ class Tables:
     answered: faust.Table
     provider_state: faust.Table
     ledger: faust.Table
+    windows: faust.Table | None = None  # only when settings.windows.enabled
+    alert_state: faust.Table | None = None
 
 
 def declare_tables(app: faust.App, settings: Settings) -> Tables:
@@ -50,7 +61,15 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
                          options=small, extra_topic_configs={"cleanup.policy": "compact", "min.insync.replicas": min_isr},
                          help=help_text)
 
+    windows_on = settings.windows.enabled
     return Tables(
+        windows=app.Table(
+            "outcome_windows", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions, options=small,
+            extra_topic_configs={"cleanup.policy": "compact,delete", "min.insync.replicas": min_isr,
+                                 "retention.ms": str(windows_retention_ms(settings))},
+            help="subject@window start -> outcomes counted in that window") if windows_on else None,
+        alert_state=state("alert_state", "rule|subject -> the alert rule's state (ok, pending, firing)")
+        if windows_on else None,
         provider_state=state("provider_state", "provider -> its breaker and 429 wait, as the group sees them"),
         ledger=state("ledger", "scope:name:period:partition -> spent and reserved (cost ledger, budgets)"),
         answered=app.Table(

@@ -29,6 +29,7 @@ PROVIDERS = "llm.providers"
 CACHE = "llm.router.cache"  # every cached answer, read whole by every worker into its L3 (llmrouter.cache.sync)
 HEALTH = "llm.router.health"  # what each worker's calls showed, keyed by provider, to its owner (agents/provider_state)
 FLAGS = "llm.router.flags"  # degradation flags and provider overrides, read whole by every worker (llmrouter.flags)
+OUTCOMES = "llm.router.outcomes"  # each worker's counts per subject, keyed by subject, to its owner (agents/windows)
 # Faust names a table's changelog "<app id>-<table>-changelog" (no topic prefix)
 # and creates it itself (configs from tables/); the router checks its partition
 # count and its configs, and sets them with `topics create --apply-configs`.
@@ -36,9 +37,13 @@ ANSWERED_CHANGELOG = "{app_id}-answered-changelog"
 # Created by the router before faust starts: every worker reads this one whole from the start (llmrouter.fleet).
 PROVIDER_STATE_CHANGELOG = "{app_id}-provider_state-changelog"
 LEDGER_CHANGELOG = "{app_id}-ledger-changelog"
+# Created by the router too, so /windows/?all=1 and /alerts/?all=1 can read them whole before faust writes them.
+WINDOWS_CHANGELOG = "{app_id}-outcome_windows-changelog"
+ALERT_STATE_CHANGELOG = "{app_id}-alert_state-changelog"
 
 _MS_PER_HOUR = 3_600_000
 HEALTH_RETENTION_HOURS = 1.0  # reports matter for a breaker's window (seconds); an hour is for debugging
+OUTCOMES_RETENTION_HOURS = 1.0  # counts matter until their owner has added them (seconds); an hour outlives a takeover
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class Topics:
     providers: faust.TopicT
     cache: faust.TopicT
     health: faust.TopicT
+    outcomes: faust.TopicT
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
@@ -104,10 +110,20 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs.append(TopicSpec(ANSWERED_CHANGELOG.format(app_id=settings.worker.app_id), kafka.partitions,
                            "kafka.partitions", compacted=True, managed=False,
                            retention_ms=round(settings.tables.idempotency_window_s * 1000)))
-    for changelog in (PROVIDER_STATE_CHANGELOG, LEDGER_CHANGELOG):
+    for changelog in (PROVIDER_STATE_CHANGELOG, LEDGER_CHANGELOG, ALERT_STATE_CHANGELOG):
         specs.append(TopicSpec(changelog.format(app_id=settings.worker.app_id), kafka.partitions,
                                "kafka.partitions", compacted=True))
+    specs.append(TopicSpec(settings.topic(OUTCOMES), kafka.partitions, "kafka.partitions",
+                           retention_ms=_ms(OUTCOMES_RETENTION_HOURS)))
+    specs.append(TopicSpec(WINDOWS_CHANGELOG.format(app_id=settings.worker.app_id), kafka.partitions,
+                           "kafka.partitions", compacted=True, retention_ms=windows_retention_ms(settings)))
     return specs
+
+
+def windows_retention_ms(settings: Settings) -> int:
+    """How long a window's row stays in its changelog: its retention and one window more (it is written
+    until it closes)."""
+    return round((settings.windows.retention_s + settings.windows.size_s) * 1000)
 
 
 def _ms(hours: float) -> int:
@@ -118,6 +134,7 @@ def group_source_topics(settings: Settings) -> list[TopicSpec]:
     """The topics the worker's consumer group reads (llm.providers and llm.router.flags are read without a group)."""
     names = {settings.topic(t.format(priority=p)) for t in (REQUESTS, ACCEPTED) for p in PRIORITIES}
     names.add(settings.topic(HEALTH))
+    names.add(settings.topic(OUTCOMES))
     return [spec for spec in topic_specs(settings) if spec.name in names]
 
 
@@ -138,4 +155,5 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
         providers=raw(PROVIDERS, 1),
         cache=raw(CACHE, kafka.partitions),
         health=raw(HEALTH, kafka.partitions),
+        outcomes=raw(OUTCOMES, kafka.partitions),
     )

@@ -31,12 +31,13 @@ def test_only_the_partitions_without_a_committed_offset_are_planned():
     assert [(s.partition, s.offset) for s in plan] == [(P0, 0), (P2, 0)]
 
 
-def test_the_group_reads_the_request_accepted_and_health_topics_only():
-    """The group's sources: llm.requests.*, llm.router.accepted.* and the providers' health reports, not outputs
-    or llm.providers (a new group skips stale reports as it skips stale requests)."""
+def test_the_group_reads_the_request_accepted_health_and_outcomes_topics_only():
+    """The group's sources: llm.requests.*, llm.router.accepted.*, the providers' health reports and the outcome
+    counts, not outputs or llm.providers (a new group skips stale reports as it skips stale requests)."""
     names = [spec.name for spec in group_source_topics(load_settings(env={}))]
     assert names == [f"llm.requests.{p}" for p in ("critical", "high", "normal", "low")] + \
-                    [f"llm.router.accepted.{p}" for p in ("critical", "high", "normal", "low")] + ["llm.router.health"]
+                    [f"llm.router.accepted.{p}" for p in ("critical", "high", "normal", "low")] + \
+                    ["llm.router.health", "llm.router.outcomes"]
 
 
 def test_the_default_lookback_is_ten_minutes():
