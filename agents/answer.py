@@ -44,6 +44,7 @@ from llmrouter.cache.service import ResponseCache
 from llmrouter.codec import Codec
 from llmrouter.contract import (PRIORITIES, Refusal, Request, check_dispatch, parse_request, refusal_record,
                                 result_record)
+from llmrouter.alerting.recorder import OutcomeRecorder
 from llmrouter.core.degrade import Degraded, degrade
 from llmrouter.core.quota import UserQuotas
 from llmrouter.core.stored import StoredAnswer
@@ -89,7 +90,7 @@ class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
         publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache, ledger: Ledger,
-        flags: FlagsService, quotas: UserQuotas | None = None,
+        flags: FlagsService, quotas: UserQuotas | None = None, outcomes: OutcomeRecorder | None = None,
     ) -> None:
         self._settings = settings
         self._answered = tables.answered
@@ -102,6 +103,7 @@ class Answerer:
         self._ledger = ledger
         self._flags = flags
         self._quotas = quotas
+        self._outcomes = outcomes  # the windowed counts behind the alerts (None: windows off)
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
@@ -301,6 +303,8 @@ class Answerer:
 
     def _finished(self, request: Request, record: dict[str, Any]) -> None:
         self._metrics.finished(request.priority, record)
+        if self._outcomes is not None:
+            self._outcomes.result(request.priority, record)
         log.debug("request_answered", request_id=request.request_id, priority=request.priority,
                  status=record["status"], route=record.get("route", "none"), provider=record.get("provider"),
                  latency_ms=record["total_latency_ms"], queue_ms=record["queue_latency_ms"],
@@ -308,6 +312,8 @@ class Answerer:
                  error_code=record.get("error_code"))
 
     def _count_attempts(self, outcome: Dispatched) -> None:
+        if self._outcomes is not None:
+            self._outcomes.calls(outcome)
         for attempt in outcome.attempts:
             self._metrics.provider_calls_total.labels(attempt.provider, attempt.outcome).inc()
             if attempt.outcome == "skipped":

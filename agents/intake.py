@@ -22,6 +22,7 @@ from typing import Any
 import faust
 import structlog
 
+from llmrouter.alerting.recorder import OutcomeRecorder
 from llmrouter.cache.recent import RecentAnswers
 from llmrouter.cache.service import ResponseCache
 from llmrouter.cache.tiers import Hit
@@ -51,7 +52,8 @@ def register(app: faust.App, topics: Topics, in_flight: InFlight, intake: Intake
 
 class Intake:
     def __init__(self, *, settings: Settings, topics: Topics, codec: Codec, publisher: Publisher,
-                 directory: TopicDirectory, cache: ResponseCache, metrics: Metrics) -> None:
+                 directory: TopicDirectory, cache: ResponseCache, metrics: Metrics,
+                 outcomes: OutcomeRecorder | None = None) -> None:
         self._settings = settings
         self._accepted = {p: topics.accepted[p].get_topic_name() for p in PRIORITIES}
         self._priority_of = {topics.requests[p].get_topic_name(): p for p in PRIORITIES}
@@ -60,6 +62,7 @@ class Intake:
         self._directory = directory
         self._cache = cache
         self._metrics = metrics
+        self._outcomes = outcomes  # cache hits count in the windows too (the hit rate)
         self._recent = RecentAnswers(settings.cache.recent_answers)
         self._attempts = settings.worker.write_attempts
 
@@ -113,6 +116,8 @@ class Intake:
                            what="send a cached result", attempts=self._attempts)
         self._recent.put(request.request_id, data)
         self._metrics.finished(request.priority, record)
+        if self._outcomes is not None:
+            self._outcomes.result(request.priority, record)
         log.debug("request_answered_from_cache", request_id=request.request_id, level=hit.level)
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:

@@ -15,6 +15,7 @@ import structlog
 
 from llmrouter import admin, views
 from llmrouter.agents import answer, intake, provider_state
+from llmrouter.alerting.wiring import wire_windows
 from llmrouter.breakers import LocalBreakers
 from llmrouter.budgets import Budget, Ledger
 from llmrouter.cache.service import ResponseCache
@@ -126,14 +127,15 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         publish=lambda key, value: topics.cache.send_soon(key=key, value=value), now_ms=now_ms,
         loop=app.loop, beacon=app.beacon))
 
+    outcomes = wire_windows(app, settings, topics, tables, publisher, worker=providers.worker_id)  # F025
     inbound = Codec(on_legacy_header=lambda schema: metrics.avro_legacy_headers_total.labels(schema).inc())
     intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
                                                           publisher=publisher, directory=directory, cache=cache,
-                                                          metrics=metrics), settings)
+                                                          metrics=metrics, outcomes=outcomes), settings)
     quotas = _user_quotas(app, settings, topics)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
                                publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
-                               flags=flags, quotas=quotas)
+                               flags=flags, quotas=quotas, outcomes=outcomes)
     lanes = answer.register(app, topics, in_flight, answerer, settings)
     backpressure = app.add_dependency(Backpressure(
         settings.backpressure, consumer=lambda: app.consumer, lanes=lanes,

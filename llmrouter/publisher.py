@@ -81,6 +81,11 @@ class Publisher:
         record = {"entity": entity, "kind": kind, "data": data, "at_ms": now_ms()}
         await self._send(self._topics.events.get_topic_name(), entity.encode(), self._codec.encode("Event", record))
 
+    async def alert(self, record: dict[str, Any]) -> None:
+        """An ``Alert`` on llm.alerts, keyed by rule name (llmrouter/alerting/owner.py decides it)."""
+        await self._send(self._topics.alerts.get_topic_name(), record["rule"].encode(),
+                         self._codec.encode("Alert", record))
+
     async def _send(self, topic: str, key: bytes | None, value: bytes,
                     headers: list[tuple[str, bytes | None]] | None = None) -> None:
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)

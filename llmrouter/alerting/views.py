@@ -1,0 +1,109 @@
+"""``/windows/`` and ``/alerts/`` on every worker.
+
+* ``/windows/`` -- each subject's latest tumbling windows (count, errors,
+  p50/p95/p99 from the buckets, cache hit rate, tokens, cost), each alert
+  span as the rules read it now (the hopping window: a merge of the tumbling
+  ones), and the sum of every window retained. ``?subject=provider:x`` for
+  one subject, ``?limit=N`` windows per subject (10).
+* ``/alerts/`` -- every (rule, subject) pair with a state: firing first, then
+  pending, then ok (value and threshold as last judged).
+
+Both show the partitions this worker owns: the windows live with the owner
+of each subject (tables/__init__.py), so two workers show two halves.
+``?all=1`` reads the table's changelog whole instead, as ``/ledger/?all=1``
+does: any worker answers for the whole group, the figures as last written
+(a window at its last batch, an alert state at its last move).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from llmrouter.alerting.owner import WindowOwner
+from llmrouter.core.alerts import Policy, Rule, describe_states
+from llmrouter.core.windows import Aggregate, Row, merge_all, parse_row_key, span_starts
+from llmrouter.registry.reader import CompactedTopicReader
+
+DEFAULT_LIMIT = 10
+
+
+def register(app: faust.App, *, windows: faust.Table, states: faust.Table, owner: WindowOwner, policy: Policy | None,
+             size_s: float, bootstrap_servers: str, worker: str) -> None:
+    @app.page("/windows/")
+    class Windows(View):
+        async def get(self, request: Request) -> Response:
+            every = _every(request)
+            rows = (await read_changelog(bootstrap_servers, windows.changelog_topic.get_topic_name()) if every
+                    else dict(windows.data.items()))
+            limit = int(request.query.get("limit", DEFAULT_LIMIT))
+            body = windows_view(rows, policy, size_s=size_s, now_ms=int(time.time() * 1000), limit=limit,
+                                subject=request.query.get("subject"))
+            return self.json({"worker": worker, "every_partition": every, "window_s": size_s, **body})
+
+    @app.page("/alerts/")
+    class Alerts(View):
+        async def get(self, request: Request) -> Response:
+            every = _every(request)
+            if every:
+                raw = await read_changelog(bootstrap_servers, states.changelog_topic.get_topic_name())
+            else:  # what this worker judged last, the figures included (the table has them as last written)
+                raw = {**dict(states.data.items()), **{k: s.to_bytes() for k, s in owner.latest.items()}}
+            described = describe_states(raw)
+            return self.json({"worker": worker, "every_partition": every, "enabled": policy is not None,
+                              "firing": [s for s in described if s["status"] == "firing"], "states": described})
+
+
+def _every(request: Request) -> bool:
+    return request.query.get("all") in ("1", "true")
+
+
+def windows_view(rows: dict[bytes, bytes], policy: Policy | None, *, size_s: float, now_ms: int, limit: int,
+                 subject: str | None = None) -> dict[str, Any]:
+    """Rows (table key -> value) as the operator reads them, by subject."""
+    by_subject: dict[str, dict[int, Aggregate]] = {}
+    for key, raw in rows.items():
+        try:
+            name, start = parse_row_key(key)
+            if subject is None or name == subject:
+                by_subject.setdefault(name, {})[start] = Row.from_bytes(raw).aggregate
+        except ValueError:
+            continue
+    size_ms = round(size_s * 1000)
+    out = {}
+    for name, windows in sorted(by_subject.items()):
+        spans = {}
+        for rule in policy.rules_for(name) if policy else []:
+            if isinstance(rule, Rule):
+                starts = span_starts(now_ms, size_ms, round(rule.window_s * 1000))
+                spans[rule.name] = {"window_s": len(starts) * size_s,
+                                    **merge_all([windows[s] for s in starts if s in windows]).summary()}
+        latest = sorted(windows, reverse=True)[:limit]
+        out[name] = {"windows": [{"start_ms": start, **windows[start].summary()} for start in latest],
+                     "spans": spans, "retained": {"windows": len(windows),
+                                                  **merge_all(list(windows.values())).summary()}}
+    return {"subjects": out}
+
+
+async def read_changelog(bootstrap_servers: str, topic: str) -> dict[bytes, bytes]:
+    """A table's changelog read whole: the last value of each key (a null value deletes its key)."""
+    rows: dict[bytes, bytes] = {}
+
+    async def apply(key: bytes | None, value: bytes | None, offset: int) -> None:
+        if key is None:
+            return
+        if value is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = value
+
+    reader = CompactedTopicReader(bootstrap_servers, topic)
+    await reader.start()
+    try:
+        await reader.read_to_end(apply, timeout_s=30)
+    finally:
+        await reader.stop()
+    return rows
