@@ -1,0 +1,94 @@
+"""infra/prometheus: the alert rules and the Grafana dashboard parse, name only metrics llmrouter/metrics.py
+defines, and say the same thresholds as the router's own rules (the `alerts` settings' defaults)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmrouter.alerting.config import RULE_SHAPES
+from llmrouter.core.alerts import SEVERITIES
+from llmrouter.metrics import Metrics
+from llmrouter.settings import load_settings
+
+INFRA = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
+METRIC = re.compile(r"\bllmrouter_[a-z0-9_]+")
+COMPARISON = re.compile(r"([<>])=?\s*([0-9][0-9.e+]*)")
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+
+
+def exposed_names() -> set[str]:
+    """Every sample name /metrics/ can show, by metric type (prometheus_client names a counter's samples
+    <name>_total and a histogram's <name>_bucket/_count/_sum)."""
+    return {family.name + suffix for family in Metrics().registry.collect() for suffix in SUFFIXES[family.type]}
+
+
+def rules() -> list[dict]:
+    return [rule for group in yaml.safe_load((INFRA / "alerts.yml").read_text())["groups"] for rule in group["rules"]]
+
+
+def dashboard() -> dict:
+    return json.loads((INFRA / "grafana-dashboard.json").read_text())
+
+
+def test_every_rule_names_only_metrics_the_router_defines():
+    """A typo or a renamed metric would make a rule that never fires: every name in an expression exists."""
+    known = exposed_names()
+    for rule in rules():
+        names = set(METRIC.findall(rule["expr"]))
+        assert names and names <= known, (rule["alert"], names - known)
+
+
+def test_there_is_one_rule_per_alert_condition_of_the_specification_with_the_routers_threshold():
+    """The five rules of §7.2, labelled with the router's rule name; each compares against the threshold of the
+    `alerts` settings' defaults and holds for the same time; each has a severity the router knows."""
+    settings = load_settings(env={}).alerts.rules
+    by_rule = {rule["labels"]["rule"]: rule for rule in rules()}
+    assert set(by_rule) == set(RULE_SHAPES)
+    for name, rule in by_rule.items():
+        ours = getattr(settings, name)
+        below = RULE_SHAPES[name][2]
+        comparisons = [(op, float(value)) for op, value in COMPARISON.findall(rule["expr"])]
+        assert ("<" if below else ">", ours.threshold) in comparisons, (name, comparisons)
+        assert _seconds(rule.get("for", "0s")) == ours.for_s, name
+        assert rule["labels"]["severity"] == ours.severity in SEVERITIES
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_the_dashboard_parses_and_every_panel_queries_metrics_the_router_defines():
+    """Grafana's JSON model: unique panel ids, a Prometheus datasource variable, and every query's metrics exist."""
+    board = dashboard()
+    known = exposed_names()
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
+    assert board["templating"]["list"][0]["query"] == "prometheus"
+    assert panels
+    for panel in panels:
+        exprs = [target["expr"] for target in panel["targets"]]
+        names = {name for expr in exprs for name in METRIC.findall(expr)}
+        assert exprs and names and names <= known, (panel["title"], names - known)
+
+
+def test_the_dashboard_shows_each_alert_rule_with_its_threshold_line():
+    """The panels of the five rules draw their threshold, so an operator sees how near the alert is."""
+    settings = load_settings(env={}).alerts.rules
+    lines = {step["value"] for p in dashboard()["panels"] if p["type"] != "row"
+             for step in p["fieldConfig"]["defaults"]["thresholds"]["steps"] if step["value"] is not None}
+    for name in RULE_SHAPES:
+        assert getattr(settings, name).threshold in lines, name
+
+
+@pytest.mark.parametrize("text, seconds", [("0s", 0), ("1m", 60), ("2m", 120), ("90s", 90)])
+def test_durations_are_read_as_prometheus_writes_them(text, seconds):
+    """The helper of these tests reads Prometheus' duration format."""
+    assert _seconds(text) == seconds
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, duration
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
