@@ -20,7 +20,8 @@ worker SIGKILLed loses what it counted since its last flush (at most
 The same service sends a *tick* (a record with no key) to each partition of
 ``llm.router.outcomes`` this worker owns, every ``alerts.evaluate_interval_s``:
 the owner judges the rules of that partition's subjects when the tick comes
-round, after every batch written before it, with the tick's time as the clock.
+round, after every batch written before it, with the tick's time as the clock
+(and deletes the windows past retention, alerts on or off).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def _wall_ms() -> int:
 
 class OutcomeRecorder(mode.Service):
     def __init__(self, app: faust.App, *, topic: str, worker: str, size_s: float, flush_interval_s: float,
-                 evaluate_interval_s: float | None, now_ms: WallMs = _wall_ms, **kwargs: Any) -> None:
+                 evaluate_interval_s: float, now_ms: WallMs = _wall_ms, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._app, self._topic, self._worker = app, topic, worker
         self._flush_s, self._tick_s = flush_interval_s, evaluate_interval_s
@@ -106,8 +107,7 @@ class OutcomeRecorder(mode.Service):
 
     @mode.Service.task
     async def _tick_loop(self) -> None:
-        if self._tick_s is None:  # alerts off: nothing to judge
-            return
+        """Ticks go even with alerts off: the owner also deletes the windows past retention on a tick."""
         while not self.should_stop and not self._closing:
             await self.sleep(self._tick_s)
             if self._closing:

@@ -50,8 +50,9 @@ def register(app: faust.App, *, windows: faust.Table, states: faust.Table, owner
             every = _every(request)
             if every:
                 raw = await read_changelog(bootstrap_servers, states.changelog_topic.get_topic_name())
-            else:  # what this worker judged last, the figures included (the table has them as last written)
-                raw = {**dict(states.data.items()), **{k: s.to_bytes() for k, s in owner.latest.items()}}
+            else:  # the partitions owned now, as last judged here (the table has the figures as last written)
+                raw = {key: owner.latest[key].to_bytes() if key in owner.latest else value
+                       for key, value in states.data.items()}
             described = describe_states(raw)
             return self.json({"worker": worker, "every_partition": every, "enabled": policy is not None,
                               "firing": [s for s in described if s["status"] == "firing"], "states": described})

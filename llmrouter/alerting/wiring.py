@@ -44,7 +44,7 @@ def wire_windows(app: RouterApp, settings: Settings, topics: Topics, tables: Tab
     windows_agent.register(app, topics.outcomes, owner)
     recorder = app.add_dependency(OutcomeRecorder(
         app, topic=topics.outcomes.get_topic_name(), worker=worker, size_s=w.size_s,
-        flush_interval_s=w.flush_interval_s, evaluate_interval_s=a.evaluate_interval_s if rules else None,
+        flush_interval_s=w.flush_interval_s, evaluate_interval_s=a.evaluate_interval_s,
         loop=app.loop, beacon=app.beacon))
     app.assignment_listeners.append(recorder.on_assignment)
     app.on_before_shutdown.connect(recorder.before_shutdown)
