@@ -161,7 +161,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int | None:
 
     from llmrouter.app import build_router
     from llmrouter.kafka_admin import ensure_topics
-    from llmrouter.logs import configure_logging
+    from llmrouter.logs import configure_logging, json_formatter, worker_logging_config
     from llmrouter.new_group import seed_new_group
     from llmrouter.topic_plan import APPLY_COMMAND
 
@@ -170,7 +170,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int | None:
     # Our own lines logged before faust starts (faust replaces this handler with its own).
     before_faust = logging.StreamHandler()
     before_faust.addFilter(logging.Filter("llmrouter"))
-    before_faust.setFormatter(logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"))
+    before_faust.setFormatter(json_formatter() if settings.worker.log_format == "json" else
+                              logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[before_faust])
     configure_logging(settings.worker.log_format)
     log = structlog.get_logger("llmrouter.topics")
@@ -184,7 +185,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int | None:
 
         return supervise(settings, args.processes, settings_path=args.settings, loglevel=args.loglevel)
     router = build_router(settings)
-    faust.Worker(router.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    faust.Worker(router.app, loglevel=args.loglevel, quiet=True,
+                 logging_config=worker_logging_config(settings.worker.log_format)).execute_from_commandline()
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:
