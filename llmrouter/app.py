@@ -24,6 +24,7 @@ from llmrouter.core.quota import QuotaConfig, UserQuotas
 from llmrouter.dispatch import Dispatcher
 from llmrouter.flags import FlagsService
 from llmrouter.fleet import SharedProviderState
+from llmrouter.ledger_audit import LedgerEvents
 from llmrouter.limits import Adapt, RateLimits
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
@@ -122,7 +123,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
         tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
     ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],
-                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms)
+                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms,
+                    events=LedgerEvents(publisher.event, write_attempts=worker.write_attempts))
 
     cache = app.add_dependency(ResponseCache(
         settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,
