@@ -11,6 +11,7 @@
     llmrouter override disable|force|clear P   a provider skipped, or tried first, on every worker
     llmrouter breakers|limits|ledger [--all]   a worker's breakers, rate-limit shares, spend and budgets
     llmrouter dlq list|replay          dead letters on llm.dlq: show them, produce them again
+    llmrouter events replay --table ledger   the ledger rebuilt from llm.events, held against the live one
     llmrouter cache clear|stats        invalidate cached answers everywhere; a worker's cache figures
     llmrouter simulate                 a local stand-in for the cloud APIs (OpenAI, HF, Anthropic)
     llmrouter loadtest --rate R|--concurrency N   load the router through Kafka; latency, loss, duplicates
@@ -89,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result record as JSON")
     p.set_defaults(func=_send)
 
-    from llmrouter import cachecmd, dlqcmd, flagscmd, providerscmd, tablescmd
+    from llmrouter import cachecmd, dlqcmd, eventscmd, flagscmd, providerscmd, tablescmd
     from llmrouter.loadtest import command as loadtest
     from llmrouter.simulator.cli import add_simulate_parser
 
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     flagscmd.add_parser(sub)
     tablescmd.add_parser(sub)
     dlqcmd.add_parser(sub)
+    eventscmd.add_parser(sub)
     cachecmd.add_parser(sub)
     add_simulate_parser(sub)
     loadtest.add_parser(sub)
