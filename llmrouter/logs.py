@@ -26,7 +26,8 @@ _STAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
 def configure_logging(fmt: str = "console", level: int = logging.INFO) -> None:
     """``console``: key=value after Faust's own time and level; ``json``: one self-contained JSON object."""
     if fmt == "json":
-        processors = [structlog.processors.add_log_level, _STAMP, structlog.processors.format_exc_info,
+        processors = [structlog.processors.add_log_level, structlog.stdlib.add_logger_name, _STAMP,
+                      structlog.processors.format_exc_info,
                       structlog.stdlib.ProcessorFormatter.wrap_for_formatter]
     else:
         processors = [structlog.processors.format_exc_info,

@@ -72,7 +72,8 @@ def test_the_canonical_line_says_how_a_request_ended_who_answered_how_long_and_a
               "attempts": [{"provider": "together"}, {"provider": "openai"}]}
     request_answered("answer", record)
     (line,) = parsed(json_lines)
-    assert line == {"event": "request_answered", "level": "info", "timestamp": line["timestamp"], "stage": "answer",
+    assert line == {"event": "request_answered", "level": "info", "logger": "llmrouter.requests",
+                    "timestamp": line["timestamp"], "stage": "answer",
                     "status": "ok", "priority": "high", "route": "cloud", "provider": "openai", "model": "gpt",
                     "latency_ms": 812.5, "queue_ms": 3.0, "prompt_tokens": 12, "completion_tokens": 30,
                     "cost_usd": 0.0021, "attempts": 2}
