@@ -49,6 +49,18 @@ def test_a_consumed_message_with_a_traceparent_continues_the_producers_trace(cau
     assert span.attributes["messaging.kafka.offset"] == 42
 
 
+def test_a_trace_the_producer_does_not_sample_is_carried_on_but_not_recorded(caught):
+    """traceparent flags 00: no span is exported, and what the router writes stays in the producer's trace,
+    unsampled, so the producer's own sampling decision holds downstream."""
+    tracing, exporter = caught
+    unsampled = f"00-{PRODUCER_TRACE}-{PRODUCER_SPAN}-00".encode()
+    with tracing.consuming("intake", message([("traceparent", unsampled)])):
+        ((name, value),) = trace_headers()
+    _version, trace_id, span_id, flags = value.decode().split("-")
+    assert (name, trace_id, flags) == ("traceparent", PRODUCER_TRACE, "00") and span_id != PRODUCER_SPAN
+    assert exporter.get_finished_spans() == ()
+
+
 @pytest.mark.parametrize("headers", [[], [("traceparent", b"not-a-traceparent")], [("other", b"x")]],
                          ids=["none", "malformed", "unrelated"])
 def test_a_message_without_a_valid_traceparent_starts_a_trace_of_its_own(caught, headers):
