@@ -24,6 +24,7 @@ from llmrouter.core.quota import QuotaConfig, UserQuotas
 from llmrouter.dispatch import Dispatcher
 from llmrouter.flags import FlagsService
 from llmrouter.fleet import SharedProviderState
+from llmrouter.ledger_audit import LedgerEvents
 from llmrouter.limits import Adapt, RateLimits
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
@@ -39,6 +40,7 @@ from llmrouter.providers.spec import PREMIUM_KINDS
 from llmrouter.settings import PREMIUM, REBALANCE_TIMEOUT_S, Settings
 from llmrouter.tables import Tables, declare_tables
 from llmrouter.topics import FLAGS, PROVIDER_STATE_CHANGELOG, Topics, declare_topics
+from llmrouter.tracing import Tracing
 
 PROCESS_SAMPLE_INTERVAL_S = 5.0
 log = structlog.get_logger("llmrouter.app")
@@ -93,6 +95,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         stream_wait_empty=False,
     )
     app.fetch_max_wait_ms = worker.fetch_max_wait_ms
+    # before the work in flight: children stop in reverse, so the spans of drained work are still exported
+    tracing = app.add_dependency(Tracing.build(**settings.tracing.model_dump(), loop=app.loop, beacon=app.beacon))
     in_flight = InFlight(generation=lambda: app.consumer_generation_id, grace_s=worker.revoke_grace_s,
                          delivery_timeout_s=worker.producer_timeout_s, loop=app.loop, beacon=app.beacon)
     app.attach(in_flight)
@@ -115,11 +119,12 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         catch_up_timeout_s=settings.registry.catch_up_timeout_s, loop=app.loop, beacon=app.beacon))
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     breakers, limits, shared = _provider_guards(app, settings, topics, providers)
-    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits)
+    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits, tracer=tracing.tracer)
     provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
         tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
     ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],
-                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms)
+                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms,
+                    events=LedgerEvents(publisher.event, write_attempts=worker.write_attempts))
 
     cache = app.add_dependency(ResponseCache(
         settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,
@@ -129,11 +134,11 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     inbound = Codec(on_legacy_header=lambda schema: metrics.avro_legacy_headers_total.labels(schema).inc())
     intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
                                                           publisher=publisher, directory=directory, cache=cache,
-                                                          metrics=metrics), settings)
+                                                          metrics=metrics, tracing=tracing), settings)
     quotas = _user_quotas(app, settings, topics)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
                                publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
-                               flags=flags, quotas=quotas)
+                               flags=flags, tracing=tracing, quotas=quotas)
     lanes = answer.register(app, topics, in_flight, answerer, settings)
     backpressure = app.add_dependency(Backpressure(
         settings.backpressure, consumer=lambda: app.consumer, lanes=lanes,
