@@ -161,6 +161,7 @@ class Answerer:
         if request is not None:
             record = result_record(request, status="error", now_ms=now_ms(), error_code=code, error_message=reason)
             await until_written(lambda: self._publisher.result(record), what="send an error result")
+            self._metrics.finished(request.priority, record)
 
     def _over_quota(self, request: Request) -> Refusal | None:
         """The user's quota (F007), checked here rather than at intake, cheap as intake would be: the
@@ -280,6 +281,7 @@ class Answerer:
                                                                 request_id=request.request_id), what="dead-letter")
         record = result_record(request, status="error", now_ms=now_ms(), error_code=exc.code, error_message=reason)
         await until_written(lambda: self._publisher.result(record), what="send an error result")
+        self._metrics.finished(request.priority, record)
         log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
 
     async def _store(self, request_id: str, stored: StoredAnswer, *, what: str) -> None:

@@ -143,6 +143,7 @@ class Intake:
         reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
         await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
                            what="send a refusal", attempts=self._attempts)
+        self._metrics.finished(request.priority, record)
         log.debug("request_refused", request_id=request.request_id, code=refusal.code, priority=request.priority)
 
     async def _dead_letter(self, origin: Origin, decoded: dict[str, Any], priority: str, *, code: str,
@@ -166,6 +167,7 @@ class Intake:
             record = {"request_id": request_id, "status": "error", "priority": priority, "error_code": code,
                       "error_message": reason, "completed_at_ms": now_ms()}
             await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
+            self._metrics.finished(priority, record)
 
 
 def origin_of(message: faust.types.Message) -> Origin:

@@ -27,6 +27,7 @@ from llmrouter.fleet import SharedProviderState
 from llmrouter.limits import Adapt, RateLimits
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
+from llmrouter.observability.gauges import StateGauges
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
@@ -40,7 +41,7 @@ from llmrouter.settings import PREMIUM, REBALANCE_TIMEOUT_S, Settings
 from llmrouter.tables import Tables, declare_tables
 from llmrouter.topics import FLAGS, PROVIDER_STATE_CHANGELOG, Topics, declare_topics
 
-PROCESS_SAMPLE_INTERVAL_S = 5.0
+PROCESS_SAMPLE_INTERVAL_S = 1.0  # memory and CPU gauges: CPU is the share over the last interval, as top shows it
 log = structlog.get_logger("llmrouter.app")
 
 
@@ -150,14 +151,13 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                     in_flight=in_flight, stall_watch=stall_watch, cache=cache, breakers=breakers, limits=limits,
                     shared=shared, ledger=ledger, flags=flags, backpressure=backpressure, quotas=quotas)
     views.register(router)
+    metrics.on_render(StateGauges(router).refresh)  # breakers, buckets, lag, calls in flight: read at each scrape
     admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=secrets.get(admin.ADMIN_KEY_ENV),
                    worker_id=providers.worker_id)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)
     async def sample_process() -> None:
         metrics.sample_process()
-        for name, bulkhead in providers.bulkheads().items():
-            metrics.active_connections.labels(name).set(bulkhead.in_use)
 
     @app.task
     async def publish_registry_events() -> None:

@@ -9,7 +9,7 @@
   its tables, is not in a rebalance and has a provider to serve with; 503
   otherwise. Owning a partition is not required: an idle spare worker is
   ready to take partitions over;
-* ``/metrics`` — Prometheus text format;
+* ``/metrics/`` and ``/metrics`` — Prometheus text format (:mod:`llmrouter.metrics`);
 * ``/providers/`` — the registry: each provider's configuration (never a
   key), availability, capabilities, health, latency, error rate and cost;
 * ``/work/`` — this worker's jobs under way (partition, offset, phase) and
@@ -114,6 +114,10 @@ def register(router: Router) -> None:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(router.metrics.render(), content_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.page("/metrics")  # Prometheus' default metrics_path, without the slash the other views have
+    class PrometheusDefaultPath(MetricsView):
+        pass
 
     @app.page("/work/")
     class Work(View):
