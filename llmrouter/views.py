@@ -1,8 +1,10 @@
 """Faust web views for operators: health, metrics and table state.
 
-* ``/health/`` — the whole report: liveness, readiness and each dependency
-  (Kafka assignment, work in flight, providers, Redis) with why it is not
-  ready; 200 whenever the worker answers at all;
+* ``/health/`` — the whole report: liveness, readiness and why not, and
+  ``dependencies``, each with a status (Kafka: assignment and lag; Redis; each
+  provider: health check and breaker; the local model: its queue;
+  :mod:`llmrouter.observability.dependencies`); 200 whenever the worker
+  answers at all;
 * ``/health/live/`` — liveness: 200 while the worker's event loop answers (a
   live worker that owns no partition is live);
 * ``/health/ready/`` — readiness: 200 once the worker has started, recovered
@@ -45,6 +47,7 @@ from llmrouter.codec import Codec
 from llmrouter.budgets import read_all_accounts
 from llmrouter.core.ledger_totals import cost_hints, ledger_totals
 from llmrouter.core.stored import StoredAnswer
+from llmrouter.observability import dependencies
 from llmrouter.topics import LEDGER_CHANGELOG
 
 if TYPE_CHECKING:
@@ -96,6 +99,7 @@ def register(router: Router) -> None:
                 "providers": router.providers.status(),
                 "paused_priorities": [p["priority"] for p in router.backpressure.describe()["paused"]]
                 if router.backpressure is not None else [],
+                "dependencies": dependencies.report(router, redis_ok=redis_ok),
             }
             return self.json(body)
 

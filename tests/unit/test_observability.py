@@ -1,4 +1,4 @@
-"""What the gauges read off the worker: lag by priority, result paths, series of providers that are gone."""
+"""What the gauges and /health/ read off the worker: lag by priority, a provider's status, result paths."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from faust.types import TP
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from llmrouter.metrics import path_of
+from llmrouter.observability.dependencies import provider_status
 from llmrouter.observability.gauges import LabelledSeries
 from llmrouter.observability.state import lag_by_priority
 
@@ -24,6 +25,16 @@ def test_a_partition_whose_end_or_commit_is_not_known_yet_leaves_its_lag_unknown
     a, other = TP("t.llm.requests.high", 0), TP("elsewhere", 0)
     lag = lag_by_priority([a, other], {a: 10, other: 5}, {other: 0}, STAGES)
     assert lag["requests"]["high"] is None and lag["requests"]["low"] is None
+
+
+def test_a_provider_is_down_when_unavailable_or_open_here_and_degraded_on_weaker_signs():
+    """The breaker here decides what is called; the group's breaker and a failed check only warn."""
+    status = lambda **kw: provider_status(**{"available": True, "healthy": True, "here": "closed",
+                                             "group": "closed", **kw})[0]
+    assert status() == "ok" and status(healthy=None, here=None, group=None) == "ok"
+    assert status(available=False) == "down" and status(here="open") == "down"
+    assert status(group="open") == "degraded" and status(healthy=False) == "degraded"
+    assert status(here="half_open") == "degraded"
 
 
 def test_the_path_of_a_result_is_its_cache_level_or_its_route():
