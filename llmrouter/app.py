@@ -13,7 +13,7 @@ from pathlib import Path
 import faust
 import structlog
 
-from llmrouter import admin, views
+from llmrouter import admin, dashboard, views
 from llmrouter.agents import answer, intake, provider_state
 from llmrouter.breakers import LocalBreakers
 from llmrouter.budgets import Budget, Ledger
@@ -152,6 +152,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                     shared=shared, ledger=ledger, flags=flags, backpressure=backpressure, quotas=quotas)
     views.register(router)
     metrics.on_render(StateGauges(router).refresh)  # breakers, buckets, lag, calls in flight: read at each scrape
+    dashboard.register(router)
     admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=secrets.get(admin.ADMIN_KEY_ENV),
                    worker_id=providers.worker_id)
 

@@ -12,6 +12,7 @@
   otherwise. Owning a partition is not required: an idle spare worker is
   ready to take partitions over;
 * ``/metrics/`` and ``/metrics`` — Prometheus text format (:mod:`llmrouter.metrics`);
+* ``/dashboard/`` — live charts (:mod:`llmrouter.dashboard`, which declares its views);
 * ``/providers/`` — the registry: each provider's configuration (never a
   key), availability, capabilities, health, latency, error rate and cost;
 * ``/work/`` — this worker's jobs under way (partition, offset, phase) and
