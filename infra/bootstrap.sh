@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what llm-router needs on a fresh Debian machine, idempotently:
-# redis-server, Java 17, Maven and npm from Debian (only those missing), then
-# a Python virtualenv in .venv with llm-router and its test extras, and the
-# dashboard's chart library from the npm registry (infra/web_assets.sh).
+# redis-server, Java 17 and Maven, npm, and Chromium with its driver (the
+# dashboard's browser test) from Debian (only those missing), then a Python
+# virtualenv in .venv with llm-router and its test extras, and the dashboard's
+# chart library from the npm registry (infra/web_assets.sh).
 # Kafka's jars are resolved later by `llmrouter infra up` (Maven Central).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
