@@ -174,6 +174,7 @@ class Answerer:
         if request is not None:
             record = result_record(request, status="error", now_ms=now_ms(), error_code=code, error_message=reason)
             await until_written(lambda: self._publisher.result(record), what="send an error result")
+            self._metrics.finished(request.priority, record)
             request_answered("answer", record, request_id=request_id)
 
     def _over_quota(self, request: Request) -> Refusal | None:
@@ -295,6 +296,7 @@ class Answerer:
                                                                 request_id=request.request_id), what="dead-letter")
         record = result_record(request, status="error", now_ms=now_ms(), error_code=exc.code, error_message=reason)
         await until_written(lambda: self._publisher.result(record), what="send an error result")
+        self._metrics.finished(request.priority, record)
         log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
         request_answered("answer", record)
 

@@ -156,6 +156,7 @@ class Intake:
         reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
         await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
                            what="send a refusal", attempts=self._attempts)
+        self._metrics.finished(request.priority, record)
         request_answered("intake", record)
 
     async def _dead_letter(self, origin: Origin, decoded: dict[str, Any], priority: str, *, code: str,
@@ -179,6 +180,7 @@ class Intake:
             record = {"request_id": request_id, "status": "error", "priority": priority, "error_code": code,
                       "error_message": reason, "completed_at_ms": now_ms()}
             await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
+            self._metrics.finished(priority, record)
             request_answered("intake", record, request_id=request_id)
 
 

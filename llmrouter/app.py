@@ -13,7 +13,7 @@ from pathlib import Path
 import faust
 import structlog
 
-from llmrouter import admin, views
+from llmrouter import admin, dashboard, views
 from llmrouter.agents import answer, intake, provider_state
 from llmrouter.breakers import LocalBreakers
 from llmrouter.budgets import Budget, Ledger
@@ -28,6 +28,7 @@ from llmrouter.ledger_audit import LedgerEvents
 from llmrouter.limits import Adapt, RateLimits
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
+from llmrouter.observability.gauges import StateGauges
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
@@ -42,7 +43,7 @@ from llmrouter.tables import Tables, declare_tables
 from llmrouter.topics import FLAGS, PROVIDER_STATE_CHANGELOG, Topics, declare_topics
 from llmrouter.tracing import Tracing
 
-PROCESS_SAMPLE_INTERVAL_S = 5.0
+PROCESS_SAMPLE_INTERVAL_S = 1.0  # memory and CPU gauges: CPU is the share over the last interval, as top shows it
 log = structlog.get_logger("llmrouter.app")
 
 
@@ -155,14 +156,14 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                     in_flight=in_flight, stall_watch=stall_watch, cache=cache, breakers=breakers, limits=limits,
                     shared=shared, ledger=ledger, flags=flags, backpressure=backpressure, quotas=quotas)
     views.register(router)
+    metrics.on_render(StateGauges(router).refresh)  # breakers, buckets, lag, calls in flight: read at each scrape
+    dashboard.register(router)
     admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=secrets.get(admin.ADMIN_KEY_ENV),
                    worker_id=providers.worker_id)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)
     async def sample_process() -> None:
         metrics.sample_process()
-        for name, bulkhead in providers.bulkheads().items():
-            metrics.active_connections.labels(name).set(bulkhead.in_use)
 
     @app.task
     async def publish_registry_events() -> None:
