@@ -6,7 +6,7 @@ LLMROUTER := $(VENV)/bin/llmrouter
 .PHONY: setup demo test bench infra-up infra-down
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml infra/bootstrap.sh
+$(VENV)/.installed: pyproject.toml infra/bootstrap.sh infra/web_assets.sh web/package-lock.json
 	bash infra/bootstrap.sh
 	touch $@
 

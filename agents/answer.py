@@ -49,18 +49,20 @@ from llmrouter.core.degrade import Degraded, degrade
 from llmrouter.core.quota import UserQuotas
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.dispatch import Attempt, Dispatched, Dispatcher, Spend
-from llmrouter.envelope import Origin, normalize_headers, origin_of_forwarded
+from llmrouter.envelope import TRACE_PREFIX, Origin, normalize_headers, origin_of_forwarded
 from llmrouter.errors import RequestError
 from llmrouter.flags import FlagsService
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
+from llmrouter.request_log import request_answered
 from llmrouter.routing import Plan, order_equivalents, plan, route_of
 from llmrouter.runtime.inflight import Fenced, InFlight, Job, Lane
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
 from llmrouter.settings import Settings
 from llmrouter.tables import Tables
 from llmrouter.topics import Topics
+from llmrouter.tracing import Tracing, bind_request
 
 log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
@@ -90,7 +92,8 @@ class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
         publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache, ledger: Ledger,
-        flags: FlagsService, quotas: UserQuotas | None = None, outcomes: OutcomeRecorder | None = None,
+        flags: FlagsService, tracing: Tracing, quotas: UserQuotas | None = None,
+        outcomes: OutcomeRecorder | None = None,
     ) -> None:
         self._settings = settings
         self._answered = tables.answered
@@ -103,6 +106,7 @@ class Answerer:
         self._ledger = ledger
         self._flags = flags
         self._quotas = quotas
+        self._tracing = tracing
         self._outcomes = outcomes  # the windowed counts behind the alerts (None: windows off)
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
@@ -110,10 +114,16 @@ class Answerer:
         self._turns = itertools.count()  # requests routed: round-robin's turn
 
     async def answer(self, event: faust.EventT, job: Job) -> None:
+        """One accepted request, in the span ``answer`` (a child of intake's, whose context the forward carries)."""
+        with self._tracing.consuming("answer", event.message, prefix=TRACE_PREFIX):
+            await self._answer(event, job)
+
+    async def _answer(self, event: faust.EventT, job: Job) -> None:
         origin = origin_of_forwarded(event.value, normalize_headers(event.headers))
         request = parse_request(self._codec.decode("LLMRequest", origin.value),
                                 priority=self._priority_of[event.message.topic], received_at_ms=origin.received_at_ms)
         rid = request.request_id
+        bind_request(rid)
         while rid in self._in_flight:  # the same request delivered again while the first is still running
             await asyncio.shield(self._in_flight[rid])
         stored = self._stored(rid)
@@ -147,6 +157,10 @@ class Answerer:
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a request the handler failed on: a dead letter and an ``error``
         result (when its request_id is known), written until they are."""
+        with self._tracing.consuming("answer.failed", event.message, prefix=TRACE_PREFIX):
+            await self._fail(event, exc)
+
+    async def _fail(self, event: faust.EventT, exc: BaseException) -> None:
         headers = normalize_headers(event.headers)
         try:
             origin = origin_of_forwarded(event.value, headers)
@@ -163,6 +177,8 @@ class Answerer:
         if request is not None:
             record = result_record(request, status="error", now_ms=now_ms(), error_code=code, error_message=reason)
             await until_written(lambda: self._publisher.result(record), what="send an error result")
+            self._metrics.finished(request.priority, record)
+            request_answered("answer", record, request_id=request_id)
 
     def _over_quota(self, request: Request) -> Refusal | None:
         """The user's quota (F007), checked here rather than at intake, cheap as intake would be: the
@@ -199,7 +215,8 @@ class Answerer:
         if not stored.delivered:
             self._mark_delivered(request.request_id, stored)
         self._metrics.replays_total.inc()
-        log.debug("result_replayed", request_id=request.request_id, status=stored.status, first_copy=not stored.delivered)
+        request_answered("answer", priority=request.priority, status=stored.status, replayed=True,
+                         first_copy=not stored.delivered)
 
     async def _serve(self, request: Request, before_call: Callable[[], None], spend: Spend,
                      wait: Callable[[float], Awaitable[None]] | None = None) -> tuple[dict[str, Any], DeadLetter | None]:
@@ -282,7 +299,9 @@ class Answerer:
                                                                 request_id=request.request_id), what="dead-letter")
         record = result_record(request, status="error", now_ms=now_ms(), error_code=exc.code, error_message=reason)
         await until_written(lambda: self._publisher.result(record), what="send an error result")
+        self._metrics.finished(request.priority, record)
         log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
+        request_answered("answer", record)
 
     async def _store(self, request_id: str, stored: StoredAnswer, *, what: str) -> None:
         await with_retries(lambda: put_durably(self._answered, request_id.encode(), stored.to_bytes()),
@@ -305,11 +324,7 @@ class Answerer:
         self._metrics.finished(request.priority, record)
         if self._outcomes is not None:
             self._outcomes.result(request.priority, record)
-        log.debug("request_answered", request_id=request.request_id, priority=request.priority,
-                 status=record["status"], route=record.get("route", "none"), provider=record.get("provider"),
-                 latency_ms=record["total_latency_ms"], queue_ms=record["queue_latency_ms"],
-                 prompt_tokens=record.get("prompt_tokens", 0), completion_tokens=record.get("completion_tokens", 0),
-                 error_code=record.get("error_code"))
+        request_answered("answer", record)
 
     def _count_attempts(self, outcome: Dispatched) -> None:
         if self._outcomes is not None:

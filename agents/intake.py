@@ -33,11 +33,13 @@ from llmrouter.envelope import Origin, normalize_headers
 from llmrouter.errors import RequestError
 from llmrouter.metrics import Metrics
 from llmrouter.publisher import Publisher, now_ms
+from llmrouter.request_log import request_answered
 from llmrouter.runtime.inflight import InFlight, Job
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.runtime.writes import until_written, with_retries
 from llmrouter.settings import Settings
 from llmrouter.topics import Topics
+from llmrouter.tracing import Tracing, bind_request
 
 log = structlog.get_logger("llmrouter.intake")
 
@@ -52,7 +54,7 @@ def register(app: faust.App, topics: Topics, in_flight: InFlight, intake: Intake
 
 class Intake:
     def __init__(self, *, settings: Settings, topics: Topics, codec: Codec, publisher: Publisher,
-                 directory: TopicDirectory, cache: ResponseCache, metrics: Metrics,
+                 directory: TopicDirectory, cache: ResponseCache, metrics: Metrics, tracing: Tracing,
                  outcomes: OutcomeRecorder | None = None) -> None:
         self._settings = settings
         self._accepted = {p: topics.accepted[p].get_topic_name() for p in PRIORITIES}
@@ -62,17 +64,23 @@ class Intake:
         self._directory = directory
         self._cache = cache
         self._metrics = metrics
+        self._tracing = tracing
         self._outcomes = outcomes  # cache hits count in the windows too (the hit rate)
         self._recent = RecentAnswers(settings.cache.recent_answers)
         self._attempts = settings.worker.write_attempts
 
     async def accept(self, event: faust.EventT, job: Job) -> None:
-        origin = origin_of(event.message)
+        """One upstream message, in the span ``intake`` (continuing the producer's trace, if it sent one)."""
+        with self._tracing.consuming("intake", event.message):
+            await self._accept(origin_of(event.message), job)
+
+    async def _accept(self, origin: Origin, job: Job) -> None:
         priority = self._priority_of[origin.topic]
         decoded: dict[str, Any] = {}
         try:
             decoded = self._codec.decode("LLMRequest", origin.value)
             request = parse_request(decoded, priority=priority, received_at_ms=origin.received_at_ms)
+            bind_request(request.request_id)
         except RequestError as exc:
             job.start_delivery()
             await self._dead_letter(origin, decoded, priority, code=exc.code, reason=str(exc))
@@ -82,10 +90,14 @@ class Intake:
             await with_retries(lambda: self._publisher.send_result(request.request_id, earlier,
                                                                    reply_to=request.reply_to, replay=True),
                                what="re-emit a cached result", attempts=self._attempts)
+            request_answered("intake", priority=request.priority, route="cache", replayed=True)
             return
         refusal = await self._check_reply_to(request.reply_to) or self._check_size(request, origin)
-        hit = (await self._cache.lookup(request, origin.value)
-               if refusal is None and self._cache.decide(request).read else None)
+        hit = None
+        if refusal is None and self._cache.decide(request).read:
+            with self._tracing.span("cache.lookup") as span:
+                hit = await self._cache.lookup(request, origin.value)
+                span.set_attribute("llm.cache_level", hit.level if hit is not None else "none")
         if hit is not None and hit.answer.request_id == request.request_id:
             hit = None  # the answer paid for this very request: it is delivered again, the answer stage re-emits it
         job.start_delivery()
@@ -118,14 +130,15 @@ class Intake:
         self._metrics.finished(request.priority, record)
         if self._outcomes is not None:
             self._outcomes.result(request.priority, record)
-        log.debug("request_answered_from_cache", request_id=request.request_id, level=hit.level)
+        request_answered("intake", record)
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a message intake failed on: dead letter (and error result) until written."""
         origin = origin_of(event.message)
         decoded = _decoded_or_empty(self._codec, origin.value)
-        await self._dead_letter(origin, decoded, self._priority_of[origin.topic], code=getattr(exc, "code",
-                                "internal_error"), reason=f"intake failed: {exc}", last_resort=True)
+        with self._tracing.consuming("intake.failed", event.message):
+            await self._dead_letter(origin, decoded, self._priority_of[origin.topic], code=getattr(exc, "code",
+                                    "internal_error"), reason=f"intake failed: {exc}", last_resort=True)
 
     def _check_size(self, request: Request, origin: Origin) -> Refusal | None:
         limits = self._settings.limits
@@ -148,7 +161,8 @@ class Intake:
         reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
         await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
                            what="send a refusal", attempts=self._attempts)
-        log.debug("request_refused", request_id=request.request_id, code=refusal.code, priority=request.priority)
+        self._metrics.finished(request.priority, record)
+        request_answered("intake", record)
 
     async def _dead_letter(self, origin: Origin, decoded: dict[str, Any], priority: str, *, code: str,
                            reason: str, last_resort: bool = False) -> None:
@@ -171,6 +185,8 @@ class Intake:
             record = {"request_id": request_id, "status": "error", "priority": priority, "error_code": code,
                       "error_message": reason, "completed_at_ms": now_ms()}
             await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
+            self._metrics.finished(priority, record)
+            request_answered("intake", record, request_id=request_id)
 
 
 def origin_of(message: faust.types.Message) -> Origin:

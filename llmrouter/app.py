@@ -13,7 +13,7 @@ from pathlib import Path
 import faust
 import structlog
 
-from llmrouter import admin, views
+from llmrouter import admin, dashboard, views
 from llmrouter.agents import answer, intake, provider_state
 from llmrouter.alerting.wiring import wire_windows
 from llmrouter.breakers import LocalBreakers
@@ -25,9 +25,11 @@ from llmrouter.core.quota import QuotaConfig, UserQuotas
 from llmrouter.dispatch import Dispatcher
 from llmrouter.flags import FlagsService
 from llmrouter.fleet import SharedProviderState
+from llmrouter.ledger_audit import LedgerEvents
 from llmrouter.limits import Adapt, RateLimits
 from llmrouter.logs import configure_logging
 from llmrouter.metrics import Metrics
+from llmrouter.observability.gauges import StateGauges
 from llmrouter.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
@@ -40,8 +42,9 @@ from llmrouter.providers.spec import PREMIUM_KINDS
 from llmrouter.settings import PREMIUM, REBALANCE_TIMEOUT_S, Settings
 from llmrouter.tables import Tables, declare_tables
 from llmrouter.topics import FLAGS, PROVIDER_STATE_CHANGELOG, Topics, declare_topics
+from llmrouter.tracing import Tracing
 
-PROCESS_SAMPLE_INTERVAL_S = 5.0
+PROCESS_SAMPLE_INTERVAL_S = 1.0  # memory and CPU gauges: CPU is the share over the last interval, as top shows it
 log = structlog.get_logger("llmrouter.app")
 
 
@@ -94,6 +97,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         stream_wait_empty=False,
     )
     app.fetch_max_wait_ms = worker.fetch_max_wait_ms
+    # before the work in flight: children stop in reverse, so the spans of drained work are still exported
+    tracing = app.add_dependency(Tracing.build(**settings.tracing.model_dump(), loop=app.loop, beacon=app.beacon))
     in_flight = InFlight(generation=lambda: app.consumer_generation_id, grace_s=worker.revoke_grace_s,
                          delivery_timeout_s=worker.producer_timeout_s, loop=app.loop, beacon=app.beacon)
     app.attach(in_flight)
@@ -116,11 +121,12 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         catch_up_timeout_s=settings.registry.catch_up_timeout_s, loop=app.loop, beacon=app.beacon))
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     breakers, limits, shared = _provider_guards(app, settings, topics, providers)
-    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits)
+    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits, tracer=tracing.tracer)
     provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
         tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
     ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],
-                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms)
+                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms,
+                    events=LedgerEvents(publisher.event, write_attempts=worker.write_attempts))
 
     cache = app.add_dependency(ResponseCache(
         settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,
@@ -131,11 +137,11 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     inbound = Codec(on_legacy_header=lambda schema: metrics.avro_legacy_headers_total.labels(schema).inc())
     intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
                                                           publisher=publisher, directory=directory, cache=cache,
-                                                          metrics=metrics, outcomes=outcomes), settings)
+                                                          metrics=metrics, tracing=tracing, outcomes=outcomes), settings)
     quotas = _user_quotas(app, settings, topics)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
                                publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
-                               flags=flags, quotas=quotas, outcomes=outcomes)
+                               flags=flags, tracing=tracing, quotas=quotas, outcomes=outcomes)
     lanes = answer.register(app, topics, in_flight, answerer, settings)
     backpressure = app.add_dependency(Backpressure(
         settings.backpressure, consumer=lambda: app.consumer, lanes=lanes,
@@ -152,14 +158,14 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                     in_flight=in_flight, stall_watch=stall_watch, cache=cache, breakers=breakers, limits=limits,
                     shared=shared, ledger=ledger, flags=flags, backpressure=backpressure, quotas=quotas)
     views.register(router)
+    metrics.on_render(StateGauges(router).refresh)  # breakers, buckets, lag, calls in flight: read at each scrape
+    dashboard.register(router)
     admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=secrets.get(admin.ADMIN_KEY_ENV),
                    worker_id=providers.worker_id)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)
     async def sample_process() -> None:
         metrics.sample_process()
-        for name, bulkhead in providers.bulkheads().items():
-            metrics.active_connections.labels(name).set(bulkhead.in_use)
 
     @app.task
     async def publish_registry_events() -> None:

@@ -24,6 +24,10 @@ killed) is settled when the request is delivered again (same id, same
 partition), or dropped after ``RESERVATION_TTL_S`` if the request went to
 another provider meanwhile.
 
+Each booking, and the first refusal of a budget's share in a period, is an
+event on llm.events (:mod:`llmrouter.ledger_audit`), from which
+``llmrouter events replay --table ledger`` rebuilds the accounts.
+
 The refresh-ahead of the cache runs outside any partition: it gets
 :class:`FreeOnly`, and never calls a provider that costs money.
 """
@@ -41,6 +45,8 @@ from typing import Any
 import faust
 
 from llmrouter.core.ledger import Account, BudgetExceeded
+from llmrouter.core.ledger_replay import Booking
+from llmrouter.ledger_audit import LedgerEvents
 from llmrouter.registry.reader import CompactedTopicReader
 from llmrouter.runtime.writes import WriteFailed, put_durably, with_retries, write_now
 
@@ -72,8 +78,9 @@ def period_of(period: str, at_ms: int) -> str:
 
 class Ledger:
     def __init__(self, table: faust.Table, budgets: Iterable[Budget], *, partitions: int, write_attempts: int,
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int], events: LedgerEvents | None = None) -> None:
         self._table = table
+        self._events = events
         self._budgets = {provider: budget for budget in budgets for provider in budget.providers}
         self._partitions = partitions
         self._attempts = write_attempts
@@ -130,6 +137,25 @@ class Ledger:
     def now_s(self) -> float:
         return self._now_ms() / 1000.0
 
+    async def booked(self, partition: int, booking: Booking) -> None:
+        if self._events is not None:
+            await self._events.booked(partition, booking)
+
+    async def refused(self, key: bytes, account: Account, budget: Budget, *, request_id: str, provider: str,
+                      reason: str) -> None:
+        """A reservation was refused for ``budget``: the first refusal of this share in this period marks the
+        account (written before any await, so a concurrent refusal sees the mark) and sends one event."""
+        if account.exceeded or self._events is None:
+            return
+        account.exceeded = True
+        sent = self.write(key, account)
+        await self._events.budget_exceeded(budget.name, {
+            "account": key.decode(), "period": budget.period, "budget_usd": repr(budget.usd),
+            "share_usd": repr(self.share_of(budget)), "spent_usd": repr(account.spent_usd),
+            "reserved_usd": repr(account.reserved_usd), "request_id": request_id, "provider": provider,
+            "reason": reason})
+        await self.confirm(key, sent)
+
 
 class LedgerSpend:
     """One request's bookings. Each read-change-write of an account runs without an await in between (one
@@ -149,26 +175,31 @@ class LedgerSpend:
             account.reserve(self._rid(provider), estimate_usd, at_s=now)
         except BudgetExceeded as exc:
             share = self._ledger.share_of(budget)
-            return (f"the {budget.name} budget of ${budget.usd:g}/{budget.period} is spent in this request's "
-                    f"partition (${share:.4g} each): {exc}")
+            reason = (f"the {budget.name} budget of ${budget.usd:g}/{budget.period} is spent in this request's "
+                      f"partition (${share:.4g} each): {exc}")
+            await self._ledger.refused(key, account, budget, request_id=self._request_id, provider=provider,
+                                       reason=reason)
+            return reason
         await self._ledger.confirm(key, self._ledger.write(key, account))
         return None
 
     async def settle(self, provider: str, cost_usd: float) -> None:
-        rid, sent = self._rid(provider), {}
+        rid, sent, seqs = self._rid(provider), {}, {}
         budget = self._ledger.budget_of(provider)
         if budget is not None:
             key, account = self._budget_account(budget)
             account.settle(rid, cost_usd)
-            sent[key] = self._ledger.write(key, account)
+            sent[key], seqs[key.decode()] = self._ledger.write(key, account), account.calls
         if cost_usd > 0:
             scopes = [("provider", provider)] + ([("user", self._user_id)] if self._user_id else [])
             for scope, name in scopes:
                 key = self._ledger.key(scope, name, "month", self._partition)
                 account = self._ledger.load(key)
                 account.settle(rid, cost_usd)
-                sent[key] = self._ledger.write(key, account)
-        await asyncio.gather(*(self._ledger.confirm(key, future) for key, future in sent.items()))
+                sent[key], seqs[key.decode()] = self._ledger.write(key, account), account.calls
+        booked = (self._ledger.booked(self._partition, Booking(self._request_id, provider, cost_usd, seqs))
+                  if seqs else asyncio.sleep(0))  # the audit event goes with the table writes, not after them
+        await asyncio.gather(booked, *(self._ledger.confirm(key, future) for key, future in sent.items()))
 
     async def release(self, provider: str) -> None:
         budget = self._ledger.budget_of(provider)

@@ -11,6 +11,7 @@
     llmrouter override disable|force|clear P   a provider skipped, or tried first, on every worker
     llmrouter breakers|limits|ledger [--all]   a worker's breakers, rate-limit shares, spend and budgets
     llmrouter dlq list|replay          dead letters on llm.dlq: show them, produce them again
+    llmrouter events replay --table ledger   the ledger rebuilt from llm.events, held against the live one
     llmrouter cache clear|stats        invalidate cached answers everywhere; a worker's cache figures
     llmrouter simulate                 a local stand-in for the cloud APIs (OpenAI, HF, Anthropic)
     llmrouter loadtest --rate R|--concurrency N   load the router through Kafka; latency, loss, duplicates
@@ -89,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole result record as JSON")
     p.set_defaults(func=_send)
 
-    from llmrouter import cachecmd, dlqcmd, flagscmd, providerscmd, tablescmd
+    from llmrouter import cachecmd, dlqcmd, eventscmd, flagscmd, providerscmd, tablescmd
     from llmrouter.loadtest import command as loadtest
     from llmrouter.simulator.cli import add_simulate_parser
 
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     flagscmd.add_parser(sub)
     tablescmd.add_parser(sub)
     dlqcmd.add_parser(sub)
+    eventscmd.add_parser(sub)
     cachecmd.add_parser(sub)
     add_simulate_parser(sub)
     loadtest.add_parser(sub)
@@ -161,7 +163,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int | None:
 
     from llmrouter.app import build_router
     from llmrouter.kafka_admin import ensure_topics
-    from llmrouter.logs import configure_logging
+    from llmrouter.logs import configure_logging, json_formatter, worker_logging_config
     from llmrouter.new_group import seed_new_group
     from llmrouter.topic_plan import APPLY_COMMAND
 
@@ -170,7 +172,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int | None:
     # Our own lines logged before faust starts (faust replaces this handler with its own).
     before_faust = logging.StreamHandler()
     before_faust.addFilter(logging.Filter("llmrouter"))
-    before_faust.setFormatter(logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"))
+    before_faust.setFormatter(json_formatter() if settings.worker.log_format == "json" else
+                              logging.Formatter("[%(asctime)s] [%(process)s] [%(levelname)s] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[before_faust])
     configure_logging(settings.worker.log_format)
     log = structlog.get_logger("llmrouter.topics")
@@ -184,7 +187,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int | None:
 
         return supervise(settings, args.processes, settings_path=args.settings, loglevel=args.loglevel)
     router = build_router(settings)
-    faust.Worker(router.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    faust.Worker(router.app, loglevel=args.loglevel, quiet=True,
+                 logging_config=worker_logging_config(settings.worker.log_format)).execute_from_commandline()
 
 
 def _send(args: argparse.Namespace, settings: Settings) -> int:

@@ -25,11 +25,12 @@ from llmrouter.topics import DLQ, REQUESTS, RESULTS, STREAM
 
 @dataclass
 class Received:
-    """A result as it arrived: the decoded record and whether it was a replay."""
+    """A result as it arrived: the decoded record, whether it was a replay, its Kafka headers."""
 
     record: dict[str, Any]
     replay: bool
     raw: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -88,17 +89,21 @@ class RouterClient:
 
     async def send(
         self, request: dict[str, Any], *, priority: str = "normal", encoding: str = "json", key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> str:
-        """Produce one LLMRequest; fills in request_id and created_at_ms when missing; returns the request_id."""
+        """Produce one LLMRequest; fills in request_id and created_at_ms when missing; returns the request_id.
+        ``headers``: Kafka headers sent with it (a W3C ``traceparent``, say)."""
         request = {"request_id": str(uuid.uuid4()), "created_at_ms": int(time.time() * 1000), **request}
         value = self._codec.encode_avro("LLMRequest", request) if encoding == "avro" else encode_json(request)
-        await self.send_raw(value, priority=priority, key=key)
+        await self.send_raw(value, priority=priority, key=key, headers=headers)
         return request["request_id"]
 
-    async def send_raw(self, value: bytes, *, priority: str = "normal", key: bytes | None = None) -> None:
+    async def send_raw(self, value: bytes, *, priority: str = "normal", key: bytes | None = None,
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
         """Produce bytes as they are (for bad-input tests and replays)."""
         assert self._producer is not None, "start() the client first"
-        await self._producer.send_and_wait(self._settings.topic(REQUESTS.format(priority=priority)), value, key=key)
+        await self._producer.send_and_wait(self._settings.topic(REQUESTS.format(priority=priority)), value, key=key,
+                                           headers=headers)
 
     async def wait_for(
         self, request_ids: Iterable[str], *, timeout_s: float, results_each: int = 1, dead_letters: int = 0,
@@ -152,7 +157,7 @@ class RouterClient:
                 record = self._codec.decode("LLMResult", message.value)
                 replay = any(k == REPLAY_HEADER for k, _ in (message.headers or ()))
                 self.collected.results.setdefault(record["request_id"], []).append(
-                    Received(record=record, replay=replay, raw=message.value))
+                    Received(record=record, replay=replay, raw=message.value, headers=tuple(message.headers or ())))
 
     async def _partitions(self, topic: str) -> list[int]:
         assert self._producer is not None

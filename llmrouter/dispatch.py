@@ -27,6 +27,10 @@ chain moves on at once: its circuit breaker (``circuit_open``), its rate limit
 :class:`Spend` reserves the call's estimated cost before it and settles the real
 cost after it. A request no provider answered because a budget refused one is
 ``budget_exceeded``: only that provider could have served it.
+
+Each dispatch is a span (``dispatch``), and each provider call in it one more
+(``provider.call``, a child of it): OpenTelemetry's API only, the tracer given
+(none: nothing is recorded).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from llmrouter.breakers import health_outcome
 from llmrouter.bulkhead import PriorityBulkhead
@@ -150,15 +157,25 @@ class Dispatcher:
         rng: random.Random | None = None,
         guard: Guard | None = None,
         limiter: Limiter | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self._entries = entries
+        self._tracer = tracer or trace.NoOpTracer()
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._guard = guard
         self._limiter = limiter
 
-    async def dispatch(
+    async def dispatch(self, prompt: Prompt, plan: Sequence[str], **options: Any) -> Dispatched:
+        """:meth:`_dispatch` (``options`` are its) in the span ``dispatch``: the chain, and how it ended."""
+        with self._tracer.start_as_current_span("dispatch", attributes={"llm.chain": list(plan)}) as span:
+            outcome = await self._dispatch(prompt, plan, **options)
+            span.set_attributes({"llm.attempts": len(outcome.attempts), "llm.provider": outcome.provider or "",
+                                 "llm.error_code": outcome.error_code or ""})
+            return outcome
+
+    async def _dispatch(
         self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
         on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None, spend: Spend | None = None,
         wait: Callable[[float], Awaitable[None]] | None = None, hedge_after_s: float | None = None,
@@ -173,7 +190,7 @@ class Dispatcher:
         """
         outcome = Dispatched()
         call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend,
-                     wait or self._sleep, hedge_after_s)
+                     wait or self._sleep, hedge_after_s, tracer=self._tracer)
         for _ in range(MAX_WAITS + 1):
             first = len(outcome.attempts)
             if await self._down_the_chain(plan, call, priority, outcome):
@@ -395,7 +412,9 @@ class _Call:
 
     def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float,
                  before_call: Callable[[], None] | None, spend: Spend | None,
-                 wait: Callable[[float], Awaitable[None]], hedge_after_s: float | None = None) -> None:
+                 wait: Callable[[float], Awaitable[None]], hedge_after_s: float | None = None, *,
+                 tracer: trace.Tracer) -> None:
+        self.tracer = tracer
         self.prompt, self.on_delta, self.deadline, self.before_call = prompt, on_delta, deadline, before_call
         self.spend, self.wait, self.hedge_after_s = spend, wait, hedge_after_s
         self.seq = 0  # stream chunks sent so far, over every attempt
@@ -416,6 +435,22 @@ class _Call:
         return now >= self.deadline
 
     async def run(self, provider: LLMProvider, timeout_s: float) -> Generation:
+        """:meth:`_run` in the span ``provider.call``: which provider, and how the call ended."""
+        with self.tracer.start_as_current_span("provider.call", kind=SpanKind.CLIENT,
+                                               attributes={"llm.provider": provider.name}) as span:
+            try:
+                generation = await self._run(provider, timeout_s)
+            except asyncio.CancelledError:  # its timeout (the dispatcher says so), a hedge lost, a drain
+                span.set_attribute("llm.outcome", "cancelled")
+                raise
+            except ProviderError as exc:
+                span.set_attributes({"llm.outcome": "error", "llm.error_code": exc.code})
+                raise
+            span.set_attributes({"llm.outcome": "ok", "llm.prompt_tokens": generation.prompt_tokens,
+                                 "llm.completion_tokens": generation.completion_tokens})
+            return generation
+
+    async def _run(self, provider: LLMProvider, timeout_s: float) -> Generation:
         """One call; the prompt carries its deadline on the providers' clock (time.monotonic)."""
         if self.before_call is not None:
             self.before_call()

@@ -2,8 +2,8 @@
 
 Intake forwards the upstream value bytes unchanged (nothing is re-encoded
 between the stages), keyed by request_id, with the upstream headers followed
-by three of ours: the source coordinates, the upstream key and when intake
-received it. From those the answer stage rebuilds the :class:`Origin`, so a
+by ours: the source coordinates, the upstream key, when intake received it
+and intake's trace context. From those the answer stage rebuilds the :class:`Origin`, so a
 dead letter written there keeps exactly what upstream sent (bytes, key,
 headers, topic, partition, offset) and can be replayed to its source topic.
 Upstream headers with our names are dropped at intake. Pure: no Kafka here.
@@ -18,7 +18,10 @@ from typing import Any
 SOURCE = "llmrouter-source"  # "<topic>:<partition>:<offset>" (Kafka topic names hold no ':')
 KEY = "llmrouter-key"  # the upstream key, absent when it was null
 RECEIVED = "llmrouter-received-ms"
-OURS = frozenset({SOURCE, KEY, RECEIVED})
+# intake's span, the answer stage's parent (llmrouter.tracing): upstream's own traceparent is left as it came
+TRACE_PREFIX = "llmrouter-"
+TRACE = frozenset({f"{TRACE_PREFIX}traceparent", f"{TRACE_PREFIX}tracestate"})
+OURS = frozenset({SOURCE, KEY, RECEIVED}) | TRACE
 
 Headers = tuple[tuple[str, bytes | None], ...]
 
@@ -59,4 +62,4 @@ def origin_of_forwarded(value: bytes, headers: Headers) -> Origin:
         return Origin(topic=topic, partition=int(partition), offset=int(offset), key=found.get(KEY), value=value,
                       headers=tuple((k, v) for k, v in headers if k not in OURS), received_at_ms=received)
     except (KeyError, ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"a forwarded request lacks intake's headers {sorted(OURS)}: {exc!r}") from exc
+        raise ValueError(f"a forwarded request lacks intake's headers {sorted(OURS - TRACE)}: {exc!r}") from exc

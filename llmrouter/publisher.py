@@ -5,6 +5,11 @@ Every send awaits the broker's acknowledgement of that very record (a failed
 send raises), so an agent that acks its source message after a send knows the
 output is durable. Results go to the request's ``reply_to`` topic when it
 names one, else to ``llm.results``.
+
+Every record written while a span is current carries its W3C ``traceparent``
+(:mod:`llmrouter.tracing`): a requester finds its result's place in the trace
+it started. The forward to the accepted topic carries the router's own copy
+instead (``llmrouter-traceparent``), leaving upstream's header as it came.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from llmrouter.codec import Codec
 from llmrouter.envelope import Origin
 from llmrouter.metrics import Metrics
 from llmrouter.topics import Topics
+from llmrouter.tracing import forward_headers, trace_headers
 
 REPLAY_HEADER = "llmrouter-replay"
 
@@ -74,7 +80,8 @@ class Publisher:
 
     async def forward(self, topic: str, origin: Origin, request_id: str) -> None:
         """Hand a validated request to the answer stage: upstream's bytes, keyed by request_id."""
-        await self._send(topic, request_id.encode(), origin.value, origin.forward_headers())
+        await self._send(topic, request_id.encode(), origin.value, origin.forward_headers() + forward_headers(),
+                         traced=False)
 
     async def event(self, entity: str, kind: str, data: dict[str, str]) -> None:
         """An audit-trail entry on llm.events, keyed by entity."""
@@ -87,7 +94,9 @@ class Publisher:
                          self._codec.encode("Alert", record))
 
     async def _send(self, topic: str, key: bytes | None, value: bytes,
-                    headers: list[tuple[str, bytes | None]] | None = None) -> None:
+                    headers: list[tuple[str, bytes | None]] | None = None, *, traced: bool = True) -> None:
+        if traced:
+            headers = (headers or []) + trace_headers()
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)
 
 

@@ -408,6 +408,17 @@ class QuotaSettings(_Section):
         return value
 
 
+class TracingSettings(_Section):
+    """OpenTelemetry traces (llmrouter/tracing.py): spans and ids are made whatever the exporter."""
+
+    exporter: Literal["none", "console", "otlp"] = Field(
+        "none", description="where finished spans go: nowhere, stdout (one JSON object a line), or an "
+                            "OpenTelemetry collector over HTTP (the otlp extra)")
+    otlp_endpoint: str | None = Field(None, description="the collector's traces URL; None: the exporter's "
+                                      "own default (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else localhost:4318)")
+    service_name: str = Field("llm-router", min_length=1, description="service.name of every span")
+
+
 class Settings(_Section):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -429,6 +440,7 @@ class Settings(_Section):
     routing: RoutingSettings = RoutingSettings()
     backpressure: BackpressureSettings = BackpressureSettings()
     quotas: QuotaSettings = QuotaSettings()
+    tracing: TracingSettings = TracingSettings()
     windows: WindowsSettings = WindowsSettings()  # F025: per-minute aggregates (llmrouter/alerting/config.py)
     alerts: AlertsSettings = AlertsSettings()  # F025, spec §7.2: the rules over them
 

@@ -1,15 +1,18 @@
 """Faust web views for operators: health, metrics and table state.
 
-* ``/health/`` — the whole report: liveness, readiness and each dependency
-  (Kafka assignment, work in flight, providers, Redis) with why it is not
-  ready; 200 whenever the worker answers at all;
+* ``/health/`` — the whole report: liveness, readiness and why not, and
+  ``dependencies``, each with a status (Kafka: assignment and lag; Redis; each
+  provider: health check and breaker; the local model: its queue;
+  :mod:`llmrouter.observability.dependencies`); 200 whenever the worker
+  answers at all;
 * ``/health/live/`` — liveness: 200 while the worker's event loop answers (a
   live worker that owns no partition is live);
 * ``/health/ready/`` — readiness: 200 once the worker has started, recovered
   its tables, is not in a rebalance and has a provider to serve with; 503
   otherwise. Owning a partition is not required: an idle spare worker is
   ready to take partitions over;
-* ``/metrics`` — Prometheus text format;
+* ``/metrics/`` and ``/metrics`` — Prometheus text format (:mod:`llmrouter.metrics`);
+* ``/dashboard/`` — live charts (:mod:`llmrouter.dashboard`, which declares its views);
 * ``/providers/`` — the registry: each provider's configuration (never a
   key), availability, capabilities, health, latency, error rate and cost;
 * ``/work/`` — this worker's jobs under way (partition, offset, phase) and
@@ -45,6 +48,7 @@ from llmrouter.codec import Codec
 from llmrouter.budgets import read_all_accounts
 from llmrouter.core.ledger_totals import cost_hints, ledger_totals
 from llmrouter.core.stored import StoredAnswer
+from llmrouter.observability import dependencies
 from llmrouter.topics import LEDGER_CHANGELOG
 
 if TYPE_CHECKING:
@@ -96,6 +100,7 @@ def register(router: Router) -> None:
                 "providers": router.providers.status(),
                 "paused_priorities": [p["priority"] for p in router.backpressure.describe()["paused"]]
                 if router.backpressure is not None else [],
+                "dependencies": dependencies.report(router, redis_ok=redis_ok),
             }
             return self.json(body)
 
@@ -114,6 +119,10 @@ def register(router: Router) -> None:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(router.metrics.render(), content_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.page("/metrics")  # Prometheus' default metrics_path, without the slash the other views have
+    class PrometheusDefaultPath(MetricsView):
+        pass
 
     @app.page("/work/")
     class Work(View):

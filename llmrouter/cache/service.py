@@ -113,7 +113,7 @@ class ResponseCache(mode.Service):
                 self.semantic.add(request, key)  # an entry another worker stored: its paraphrases hit too
         if hit is None:
             self._metrics.cache_misses_total.inc()
-        else:
+        elif hit.answer.request_id != request.request_id:  # its own answer, delivered again: a replay, not a hit
             self._metrics.cache_hits_total.labels(hit.level if hit.similarity is None else f"{hit.level}_semantic").inc()
         return hit
 

@@ -44,6 +44,7 @@ class Account:
     reserved: dict[str, float] = field(default_factory=dict)  # reservation id -> estimated cost
     calls: int = 0
     reserved_at: dict[str, float] = field(default_factory=dict)  # reservation id -> when it was made (s)
+    exceeded: bool = False  # a reservation was refused for the budget (its audit event is sent once, not per request)
 
     @property
     def reserved_usd(self) -> float:
@@ -89,11 +90,15 @@ class Account:
         self.reserved_at.pop(reservation_id, None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"budget_usd": self.budget_usd, "spent_usd": self.spent_usd, "reserved": dict(self.reserved),
+        data = {"budget_usd": self.budget_usd, "spent_usd": self.spent_usd, "reserved": dict(self.reserved),
                 "calls": self.calls, "reserved_at": dict(self.reserved_at)}
+        if self.exceeded:  # absent when false: an account never refused reads as it did before the flag
+            data["exceeded"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Account:
         return cls(budget_usd=data["budget_usd"], spent_usd=float(data["spent_usd"]),
                    reserved={k: float(v) for k, v in data["reserved"].items()}, calls=int(data["calls"]),
-                   reserved_at={k: float(v) for k, v in data.get("reserved_at", {}).items()})
+                   reserved_at={k: float(v) for k, v in data.get("reserved_at", {}).items()},
+                   exceeded=bool(data.get("exceeded", False)))

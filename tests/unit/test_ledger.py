@@ -81,3 +81,12 @@ def test_a_reservation_nobody_settled_expires_and_frees_its_budget():
     assert account.expire(before_s=400.0) == ["r-dead"]
     assert account.reserved == {"r-live": 0.1} and account.available_usd() == pytest.approx(0.9)
     assert Account.from_dict(account.to_dict()).reserved_at == {"r-live": 500.0}
+
+
+def test_the_exceeded_mark_is_kept_and_an_account_never_refused_reads_as_before():
+    """The mark that a budget's share refused once this period (its audit event sent) survives the table;
+    an account without it serialises as it did before the mark existed."""
+    account = Account(budget_usd=1.0)
+    assert "exceeded" not in account.to_dict()
+    account.exceeded = True
+    assert Account.from_dict(account.to_dict()).exceeded
