@@ -12,6 +12,8 @@ import yaml
 
 from llmrouter.alerting.config import RULE_SHAPES
 from llmrouter.core.alerts import SEVERITIES
+from prometheus_client.metrics import MetricWrapperBase
+
 from llmrouter.metrics import Metrics
 from llmrouter.settings import load_settings
 
@@ -19,12 +21,37 @@ INFRA = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
 METRIC = re.compile(r"\bllmrouter_[a-z0-9_]+")
 COMPARISON = re.compile(r"([<>])=?\s*([0-9][0-9.e+]*)")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+SELECTOR = re.compile(r"\b(llmrouter_[a-z0-9_]+)\{([^}]*)\}")
+MATCHER = re.compile(r"(\w+)\s*(?:=~|!~|!=|=)")
+GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+SERIES_LABELS = {"le", "instance", "job"}  # what Prometheus and the histogram add
 
 
 def exposed_names() -> set[str]:
     """Every sample name /metrics/ can show, by metric type (prometheus_client names a counter's samples
     <name>_total and a histogram's <name>_bucket/_count/_sum)."""
     return {family.name + suffix for family in Metrics().registry.collect() for suffix in SUFFIXES[family.type]}
+
+
+def label_names() -> dict[str, set[str]]:
+    """Sample name -> the labels the router gives it."""
+    out = {}
+    for metric in vars(Metrics()).values():
+        if isinstance(metric, MetricWrapperBase):
+            for suffix in SUFFIXES[metric._type]:
+                out[metric._name + suffix] = set(metric._labelnames) | ({"le"} if suffix == "_bucket" else set())
+    return out
+
+
+def check_labels(expr: str) -> None:
+    """Every label an expression selects on or groups by is one its metrics carry (a renamed label, such as
+    route -> path, would leave a selector that matches nothing)."""
+    labels = label_names()
+    for name, matchers in SELECTOR.findall(expr):
+        assert set(MATCHER.findall(matchers)) <= labels[name], (name, matchers)
+    carried = set().union(*(labels[name] for name in METRIC.findall(expr))) | SERIES_LABELS
+    for grouping in GROUPING.findall(expr):
+        assert {label.strip() for label in grouping.split(",") if label.strip()} <= carried, (grouping, expr)
 
 
 def rules() -> list[dict]:
@@ -35,12 +62,14 @@ def dashboard() -> dict:
     return json.loads((INFRA / "grafana-dashboard.json").read_text())
 
 
-def test_every_rule_names_only_metrics_the_router_defines():
-    """A typo or a renamed metric would make a rule that never fires: every name in an expression exists."""
+def test_every_rule_names_only_metrics_and_labels_the_router_defines():
+    """A typo or a renamed metric or label would make a rule that never fires: every name in an expression
+    exists, and every label it selects on or groups by is one of its metrics' labels."""
     known = exposed_names()
     for rule in rules():
         names = set(METRIC.findall(rule["expr"]))
         assert names and names <= known, (rule["alert"], names - known)
+        check_labels(rule["expr"])
 
 
 def test_there_is_one_rule_per_alert_condition_of_the_specification_with_the_routers_threshold():
@@ -60,7 +89,8 @@ def test_there_is_one_rule_per_alert_condition_of_the_specification_with_the_rou
 
 
 def test_the_dashboard_parses_and_every_panel_queries_metrics_the_router_defines():
-    """Grafana's JSON model: unique panel ids, a Prometheus datasource variable, and every query's metrics exist."""
+    """Grafana's JSON model: unique panel ids, a Prometheus datasource variable, and every query's metrics and
+    labels exist."""
     board = dashboard()
     known = exposed_names()
     panels = [p for p in board["panels"] if p["type"] != "row"]
@@ -71,6 +101,8 @@ def test_the_dashboard_parses_and_every_panel_queries_metrics_the_router_defines
         exprs = [target["expr"] for target in panel["targets"]]
         names = {name for expr in exprs for name in METRIC.findall(expr)}
         assert exprs and names and names <= known, (panel["title"], names - known)
+        for expr in exprs:
+            check_labels(expr)
 
 
 def test_the_dashboard_shows_each_alert_rule_with_its_threshold_line():
