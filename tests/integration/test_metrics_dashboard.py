@@ -185,8 +185,9 @@ def test_health_reports_each_dependency_with_its_status_and_what_it_rests_on(obs
 def test_the_dashboard_fills_its_charts_in_a_real_browser_and_a_screenshot_is_saved(observed, tmp_path):
     """Headless Chromium opens /dashboard/ while a little load runs; the page's own state says every chart has
     points (throughput, cache hit rate, latency of cache, local and cloud, spend, breakers) and its latest point
-    shows the load, uPlot drew a canvas in each, the alerts panel says none (this worker has no /alerts/) and
-    reads the firing ones from each shape /alerts/ may answer, and the screenshot is written."""
+    shows the load, uPlot drew a canvas in each, the alerts panel names each alert the worker's /alerts/ has firing
+    (the load's cache hit rate is under the rule's 70 %, so some may be), reads the firing ones from each shape
+    /alerts/ may answer, and the screenshot is written."""
     driver = headless_chromium(tmp_path)
     load = start_loadtest(observed, "--rate", "10", "--count", "150", "--complex-share", "0.5",
                           "--repeat-share", "0.5", "--pool-size", "4", "--max-tokens", "4", "--drain-s", "10")
@@ -206,7 +207,8 @@ def test_the_dashboard_fills_its_charts_in_a_real_browser_and_a_screenshot_is_sa
     print(f"dashboard screenshot: {SCREENSHOT}")
     assert state["chartsAvailable"] and state["error"] is None and canvases == 7
     assert all(count >= 3 for count in state["filled"].values()), state["filled"]
-    assert state["alerts"]["firing"] == [] and alerts.startswith("none")
+    firing = [alert["rule"] for alert in state["alerts"]["firing"]]  # the worker's own /alerts/ (issue 10's rules)
+    assert alerts.startswith("none") if not firing else all(rule in alerts for rule in firing), (firing, alerts)
     assert shapes == [["high_latency"], ["high_latency"], ["high_latency", "error_rate"]]
     assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")
 
