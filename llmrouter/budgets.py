@@ -47,7 +47,7 @@ import faust
 from llmrouter.core.ledger import Account, BudgetExceeded
 from llmrouter.core.ledger_replay import Booking
 from llmrouter.ledger_audit import LedgerEvents
-from llmrouter.registry.reader import CompactedTopicReader
+from llmrouter.registry.reader import read_whole
 from llmrouter.runtime.writes import WriteFailed, put_durably, with_retries, write_now
 
 RESERVATION_TTL_S = 3600.0  # far longer than any request's deadline
@@ -235,19 +235,6 @@ async def read_all_accounts(bootstrap_servers: str, changelog: str) -> dict[str,
     """Every account of the group: the ledger table's changelog read whole, the last record of each key
     (a null value deletes its key). For ``llmrouter ledger --all`` and ``/ledger/?all=1``: any worker, or none,
     answers for every partition."""
-    accounts: dict[str, dict[str, Any]] = {}
-
-    async def apply(key: bytes | None, value: bytes | None, offset: int) -> None:
-        name = (key or b"").decode("utf-8", "replace")
-        if value is None:
-            accounts.pop(name, None)
-        else:
-            accounts[name] = json.loads(value)
-
-    reader = CompactedTopicReader(bootstrap_servers, changelog)
-    await reader.start()
-    try:
-        await reader.read_to_end(apply, timeout_s=30)
-    finally:
-        await reader.stop()
+    rows = await read_whole(bootstrap_servers, changelog)
+    accounts = {key.decode("utf-8", "replace"): json.loads(value) for key, value in rows.items()}
     return dict(sorted(accounts.items()))

@@ -26,7 +26,7 @@ from faust.web import Request, Response, View
 from llmrouter.alerting.owner import WindowOwner
 from llmrouter.core.alerts import Policy, Rule, describe_states
 from llmrouter.core.windows import Aggregate, Row, merge_all, parse_row_key, span_starts
-from llmrouter.registry.reader import CompactedTopicReader
+from llmrouter.registry.reader import read_whole
 
 DEFAULT_LIMIT = 10
 
@@ -37,7 +37,7 @@ def register(app: faust.App, *, windows: faust.Table, states: faust.Table, owner
     class Windows(View):
         async def get(self, request: Request) -> Response:
             every = _every(request)
-            rows = (await read_changelog(bootstrap_servers, windows.changelog_topic.get_topic_name()) if every
+            rows = (await read_whole(bootstrap_servers, windows.changelog_topic.get_topic_name()) if every
                     else dict(windows.data.items()))
             limit = int(request.query.get("limit", DEFAULT_LIMIT))
             body = windows_view(rows, policy, size_s=size_s, now_ms=int(time.time() * 1000), limit=limit,
@@ -49,7 +49,7 @@ def register(app: faust.App, *, windows: faust.Table, states: faust.Table, owner
         async def get(self, request: Request) -> Response:
             every = _every(request)
             if every:
-                raw = await read_changelog(bootstrap_servers, states.changelog_topic.get_topic_name())
+                raw = await read_whole(bootstrap_servers, states.changelog_topic.get_topic_name())
             else:  # the partitions owned now, as last judged here (the table has the figures as last written)
                 raw = {key: owner.latest[key].to_bytes() if key in owner.latest else value
                        for key, value in states.data.items()}
@@ -87,24 +87,3 @@ def windows_view(rows: dict[bytes, bytes], policy: Policy | None, *, size_s: flo
                      "spans": spans, "retained": {"windows": len(windows),
                                                   **merge_all(list(windows.values())).summary()}}
     return {"subjects": out}
-
-
-async def read_changelog(bootstrap_servers: str, topic: str) -> dict[bytes, bytes]:
-    """A table's changelog read whole: the last value of each key (a null value deletes its key)."""
-    rows: dict[bytes, bytes] = {}
-
-    async def apply(key: bytes | None, value: bytes | None, offset: int) -> None:
-        if key is None:
-            return
-        if value is None:
-            rows.pop(key, None)
-        else:
-            rows[key] = value
-
-    reader = CompactedTopicReader(bootstrap_servers, topic)
-    await reader.start()
-    try:
-        await reader.read_to_end(apply, timeout_s=30)
-    finally:
-        await reader.stop()
-    return rows

@@ -78,3 +78,25 @@ class CompactedTopicReader:
         for records in batches.values():
             for record in records:
                 await handler(record.key, record.value, record.offset)
+
+
+async def read_whole(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -> dict[bytes, bytes]:
+    """A compacted topic (a table's changelog) read once to its end: the last value of each key, a null value
+    deleting its key. What lets any worker, or none, answer for every partition of a table."""
+    rows: dict[bytes, bytes] = {}
+
+    async def apply(key: bytes | None, value: bytes | None, offset: int) -> None:
+        if key is None:
+            return
+        if value is None:
+            rows.pop(key, None)
+        else:
+            rows[key] = value
+
+    reader = CompactedTopicReader(bootstrap_servers, topic)
+    await reader.start()
+    try:
+        await reader.read_to_end(apply, timeout_s=timeout_s)
+    finally:
+        await reader.stop()
+    return rows
