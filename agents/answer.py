@@ -39,30 +39,30 @@ from typing import Any
 import faust
 import structlog
 
-from llmrouter.budgets import FreeOnly, Ledger
+from llmrouter.dispatch.budgets import FreeOnly, Ledger
 from llmrouter.cache.service import ResponseCache
-from llmrouter.codec import Codec
-from llmrouter.contract import (PRIORITIES, Refusal, Request, check_dispatch, parse_request, refusal_record,
+from llmrouter.wire.codec import Codec
+from llmrouter.wire.contract import (PRIORITIES, Refusal, Request, check_dispatch, parse_request, refusal_record,
                                 result_record)
 from llmrouter.alerting.recorder import OutcomeRecorder
 from llmrouter.core.degrade import Degraded, degrade
 from llmrouter.core.quota import UserQuotas
 from llmrouter.core.stored import StoredAnswer
-from llmrouter.dispatch import Attempt, Dispatched, Dispatcher, Spend
-from llmrouter.envelope import TRACE_PREFIX, Origin, normalize_headers, origin_of_forwarded
+from llmrouter.dispatch.dispatcher import Attempt, Dispatched, Dispatcher, Spend
+from llmrouter.wire.envelope import TRACE_PREFIX, Origin, normalize_headers, origin_of_forwarded
 from llmrouter.errors import RequestError
-from llmrouter.flags import FlagsService
-from llmrouter.metrics import Metrics
-from llmrouter.publisher import Publisher, now_ms
+from llmrouter.dispatch.flags import FlagsService
+from llmrouter.observability.metrics import Metrics
+from llmrouter.runtime.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
-from llmrouter.request_log import request_answered
-from llmrouter.routing import Plan, order_equivalents, plan, route_of
+from llmrouter.observability.request_log import request_answered
+from llmrouter.core.routing import Plan, order_equivalents, plan, route_of
 from llmrouter.runtime.inflight import Fenced, InFlight, Job, Lane
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 from llmrouter.tables import Tables
 from llmrouter.topics import Topics
-from llmrouter.tracing import Tracing, bind_request
+from llmrouter.observability.tracing import Tracing, bind_request
 
 log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ

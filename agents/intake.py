@@ -3,7 +3,7 @@
 A good request is forwarded, as the very bytes upstream sent, keyed by
 request_id onto the internal accepted topic of its priority (so the
 idempotency table is written from a stream grouped by its key), with where it
-came from in headers (:mod:`llmrouter.envelope`). Before that, every size
+came from in headers (:mod:`llmrouter.wire.envelope`). Before that, every size
 limit and the ``reply_to`` topic are checked, so nothing unservable takes a
 slot downstream: such a request gets a ``rejected`` result at once. A request
 whose answer is in the response cache (and may be read from it,
@@ -26,20 +26,20 @@ from llmrouter.alerting.recorder import OutcomeRecorder
 from llmrouter.cache.recent import RecentAnswers
 from llmrouter.cache.service import ResponseCache
 from llmrouter.cache.tiers import Hit
-from llmrouter.codec import Codec
-from llmrouter.contract import (PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request,
+from llmrouter.wire.codec import Codec
+from llmrouter.wire.contract import (PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request,
                                 refusal_record, result_record)
-from llmrouter.envelope import Origin, normalize_headers
+from llmrouter.wire.envelope import Origin, normalize_headers
 from llmrouter.errors import RequestError
-from llmrouter.metrics import Metrics
-from llmrouter.publisher import Publisher, now_ms
-from llmrouter.request_log import request_answered
+from llmrouter.observability.metrics import Metrics
+from llmrouter.runtime.publisher import Publisher, now_ms
+from llmrouter.observability.request_log import request_answered
 from llmrouter.runtime.inflight import InFlight, Job
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.runtime.writes import until_written, with_retries
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 from llmrouter.topics import Topics
-from llmrouter.tracing import Tracing, bind_request
+from llmrouter.observability.tracing import Tracing, bind_request
 
 log = structlog.get_logger("llmrouter.intake")
 

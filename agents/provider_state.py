@@ -6,7 +6,7 @@ applies them in order (:func:`llmrouter.core.provider_state.apply`), writes
 the ``provider_state`` table (in the report's partition: faust restores it on
 whoever owns the partition next, after a rebalance or a crash) and puts each
 breaker move on ``llm.events``. Every worker follows the table's changelog
-(:mod:`llmrouter.fleet`).
+(:mod:`llmrouter.dispatch.fleet`).
 
 A report that cannot be read is logged and skipped: it came from a worker of
 another version, and losing it only weakens one window of outcomes.
@@ -23,7 +23,7 @@ import structlog
 
 from llmrouter.core.breaker import BreakerConfig
 from llmrouter.core.provider_state import Report, apply
-from llmrouter.publisher import Publisher
+from llmrouter.runtime.publisher import Publisher
 from llmrouter.runtime.writes import put_durably, with_retries
 
 log = structlog.get_logger("llmrouter.provider_state")

@@ -50,7 +50,7 @@ from llmrouter.cache.keys import cache_key
 from llmrouter.cache.l1 import L1Cache
 from llmrouter.cache.l2 import RedisCache
 from llmrouter.cache.normalise import Templates
-from llmrouter.contract import Request
+from llmrouter.wire.contract import Request
 
 RESULTS = Path(__file__).parent / "results" / "cache_levels.json"
 ENTRIES = 10_000

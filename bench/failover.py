@@ -58,10 +58,10 @@ import numpy as np
 
 import failover_recovery as recovery
 from harness import delete_topics, start_worker, worker_settings
-from llmrouter.client import RouterClient
-from llmrouter.settings import Settings
+from llmrouter.wire.client import RouterClient
+from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results" / "failover.json"
 API_KEY = f"sk-sim-{uuid.uuid4().hex}"

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec
-from llmrouter.settings import Settings
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
+from llmrouter.config.settings import Settings
 from llmrouter.topics import EVENTS
 
 HF, TOGETHER = "huggingface", "together"

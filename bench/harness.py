@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
-from llmrouter.kafka_admin import ensure_topics
+from llmrouter.runtime.kafka_admin import ensure_topics
 from llmrouter.providers.spec import DEFAULT_KEY_ENV
-from llmrouter.settings import Settings, load_settings
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.config.settings import Settings, load_settings
+from llmrouter.testing.worker import WorkerProcess
 
 BOOTSTRAP = "127.0.0.1:9092"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -43,9 +43,9 @@ from typing import Any
 import yaml
 
 from harness import delete_topics, start_worker, worker_settings
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 from llmrouter.simulator.process import SimulatorProcess
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results"
 SIM_PROVIDER = {"kind": "openai_compatible", "api_key_env": "", "models": ["sim-model"], "timeout_s": 10,

@@ -57,16 +57,16 @@ import psutil
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
-from llmrouter.client import RouterClient
-from llmrouter.kafka_admin import ensure_topics
+from llmrouter.wire.client import RouterClient
+from llmrouter.runtime.kafka_admin import ensure_topics
 from llmrouter.localmodel.build_tiny import build_tiny_model
 from llmrouter.localmodel.config import LocalModelConfig
 from llmrouter.localmodel.engine import GenerationRequest, LocalModel
 from llmrouter.localmodel.loading import usable_cores
 from llmrouter.localmodel.quantize import MARKER_FILE, quantize_model
 from llmrouter.providers.spec import DEFAULT_KEY_ENV
-from llmrouter.settings import Settings, load_settings
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.config.settings import Settings, load_settings
+from llmrouter.testing.worker import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results" / "local_batching.json"
 BOOTSTRAP = "127.0.0.1:9092"

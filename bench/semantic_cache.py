@@ -39,8 +39,8 @@ from llmrouter.cache.embedding import StaticEmbedder
 from llmrouter.cache.normalise import Templates
 from llmrouter.cache.semantic import SemanticIndex, semantic_text
 from llmrouter.cache.semantic_guard import RULES, anchors_of, mismatch
-from llmrouter.contract import Request
-from llmrouter.settings import CacheSettings
+from llmrouter.wire.contract import Request
+from llmrouter.config.settings import CacheSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "tests" / "data" / "paraphrase_pairs.jsonl"

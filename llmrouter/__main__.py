@@ -1,5 +1,5 @@
 import sys
 
-from llmrouter.cli import main
+from llmrouter.commands.cli import main
 
 sys.exit(main())

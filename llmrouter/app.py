@@ -13,36 +13,36 @@ from pathlib import Path
 import faust
 import structlog
 
-from llmrouter import admin, dashboard, views
+from llmrouter.views import admin, dashboard, worker as views
 from llmrouter.agents import answer, intake, provider_state
 from llmrouter.alerting.wiring import wire_windows
-from llmrouter.breakers import LocalBreakers
-from llmrouter.budgets import Budget, Ledger
+from llmrouter.dispatch.breakers import LocalBreakers
+from llmrouter.dispatch.budgets import Budget, Ledger
 from llmrouter.cache.service import ResponseCache
-from llmrouter.codec import Codec
-from llmrouter.contract import PRIORITIES
+from llmrouter.wire.codec import Codec
+from llmrouter.wire.contract import PRIORITIES
 from llmrouter.core.quota import QuotaConfig, UserQuotas
-from llmrouter.dispatch import Dispatcher
-from llmrouter.flags import FlagsService
-from llmrouter.fleet import SharedProviderState
-from llmrouter.ledger_audit import LedgerEvents
-from llmrouter.limits import Adapt, RateLimits
-from llmrouter.logs import configure_logging
-from llmrouter.metrics import Metrics
+from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.flags import FlagsService
+from llmrouter.dispatch.fleet import SharedProviderState
+from llmrouter.dispatch.ledger_audit import LedgerEvents
+from llmrouter.dispatch.limits import Adapt, RateLimits
+from llmrouter.observability.logs import configure_logging
+from llmrouter.observability.metrics import Metrics
 from llmrouter.observability.gauges import StateGauges
-from llmrouter.publisher import Publisher, now_ms
+from llmrouter.runtime.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
 from llmrouter.runtime.faust_app import RouterApp
 from llmrouter.runtime.inflight import InFlight
 from llmrouter.runtime.stall_watch import StallWatch
 from llmrouter.runtime.topic_directory import TopicDirectory
-from llmrouter.secrets import Secrets
+from llmrouter.config.secrets import Secrets
 from llmrouter.providers.spec import PREMIUM_KINDS
-from llmrouter.settings import PREMIUM, REBALANCE_TIMEOUT_S, Settings
+from llmrouter.config.settings import PREMIUM, REBALANCE_TIMEOUT_S, Settings
 from llmrouter.tables import Tables, declare_tables
 from llmrouter.topics import FLAGS, PROVIDER_STATE_CHANGELOG, Topics, declare_topics
-from llmrouter.tracing import Tracing
+from llmrouter.observability.tracing import Tracing
 
 PROCESS_SAMPLE_INTERVAL_S = 1.0  # memory and CPU gauges: CPU is the share over the last interval, as top shows it
 log = structlog.get_logger("llmrouter.app")

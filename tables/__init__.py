@@ -11,11 +11,11 @@ by TTL at compaction, and a reader ignores an older entry it still finds.
 
 ``provider_state``: provider -> its breaker and 429 wait as the group sees them
 (JSON), written by its owner only (agents/provider_state.py); every worker
-follows the changelog (llmrouter/fleet.py).
+follows the changelog (llmrouter/dispatch/fleet.py).
 
 ``ledger``: ``<scope>:<name>:<period>:p<partition>`` -> an account (JSON): what
 a provider, a user or a budget spent and holds reserved, per partition of the
-accepted topics (llmrouter/budgets.py says why per partition). Never expires:
+accepted topics (llmrouter/dispatch/budgets.py says why per partition). Never expires:
 a month's accounts are the usage history.
 
 ``outcome_windows``: ``<subject>@<window start ms>`` -> a window's aggregate and the
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 
 import faust
 
-from llmrouter.settings import Settings
-from llmrouter.topic_plan import min_insync_replicas
+from llmrouter.config.settings import Settings
+from llmrouter.runtime.topic_plan import min_insync_replicas
 from llmrouter.topics import windows_retention_ms
 
 MIB = 1024 * 1024

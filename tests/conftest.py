@@ -25,11 +25,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from llmrouter import infra
-from llmrouter.kafka_admin import ensure_topics
+from llmrouter.runtime.kafka_admin import ensure_topics
 from llmrouter.providers.spec import DEFAULT_KEY_ENV
-from llmrouter.settings import Settings, load_settings
+from llmrouter.config.settings import Settings, load_settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 
 from llmrouter.localmodel.build_tiny import build_tiny_model
 from llmrouter.localmodel.quantize import quantize_model

@@ -4,9 +4,9 @@ idempotency table is written from a stream grouped by its key).
 
 Declarations only: ``topic_specs`` says what must exist, with how many
 partitions and how long each topic keeps its records (``llmrouter`` creates
-and checks them, see :mod:`llmrouter.kafka_admin`); ``group_source_topics``
+and checks them, see :mod:`llmrouter.runtime.kafka_admin`); ``group_source_topics``
 names what the worker's consumer group reads; ``declare_topics`` binds them
-to an app. Values travel as raw bytes; :mod:`llmrouter.codec` does the encoding.
+to an app. Values travel as raw bytes; :mod:`llmrouter.wire.codec` does the encoding.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import faust
 
-from llmrouter.contract import PRIORITIES
-from llmrouter.settings import Settings
+from llmrouter.wire.contract import PRIORITIES
+from llmrouter.config.settings import Settings
 
 REQUESTS = "llm.requests.{priority}"
 ACCEPTED = "llm.router.accepted.{priority}"
@@ -28,13 +28,13 @@ EVENTS = "llm.events"
 PROVIDERS = "llm.providers"
 CACHE = "llm.router.cache"  # every cached answer, read whole by every worker into its L3 (llmrouter.cache.sync)
 HEALTH = "llm.router.health"  # what each worker's calls showed, keyed by provider, to its owner (agents/provider_state)
-FLAGS = "llm.router.flags"  # degradation flags and provider overrides, read whole by every worker (llmrouter.flags)
+FLAGS = "llm.router.flags"  # degradation flags and provider overrides, read whole by every worker (llmrouter.dispatch.flags)
 OUTCOMES = "llm.router.outcomes"  # each worker's counts per subject, keyed by subject, to its owner (agents/windows)
 # Faust names a table's changelog "<app id>-<table>-changelog" (no topic prefix)
 # and creates it itself (configs from tables/); the router checks its partition
 # count and its configs, and sets them with `topics create --apply-configs`.
 ANSWERED_CHANGELOG = "{app_id}-answered-changelog"
-# Created by the router before faust starts: every worker reads this one whole from the start (llmrouter.fleet).
+# Created by the router before faust starts: every worker reads this one whole from the start (llmrouter.dispatch.fleet).
 PROVIDER_STATE_CHANGELOG = "{app_id}-provider_state-changelog"
 LEDGER_CHANGELOG = "{app_id}-ledger-changelog"
 # Created by the router too, so /windows/?all=1 and /alerts/?all=1 can read them whole before faust writes them.

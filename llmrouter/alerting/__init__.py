@@ -12,5 +12,5 @@ and :mod:`llmrouter.core.anomaly`; docs/observability.md tells the whole story.
 * :mod:`.views` -- ``/windows/`` and ``/alerts/``.
 
 Import the submodules themselves: this package's ``__init__`` imports nothing,
-so :mod:`llmrouter.settings` can import :mod:`.config` without a cycle.
+so :mod:`llmrouter.config.settings` can import :mod:`.config` without a cycle.
 """

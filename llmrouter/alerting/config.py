@@ -1,6 +1,6 @@
 """The ``windows`` and ``alerts`` settings sections, and the alert policy they make.
 
-Kept apart from :mod:`llmrouter.settings` (which includes them) so the rules'
+Kept apart from :mod:`llmrouter.config.settings` (which includes them) so the rules'
 shapes live beside their thresholds. The spec's rules (§7.2) are fixed in what
 they measure and whom they judge (:data:`RULE_SHAPES`); the settings give
 their thresholds, spans, durations and severities.

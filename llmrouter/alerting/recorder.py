@@ -41,7 +41,7 @@ import structlog
 from faust.types import TP
 
 from llmrouter.core.windows import Batch, Deltas
-from llmrouter.dispatch import Dispatched
+from llmrouter.dispatch.dispatcher import Dispatched
 
 log = structlog.get_logger("llmrouter.windows")
 SEND_ATTEMPTS = 5

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from llmrouter.agents import windows as windows_agent
-from llmrouter.alerting import views
+from llmrouter.views import alerts as views
 from llmrouter.alerting.config import policy
 from llmrouter.alerting.owner import WindowOwner
 from llmrouter.alerting.recorder import OutcomeRecorder
 from llmrouter.alerting.webhook import AlertWebhook
-from llmrouter.publisher import Publisher
+from llmrouter.runtime.publisher import Publisher
 from llmrouter.runtime.faust_app import RouterApp
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 from llmrouter.tables import Tables
 from llmrouter.topics import Topics
 

@@ -35,7 +35,7 @@ import json
 from urllib.parse import quote
 
 from llmrouter.cache.normalise import Templates, normalise
-from llmrouter.contract import Request
+from llmrouter.wire.contract import Request
 
 __all__ = ["cache_key", "scope_of", "tenant_scope", "key_prefix", "KEY_ROOT", "SHARED_SCOPE", "ANON_SCOPE"]
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmrouter.contract import CACHE_POLICIES, Request
+from llmrouter.wire.contract import CACHE_POLICIES, Request
 
 __all__ = ["CacheDecision", "decide", "is_deterministic", "REASONS"]
 

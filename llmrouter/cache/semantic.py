@@ -48,7 +48,7 @@ from llmrouter.cache.embedding import Embedder, StaticEmbedder
 from llmrouter.cache.keys import scope_of
 from llmrouter.cache.normalise import Templates, normalise
 from llmrouter.cache.semantic_guard import RULES, Anchors, anchors_of, mismatch
-from llmrouter.contract import Request
+from llmrouter.wire.contract import Request
 
 __all__ = ["SemanticIndex", "SemanticMatch", "SemanticStats", "bucket_of", "semantic_text", "open_index",
            "MAX_BUCKET_ENTRIES"]

@@ -27,9 +27,9 @@ from llmrouter.cache.policy import CacheDecision, decide
 from llmrouter.cache.sync import CacheApplier, CacheFollower, Clears
 from llmrouter.cache.tiers import CacheTiers, Hit
 from llmrouter.cache.warm import CacheWarmer
-from llmrouter.contract import Request
-from llmrouter.metrics import Metrics
-from llmrouter.settings import Settings
+from llmrouter.wire.contract import Request
+from llmrouter.observability.metrics import Metrics
+from llmrouter.config.settings import Settings
 
 if TYPE_CHECKING:
     from llmrouter.cache.semantic import SemanticIndex

@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-PRIORITIES = ("critical", "high", "normal", "low")  # most urgent first (as llmrouter.contract.PRIORITIES)
+PRIORITIES = ("critical", "high", "normal", "low")  # most urgent first (as llmrouter.wire.contract.PRIORITIES)
 PAUSABLE = ("low", "normal", "high")  # the order they are paused in; critical never is
 
 

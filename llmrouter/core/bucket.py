@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llmrouter.settings import parse_rate
+from llmrouter.config.settings import parse_rate
 
 
 @dataclass(frozen=True, kw_only=True)

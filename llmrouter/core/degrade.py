@@ -1,6 +1,6 @@
 """How the degradation flags and manual overrides change a request's provider chain (F023, F055). Pure.
 
-The answer stage asks right after :func:`llmrouter.routing.plan` has ordered
+The answer stage asks right after :func:`llmrouter.core.routing.plan` has ordered
 the chain (and applied the request's allow-list), in this order:
 
 1. ``cache_only``: no chain at all, the request is refused (``rejected``,
@@ -30,9 +30,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from llmrouter.contract import Refusal
+from llmrouter.wire.contract import Refusal
 from llmrouter.core.flag_state import FlagState
-from llmrouter.routing import Plan
+from llmrouter.core.routing import Plan
 
 CACHE_ONLY = "degraded_cache_only"
 NO_PROVIDER = "degraded_no_provider"
@@ -52,7 +52,7 @@ class Skip:
 
 @dataclass(frozen=True)
 class Degraded:
-    """The chain to dispatch and its ``route_reason`` (as in :class:`~llmrouter.routing.Plan`), the providers
+    """The chain to dispatch and its ``route_reason`` (as in :class:`~llmrouter.core.routing.Plan`), the providers
     left out, and the refusal when no provider may be called."""
 
     chain: list[str]

@@ -1,7 +1,7 @@
 """Dead letters as ``llmrouter dlq list|replay`` sees them: which ones an
 operator selected, whether one can be replayed, and what its replay produces.
 
-Pure: no Kafka here (:mod:`llmrouter.dlqcmd` reads ``llm.dlq`` and produces);
+Pure: no Kafka here (:mod:`llmrouter.commands.dlq` reads ``llm.dlq`` and produces);
 the time comes in as an argument.
 
 A dead letter is named by where it sits on ``llm.dlq``: ``<partition>:<offset>``
@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from llmrouter.codec import MAGIC, Codec, encode_json
-from llmrouter.contract import parse_request
+from llmrouter.wire.codec import MAGIC, Codec, encode_json
+from llmrouter.wire.contract import parse_request
 from llmrouter.errors import ConfigError, RequestError
 
 REPLAY_HEADER = "llmrouter-dlq-replay"  # "<partition>:<offset>" of the dead letter a message was replayed from
@@ -353,7 +353,7 @@ def _check_dead_letter(record: Mapping[str, Any]) -> None:
 
 def _as_bytes(value: Any) -> bytes | None:
     """A bytes field as bytes. A DeadLetter in JSON (``worker.result_encoding: json``) holds its bytes
-    as strings of latin-1 code points (one per byte, see :func:`llmrouter.codec.encode_json`)."""
+    as strings of latin-1 code points (one per byte, see :func:`llmrouter.wire.codec.encode_json`)."""
     if value is None or isinstance(value, bytes):
         return value
     return str(value).encode("latin-1")

@@ -1,7 +1,7 @@
 """The cost ledger's accounts summed over partitions. Pure.
 
 The ledger keeps one account per scope, name, period and partition of the
-accepted topics (``budget:premium:2026-11:p3``, llmrouter/budgets.py says
+accepted topics (``budget:premium:2026-11:p3``, llmrouter/dispatch/budgets.py says
 why); an operator asks about the account as a whole. A worker's ``/ledger/``
 view sums the partitions it owns; ``llmrouter ledger --all`` sums every
 partition, read from the ledger table's changelog.

@@ -1,7 +1,7 @@
 """Per-user quotas (F007 "user-based quotas", "emergency bypass"): pure, the clock passed in.
 
 A quota such as ``"100/minute"`` is the user's across the whole group of
-workers. Like the providers' rate limits (:mod:`llmrouter.limits`), each
+workers. Like the providers' rate limits (:mod:`llmrouter.dispatch.limits`), each
 worker holds a share of it in proportion to the partitions of the accepted
 topics it owns: the answer stage checks it, and those topics are keyed by
 request_id, so a user's requests spread evenly over the partitions whatever
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from llmrouter.core.bucket import BucketConfig, TokenBucket
-from llmrouter.settings import parse_rate
+from llmrouter.config.settings import parse_rate
 
 MAX_IDLE_BUCKETS = 10_000  # full buckets (users not limited right now) are forgotten past this many
 

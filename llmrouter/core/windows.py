@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Upper bounds of the latency buckets, in milliseconds; one more bucket holds everything above the last.
-# Prometheus' bucket edges (llmrouter/metrics.py LATENCY_BUCKETS_S) in ms, so the two agree on a p95.
+# Prometheus' bucket edges (llmrouter/observability/metrics.py LATENCY_BUCKETS_S) in ms, so the two agree on a p95.
 LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000)
 SUBJECT_KINDS = ("all", "priority", "provider", "worker")
 ERROR_STATUSES = frozenset({"error", "timeout"})  # failed answers; "rejected" is deliberate, not a failure

@@ -18,12 +18,12 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from llmrouter.contract import PRIORITIES
+from llmrouter.wire.contract import PRIORITIES
 from llmrouter.errors import RouterError
 from llmrouter.loadtest import echo
 from llmrouter.loadtest.kafka_run import Target
 from llmrouter.loadtest.stats import Answer
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0

@@ -28,10 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmrouter.contract import PRIORITIES
+from llmrouter.wire.contract import PRIORITIES
 from llmrouter.errors import ConfigError
 
-SIMPLE_TASK_TYPE = "general"  # in llmrouter.routing.SIMPLE_TASK_TYPES: the local model first
+SIMPLE_TASK_TYPE = "general"  # in llmrouter.core.routing.SIMPLE_TASK_TYPES: the local model first
 COMPLEX_TASK_TYPE = "analysis"  # not in it: the cloud chain first
 QUESTIONS = (
     "what does a message broker do",

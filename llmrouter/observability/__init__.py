@@ -5,5 +5,5 @@
 * :mod:`.gauges` sets the Prometheus gauges from it before each scrape;
 * :mod:`.dependencies` builds the per-dependency report of ``/health/``.
 
-The dashboard (``/dashboard/``) lives in :mod:`llmrouter.dashboard`.
+The dashboard (``/dashboard/``) lives in :mod:`llmrouter.views.dashboard`.
 """

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
 
-from llmrouter.contract import PRIORITIES
+from llmrouter.wire.contract import PRIORITIES
 
 if TYPE_CHECKING:
     from llmrouter.app import Router

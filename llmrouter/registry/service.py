@@ -8,7 +8,7 @@ every worker within about a second. A record that fails validation is refused
 with its reason on ``llm.events`` and never applied.
 
 An entry that cannot take traffic stays in the registry as
-:class:`~llmrouter.dispatch.Unavailable` with its reason (no API key, model
+:class:`~llmrouter.dispatch.dispatcher.Unavailable` with its reason (no API key, model
 files missing, disabled): the dispatcher skips it and says why, ``/health``
 and ``/providers/`` show it. Nothing here crashes the worker.
 
@@ -28,20 +28,20 @@ from typing import Any
 import mode
 import structlog
 
-from llmrouter.bulkhead import PriorityBulkhead
-from llmrouter.codec import Codec
-from llmrouter.dispatch import ChainEntry, Dispatched, Unavailable
+from llmrouter.dispatch.bulkhead import PriorityBulkhead
+from llmrouter.wire.codec import Codec
+from llmrouter.dispatch.dispatcher import ChainEntry, Dispatched, Unavailable
 from llmrouter.errors import ConfigError, ModelLoadError, RequestError
 from llmrouter.localmodel.config import LocalModelConfig, parse_size
-from llmrouter.metrics import Metrics
+from llmrouter.observability.metrics import Metrics
 from llmrouter.providers.base import LLMProvider
 from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_record
 from llmrouter.registry.reader import CompactedTopicReader
 from llmrouter.registry.stats import ProviderStats
-from llmrouter.retry import RetryPolicy
-from llmrouter.routing import Figures, effective_chain
-from llmrouter.secrets import Secrets
-from llmrouter.settings import Settings
+from llmrouter.core.retry import RetryPolicy
+from llmrouter.core.routing import Figures, effective_chain
+from llmrouter.config.secrets import Secrets
+from llmrouter.config.settings import Settings
 
 log = structlog.get_logger("llmrouter.registry")
 

@@ -39,9 +39,9 @@ from faust.types import TP
 from mode import Service
 
 from llmrouter.core.backpressure import PRIORITIES, Change, Load, PriorityBackpressure, chain_out_of_tokens
-from llmrouter.metrics import Metrics
+from llmrouter.observability.metrics import Metrics
 from llmrouter.runtime.inflight import Lane
-from llmrouter.settings import BackpressureSettings
+from llmrouter.config.settings import BackpressureSettings
 
 log = structlog.get_logger("llmrouter.backpressure")
 HISTORY = 20  # changes kept for the /backpressure/ view
@@ -157,7 +157,7 @@ class Backpressure(Service):
 
 
 def sample_load(registry: Any, limits: Any) -> Load:
-    """One sample of the provider registry and the rate limits (:mod:`llmrouter.limits`): the waiters of
+    """One sample of the provider registry and the rate limits (:mod:`llmrouter.dispatch.limits`): the waiters of
     every provider's bulkhead by priority, and whether every usable provider of the chain is out of
     rate-limit tokens (its share spent, or held off by a 429). The local model has no bulkhead: it queues
     by priority itself and sends on what it cannot take in time, so its overflow shows at the next

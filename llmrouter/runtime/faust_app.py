@@ -10,7 +10,7 @@
 * When the worker stops (SIGTERM), the same drain runs before faust stops the
   consumer and commits.
 * ``assignment_listeners`` hear what the worker owns after each assignment,
-  and nothing when a rebalance starts (the rate-limit shares, llmrouter.limits).
+  and nothing when a rebalance starts (the rate-limit shares, llmrouter.dispatch.limits).
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ latency, fault rates, 429 bursts, scripted outcomes and a control API under
 
 Modules: :mod:`.profile` (pure decisions: the profile, outcome choice,
 latency, reply text), :mod:`.formats` (pure wire formats), :mod:`.server`
-(the aiohttp server), :mod:`.cli` (the ``simulate`` subcommand).
+(the aiohttp server); the ``simulate`` subcommand is
+:mod:`llmrouter.commands.simulate`.
 """
 
 from __future__ import annotations
 
-from llmrouter.simulator.cli import add_simulate_parser
 from llmrouter.simulator.profile import SimProfile
 from llmrouter.simulator.server import Simulator, run_simulator
 
-__all__ = ["SimProfile", "Simulator", "add_simulate_parser", "run_simulator"]
+__all__ = ["SimProfile", "Simulator", "run_simulator"]

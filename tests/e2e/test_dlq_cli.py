@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec, encode_json
-from llmrouter.contract import PRIORITIES
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec, encode_json
+from llmrouter.wire.contract import PRIORITIES
 from llmrouter.core.dlq import REPLAY_HEADER
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import BOOTSTRAP, SimulatorThread, isolated_settings, read_topic_to_end, sim_provider, start_worker
 from tests.e2e.test_cli import run
 

@@ -29,11 +29,11 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec
-from llmrouter.settings import Settings
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
+from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import (BOOTSTRAP, SimulatorThread, free_port, isolated_settings, sibling_settings, sim_provider,
                             start_worker)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from llmrouter.codec import MAGIC, Codec, describe_fingerprint
+from llmrouter.wire.codec import MAGIC, Codec, describe_fingerprint
 from llmrouter.infra import InfraError
 from llmrouter.schemas import SCHEMA_NAMES
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.interop.java import MAVEN_TIMEOUT_S, AvroJava, resolve_jars
 from tests.interop.records import SAMPLES
 

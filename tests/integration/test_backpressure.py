@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
 from llmrouter.simulator import SimProfile
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, read_topic_to_end, sim_provider, start_worker
 
 pytestmark = pytest.mark.kafka

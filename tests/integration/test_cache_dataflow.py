@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.infra.redis import ScratchRedis
 from llmrouter.simulator import SimProfile
 from tests.conftest import SimulatorThread, free_port, isolated_settings, sibling_settings, sim_provider, start_worker

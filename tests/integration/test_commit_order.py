@@ -18,7 +18,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
 from tests.conftest import BOOTSTRAP, SimulatorThread, isolated_settings, sim_provider, start_worker
 

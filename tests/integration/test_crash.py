@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 
 from tests.conftest import isolated_settings, start_worker
 

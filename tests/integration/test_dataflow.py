@@ -15,8 +15,8 @@ import avro.schema
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.schemas import raw as raw_schema
 from tests.conftest import read_configs, read_topic_to_end

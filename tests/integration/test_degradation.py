@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter import tablescmd
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec
-from llmrouter.flagscmd import change_flags
-from llmrouter.settings import Settings
+from llmrouter.commands import tables as tablescmd
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
+from llmrouter.commands.flags import change_flags
+from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
 from llmrouter.topics import EVENTS
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import (SimulatorThread, isolated_settings, read_topic_to_end, sibling_settings, sim_provider,
                             start_worker)
 

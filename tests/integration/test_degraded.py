@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from tests.conftest import isolated_settings, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -19,7 +19,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
 from tests.conftest import BOOTSTRAP, SimulatorThread, isolated_settings, sim_provider, start_worker
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, sim_provider, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -17,9 +17,9 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from llmrouter.client import Collected, RouterClient
-from llmrouter.new_group import seed_new_group
-from llmrouter.settings import Settings
+from llmrouter.wire.client import Collected, RouterClient
+from llmrouter.runtime.new_group import seed_new_group
+from llmrouter.config.settings import Settings
 from llmrouter.topics import group_source_topics
 from tests.conftest import BOOTSTRAP, isolated_settings, start_worker
 

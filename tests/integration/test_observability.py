@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec
-from llmrouter.settings import Settings
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
+from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile
 from llmrouter.topics import DLQ, EVENTS, STREAM
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, read_topic_to_end, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
 from tests.conftest import SimulatorThread, isolated_settings, sim_provider, start_worker
 

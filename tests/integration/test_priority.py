@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.localmodel.build_tiny import build_tiny_model
 from tests.conftest import isolated_settings, start_worker
 

@@ -16,7 +16,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from tests.conftest import BOOTSTRAP, isolated_settings
 
 pytestmark = pytest.mark.kafka

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, read_topic_to_end, start_worker
 
 pytestmark = pytest.mark.kafka

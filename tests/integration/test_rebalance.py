@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from llmrouter.client import Collected, RouterClient
+from llmrouter.wire.client import Collected, RouterClient
 from llmrouter.simulator import SimProfile
 from tests.conftest import SimulatorThread, isolated_settings, sibling_settings, sim_provider, start_worker
 

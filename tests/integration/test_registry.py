@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from llmrouter.client import RouterClient
-from llmrouter.codec import Codec
+from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
 from llmrouter.simulator import SimProfile
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import BOOTSTRAP, SimulatorThread, isolated_settings, read_topic_to_end, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from llmrouter.client import RouterClient
+from llmrouter.wire.client import RouterClient
 from llmrouter.core.provider_state import Report
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile
 from llmrouter.topics import HEALTH, LEDGER_CHANGELOG
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import (BOOTSTRAP, SimulatorThread, isolated_settings, read_topic_to_end, sibling_settings,
                             sim_provider, start_worker)
 

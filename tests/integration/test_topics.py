@@ -16,7 +16,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from llmrouter.settings import Settings
+from llmrouter.config.settings import Settings
 from llmrouter.topics import ANSWERED_CHANGELOG, topic_specs
 from tests.conftest import BOOTSTRAP, isolated_settings, read_configs
 

@@ -10,11 +10,11 @@ import uuid
 
 import pytest
 
-from llmrouter.client import RouterClient
-from llmrouter.new_group import seed_new_group
-from llmrouter.providerscmd import produce_registration
+from llmrouter.wire.client import RouterClient
+from llmrouter.runtime.new_group import seed_new_group
+from llmrouter.commands.providers import produce_registration
 from llmrouter.providers.spec import ProviderSpec
-from llmrouter.workerproc import WorkerProcess
+from llmrouter.testing.worker import WorkerProcess
 from tests.conftest import isolated_settings, sibling_settings, start_worker, worker_process
 
 pytestmark = pytest.mark.kafka

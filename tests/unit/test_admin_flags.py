@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.admin import ADMIN_KEY_ENV, KEY_HEADER, key_refusal, requested_change
+from llmrouter.views.admin import ADMIN_KEY_ENV, KEY_HEADER, key_refusal, requested_change
 from llmrouter.errors import ConfigError
 
 

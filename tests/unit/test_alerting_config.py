@@ -7,7 +7,7 @@ import yaml
 
 from llmrouter.alerting.config import AlertsSettings, WindowsSettings, policy
 from llmrouter.errors import ConfigError
-from llmrouter.settings import load_settings
+from llmrouter.config.settings import load_settings
 
 
 def test_the_defaults_are_the_specifications_alert_conditions():

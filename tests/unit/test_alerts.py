@@ -219,7 +219,7 @@ def test_an_alert_written_with_the_first_alert_schema_is_still_read_with_the_add
     import avro.schema
     import fastavro
 
-    from llmrouter.codec import MAGIC, Codec
+    from llmrouter.wire.codec import MAGIC, Codec
     from llmrouter.schemas import history
 
     first = next(schema for schema in history() if schema["name"] == "Alert")

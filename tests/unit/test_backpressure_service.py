@@ -9,12 +9,12 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
-from llmrouter.bulkhead import PriorityBulkhead
+from llmrouter.dispatch.bulkhead import PriorityBulkhead
 from llmrouter.core.backpressure import Load
-from llmrouter.metrics import Metrics
+from llmrouter.observability.metrics import Metrics
 from llmrouter.runtime.backpressure import Backpressure, sample_load
 from llmrouter.runtime.inflight import InFlight
-from llmrouter.settings import BackpressureSettings
+from llmrouter.config.settings import BackpressureSettings
 
 TOPICS = {p: f"llm.router.accepted.{p}" for p in ("critical", "high", "normal", "low")}
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from llmrouter.bulkhead import PriorityBulkhead
+from llmrouter.dispatch.bulkhead import PriorityBulkhead
 
 
 async def test_calls_beyond_capacity_wait_and_the_most_urgent_goes_first():

@@ -8,7 +8,7 @@ import pytest
 
 from llmrouter.cache.keys import cache_key, key_prefix, scope_of, tenant_scope
 from llmrouter.cache.normalise import Templates
-from llmrouter.contract import Request, parse_request
+from llmrouter.wire.contract import Request, parse_request
 
 NO_TEMPLATES = Templates()
 

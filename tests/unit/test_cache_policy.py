@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmrouter.cache.policy import REASONS, CacheDecision, decide, is_deterministic
-from llmrouter.contract import Request, parse_request
+from llmrouter.wire.contract import Request, parse_request
 
 
 def request(**fields):

@@ -12,8 +12,8 @@ from llmrouter.cache.embedding import StaticEmbedder
 from llmrouter.cache.keys import cache_key, key_prefix, tenant_scope
 from llmrouter.cache.normalise import Templates
 from llmrouter.cache.semantic import SemanticIndex, open_index
-from llmrouter.contract import Request, parse_request
-from llmrouter.settings import CacheSettings, load_settings
+from llmrouter.wire.contract import Request, parse_request
+from llmrouter.config.settings import CacheSettings, load_settings
 
 PAIRS = Path(__file__).resolve().parent.parent / "data" / "paraphrase_pairs.jsonl"
 DEFAULT_THRESHOLD = CacheSettings().semantic_threshold

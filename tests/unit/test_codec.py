@@ -11,7 +11,7 @@ import pytest
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 from structlog.testing import capture_logs
 
-from llmrouter.codec import MAGIC, Codec, SchemaStore, describe_fingerprint
+from llmrouter.wire.codec import MAGIC, Codec, SchemaStore, describe_fingerprint
 from llmrouter.errors import UndecodableRequest
 from llmrouter.schemas import SCHEMA_NAMES, history, raw
 from tests.interop.records import SAMPLES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.contract import Request, check_dispatch, check_reply_to, check_size, parse_request
+from llmrouter.wire.contract import Request, check_dispatch, check_reply_to, check_size, parse_request
 from llmrouter.errors import InvalidRequest
 
 SIZES = dict(max_prompt_chars=100, max_tokens=512)

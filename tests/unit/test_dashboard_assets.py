@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmrouter.dashboard.assets import VENDOR_FILES, WEB_MODULES_ENV, charts_installed, static_file, vendor_file
+from llmrouter.views.dashboard.assets import VENDOR_FILES, WEB_MODULES_ENV, charts_installed, static_file, vendor_file
 
 
 def test_only_the_dashboards_own_files_and_the_named_library_files_are_served():

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from llmrouter.dashboard.history import DashboardHistory
-from llmrouter.dashboard.series import Reading, merged, point, quantile, reading_from
+from llmrouter.views.dashboard.history import DashboardHistory
+from llmrouter.views.dashboard.series import Reading, merged, point, quantile, reading_from
 
 INF = math.inf
 

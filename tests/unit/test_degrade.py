@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmrouter.core.degrade import degrade
 from llmrouter.core.flag_state import FlagState, Mark, Override
-from llmrouter.routing import Plan
+from llmrouter.core.routing import Plan
 
 ROUTE = Plan(["local", "huggingface", "together", "openai", "anthropic"], "simple: ...: local model first")
 PREMIUM = {"openai", "anthropic"}

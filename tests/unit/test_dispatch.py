@@ -15,13 +15,13 @@ import random
 
 import pytest
 
-from llmrouter.breakers import LocalBreakers
-from llmrouter.bulkhead import PriorityBulkhead
+from llmrouter.dispatch.breakers import LocalBreakers
+from llmrouter.dispatch.bulkhead import PriorityBulkhead
 from llmrouter.core.breaker import BreakerConfig
-from llmrouter.dispatch import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
+from llmrouter.dispatch.dispatcher import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
 from llmrouter.errors import AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderUnavailable, RateLimited
 from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta
-from llmrouter.retry import RetryPolicy
+from llmrouter.core.retry import RetryPolicy
 
 PROMPT = Prompt(text="hi", max_tokens=4)
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from llmrouter.codec import MAGIC, Codec, encode_json
+from llmrouter.wire.codec import MAGIC, Codec, encode_json
 from llmrouter.core.dlq import (REPLAY_HEADER, UNREADABLE, DlqEntry, LetterId, Replay, ReplayOptions, Selection, Skip,
                                 count_by_code, fresh_deadline, missing_ids, parse_letter_id, parse_since,
                                 plan_replay, plan_replays, with_fresh_deadline)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.envelope import KEY, SOURCE, Origin, normalize_headers, origin_of_forwarded
+from llmrouter.wire.envelope import KEY, SOURCE, Origin, normalize_headers, origin_of_forwarded
 
 
 def test_the_origin_is_rebuilt_exactly_from_the_forwarded_copy():

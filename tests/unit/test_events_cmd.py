@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmrouter.core.ledger_replay import BOOKED, Booking, rebuild_accounts
-from llmrouter.eventscmd import format_report, ledger_report
+from llmrouter.commands.events import format_report, ledger_report
 
 P0, P1 = "provider:openai:2026-11:p0", "provider:openai:2026-11:p1"
 

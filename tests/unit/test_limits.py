@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.limits import Adapt, RateLimits
+from llmrouter.dispatch.limits import Adapt, RateLimits
 
 LIMITS = {"together": "600/minute", "hf": "60/minute", "local": None}
 

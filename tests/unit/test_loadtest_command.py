@@ -6,13 +6,13 @@ import io
 
 import pytest
 
-from llmrouter.codec import Codec, encode_json
+from llmrouter.wire.codec import Codec, encode_json
 from llmrouter.errors import ConfigError
-from llmrouter.loadtest.command import QUIET_TICKS, ProgressPrinter, check_loopback, router_target
+from llmrouter.commands.loadtest import QUIET_TICKS, ProgressPrinter, check_loopback, router_target
 from llmrouter.loadtest.display import Progress
 from llmrouter.loadtest.stats import Answer
-from llmrouter.publisher import REPLAY_HEADER
-from llmrouter.settings import load_settings
+from llmrouter.runtime.publisher import REPLAY_HEADER
+from llmrouter.config.settings import load_settings
 
 
 @pytest.mark.parametrize("bootstrap", ["127.0.0.1:9092", "localhost:9092", "[::1]:9092",

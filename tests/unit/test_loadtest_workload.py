@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from llmrouter.contract import Request
+from llmrouter.wire.contract import Request
 from llmrouter.errors import ConfigError
 from llmrouter.loadtest.workload import (COMPLEX_TASK_TYPE, SIMPLE_TASK_TYPE, Workload, WorkloadSpec,
                                          parse_priority_mix, request_id, seq_of)
-from llmrouter.routing import is_simple_task
+from llmrouter.core.routing import is_simple_task
 
 
 def draw(spec: WorkloadSpec, n: int, run_id: str = "lt1") -> list:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.dispatch import ChainEntry, Dispatcher
+from llmrouter.dispatch.dispatcher import ChainEntry, Dispatcher
 from llmrouter.errors import ContextTooLong, Overloaded, ProviderTimeout, ProviderUnavailable
-from llmrouter.retry import RetryPolicy
+from llmrouter.core.retry import RetryPolicy
 from llmrouter.localmodel.config import LocalModelConfig
 from llmrouter.localmodel.engine import GenerationRequest, LocalModel
 from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta

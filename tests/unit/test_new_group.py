@@ -6,8 +6,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, GroupCoordinatorNotAvailableError
 
-from llmrouter.new_group import _retrying, plan_start_offsets
-from llmrouter.settings import load_settings
+from llmrouter.runtime.new_group import _retrying, plan_start_offsets
+from llmrouter.config.settings import load_settings
 from llmrouter.topics import group_source_topics
 
 P0, P1, P2 = (TopicPartition("t", p) for p in range(3))

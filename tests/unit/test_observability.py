@@ -5,7 +5,7 @@ from __future__ import annotations
 from faust.types import TP
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from llmrouter.metrics import path_of
+from llmrouter.observability.metrics import path_of
 from llmrouter.observability.dependencies import provider_status
 from llmrouter.observability.gauges import LabelledSeries
 from llmrouter.observability.state import lag_by_priority

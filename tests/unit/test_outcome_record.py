@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from llmrouter.agents.answer import outcome_record
-from llmrouter.contract import parse_request
-from llmrouter.dispatch import Attempt, Dispatched
+from llmrouter.wire.contract import parse_request
+from llmrouter.dispatch.dispatcher import Attempt, Dispatched
 
 REQUEST = parse_request({"request_id": "r", "prompt": "p", "created_at_ms": 1_000}, priority="high",
                         received_at_ms=1_000)

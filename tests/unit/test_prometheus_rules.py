@@ -1,4 +1,4 @@
-"""infra/prometheus: the alert rules and the Grafana dashboard parse, name only metrics llmrouter/metrics.py
+"""infra/prometheus: the alert rules and the Grafana dashboard parse, name only metrics llmrouter/observability/metrics.py
 defines, and say the same thresholds as the router's own rules (the `alerts` settings' defaults)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from llmrouter.alerting.config import RULE_SHAPES
 from llmrouter.core.alerts import SEVERITIES
 from prometheus_client.metrics import MetricWrapperBase
 
-from llmrouter.metrics import Metrics
-from llmrouter.settings import load_settings
+from llmrouter.observability.metrics import Metrics
+from llmrouter.config.settings import load_settings
 
 INFRA = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
 METRIC = re.compile(r"\bllmrouter_[a-z0-9_]+")

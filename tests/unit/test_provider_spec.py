@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.codec import Codec
+from llmrouter.wire.codec import Codec
 from llmrouter.errors import ConfigError
 from llmrouter.providers.spec import ProviderSpec, spec_from_record
 

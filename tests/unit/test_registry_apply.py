@@ -10,11 +10,11 @@ import json
 
 import pytest
 
-from llmrouter.codec import Codec
-from llmrouter.metrics import Metrics
+from llmrouter.wire.codec import Codec
+from llmrouter.observability.metrics import Metrics
 from llmrouter.registry import ProviderRegistry
-from llmrouter.secrets import Secrets
-from llmrouter.settings import load_settings
+from llmrouter.config.secrets import Secrets
+from llmrouter.config.settings import load_settings
 
 VLLM = {"name": "vllm", "kind": "openai_compatible", "endpoint": "http://127.0.0.1:9/v1", "api_key_env": "",
         "models": ["llama"]}

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from llmrouter.logs import configure_logging, json_formatter
-from llmrouter.request_log import canonical_fields, request_answered
-from llmrouter.tracing import Tracing, bind_request
+from llmrouter.observability.logs import configure_logging, json_formatter
+from llmrouter.observability.request_log import canonical_fields, request_answered
+from llmrouter.observability.tracing import Tracing, bind_request
 
 
 @pytest.fixture

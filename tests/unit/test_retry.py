@@ -8,7 +8,7 @@ import random
 import pytest
 
 from llmrouter.errors import AuthError, ProviderUnavailable, RateLimited
-from llmrouter.retry import RetryPolicy
+from llmrouter.core.retry import RetryPolicy
 
 RNG = random.Random(3)
 

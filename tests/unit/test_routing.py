@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.contract import parse_request
-from llmrouter.routing import (Figures, assess, effective_chain, is_simple_task, order_equivalents, plan, plan_chain,
+from llmrouter.wire.contract import parse_request
+from llmrouter.core.routing import (Figures, assess, effective_chain, is_simple_task, order_equivalents, plan, plan_chain,
                                route_of)
 
 CHAIN = ["local", "huggingface", "together", "premium"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmrouter.errors import ConfigError
-from llmrouter.secrets import Secrets
+from llmrouter.config.secrets import Secrets
 
 
 def test_a_key_is_found_by_its_variable_and_never_shown():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llmrouter.errors import ConfigError
-from llmrouter.settings import load_settings, parse_rate
+from llmrouter.config.settings import load_settings, parse_rate
 
 
 def test_the_defaults_mirror_the_specification():

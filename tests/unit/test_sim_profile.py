@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from llmrouter.errors import ConfigError
-from llmrouter.simulator import SimProfile, add_simulate_parser
-from llmrouter.simulator.cli import profile_from_args
+from llmrouter.commands.simulate import add_simulate_parser
+from llmrouter.simulator import SimProfile
+from llmrouter.commands.simulate import profile_from_args
 from llmrouter.simulator.formats import (
     DEFAULT_MAX_TOKENS, MALFORMED_BODY, ReplyContext, RequestProblem, error_reply, ok_body, parse_request,
     stream_events, stream_plan, truncated_body,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmrouter.core.ledger_totals import ledger_totals
-from llmrouter.tablescmd import format_breakers, format_ledger, format_limits, format_rows
+from llmrouter.commands.tables import format_breakers, format_ledger, format_limits, format_rows
 
 
 def account(spent: float, reserved: dict[str, float] | None = None, budget: float | None = None, calls: int = 1):

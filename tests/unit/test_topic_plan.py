@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from llmrouter.errors import ConfigError
-from llmrouter.settings import load_settings
-from llmrouter.topic_plan import (ExistingTopic, altered_configs, check_topics, min_insync_replicas,
+from llmrouter.config.settings import load_settings
+from llmrouter.runtime.topic_plan import (ExistingTopic, altered_configs, check_topics, min_insync_replicas,
                                   problems_message, topic_configs)
 from llmrouter.topics import topic_specs
 

@@ -13,12 +13,12 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmrouter.dispatch import ChainEntry, Dispatcher
-from llmrouter.envelope import TRACE, Origin, origin_of_forwarded
+from llmrouter.dispatch.dispatcher import ChainEntry, Dispatcher
+from llmrouter.wire.envelope import TRACE, Origin, origin_of_forwarded
 from llmrouter.errors import ConfigError, ProviderUnavailable
 from llmrouter.providers.base import Prompt
-from llmrouter.retry import RetryPolicy
-from llmrouter.tracing import Tracing, extract, forward_headers, trace_headers
+from llmrouter.core.retry import RetryPolicy
+from llmrouter.observability.tracing import Tracing, extract, forward_headers, trace_headers
 from tests.unit.test_dispatch import Scripted
 
 PRODUCER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiokafka.partitioner import DefaultPartitioner
 
 from llmrouter.alerting.owner import _moved, partition_of
-from llmrouter.alerting.views import windows_view
+from llmrouter.views.alerts import windows_view
 from llmrouter.core.alerts import FIRING, AlertState, Policy, Rule
 from llmrouter.core.windows import Aggregate, Row, row_key
 

@@ -1,0 +1,11 @@
+"""Dispatch: a request run down its provider chain, and every guard the chain asks on the way.
+
+* :mod:`.dispatcher` — the chain: attempts, retries, hedging, fallback;
+* :mod:`.bulkhead` — at most N calls to a provider at once, the most urgent first;
+* :mod:`.breakers` — this worker's breaker per provider; :mod:`.fleet` — the group's shared state;
+* :mod:`.limits` — each provider's rate limit as token-bucket shares;
+* :mod:`.budgets` and :mod:`.ledger_audit` — the cost ledger, its budgets and its audit events;
+* :mod:`.flags` — the degradation flags and overrides every worker follows.
+
+The decisions themselves (breaker, bucket, ledger, routing, retry) are pure and live in :mod:`llmrouter.core`.
+"""
