@@ -61,7 +61,7 @@ from harness import delete_topics, start_worker, worker_settings
 from llmrouter.wire.client import RouterClient
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results" / "failover.json"
 API_KEY = f"sk-sim-{uuid.uuid4().hex}"

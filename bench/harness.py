@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from llmrouter.runtime.kafka_admin import ensure_topics
 from llmrouter.providers.spec import DEFAULT_KEY_ENV
 from llmrouter.config.settings import Settings, load_settings
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 
 BOOTSTRAP = "127.0.0.1:9092"
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -45,7 +45,7 @@ import yaml
 from harness import delete_topics, start_worker, worker_settings
 from llmrouter.config.settings import Settings
 from llmrouter.simulator.process import SimulatorProcess
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results"
 SIM_PROVIDER = {"kind": "openai_compatible", "api_key_env": "", "models": ["sim-model"], "timeout_s": 10,

@@ -66,7 +66,7 @@ from llmrouter.localmodel.loading import usable_cores
 from llmrouter.localmodel.quantize import MARKER_FILE, quantize_model
 from llmrouter.providers.spec import DEFAULT_KEY_ENV
 from llmrouter.config.settings import Settings, load_settings
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results" / "local_batching.json"
 BOOTSTRAP = "127.0.0.1:9092"

@@ -38,7 +38,7 @@ from harness import delete_topics, free_port, start_worker, worker_settings
 from hot_path import SIM_PROVIDER
 from llmrouter.infra.redis import ScratchRedis
 from llmrouter.simulator.process import SimulatorProcess
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import faust
 import structlog
 
-from llmrouter.views import admin, dashboard, worker as views
+from llmrouter.views import admin, dashboard, operator as views
 from llmrouter.agents import answer, intake, provider_state
 from llmrouter.alerting.wiring import wire_windows
 from llmrouter.dispatch.breakers import LocalBreakers

@@ -29,7 +29,7 @@ from llmrouter.runtime.kafka_admin import ensure_topics
 from llmrouter.providers.spec import DEFAULT_KEY_ENV
 from llmrouter.config.settings import Settings, load_settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 
 from llmrouter.localmodel.build_tiny import build_tiny_model
 from llmrouter.localmodel.quantize import quantize_model

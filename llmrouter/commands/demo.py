@@ -28,7 +28,7 @@ from llmrouter.providers.spec import ProviderSpec
 from llmrouter.commands.providers import produce_registration
 from llmrouter.config.settings import Settings
 from llmrouter.simulator.process import SimulatorProcess
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 
 TINY_DIR = Path("var/models/tiny-llama")
 WORKER_LOG = Path("var/logs/demo-worker.log")

@@ -3,7 +3,7 @@
 Each dependency says ``ok``, ``degraded`` (serving, with less: L1 and L3
 without Redis, a provider whose last health check failed) or ``down`` (not
 used now: a provider unavailable or with its breaker open here), or ``off``
-(not configured). Readiness stays in :mod:`llmrouter.views.worker`: a dependency
+(not configured). Readiness stays in :mod:`llmrouter.views.operator`: a dependency
 down is not a reason to stop taking partitions when another can serve, which
 is how the router keeps one failing provider from taking the rest down with
 it (the breakers route around it; ``/health/ready/`` fails only when no

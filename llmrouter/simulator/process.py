@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrouter.errors import RouterError
-from llmrouter.testing.worker import terminate
+from llmrouter.testing.worker_process import terminate
 
 
 class SimulatorProcess:

@@ -29,7 +29,7 @@ from llmrouter.wire.contract import PRIORITIES
 from llmrouter.core.dlq import REPLAY_HEADER
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import BOOTSTRAP, SimulatorThread, isolated_settings, read_topic_to_end, sim_provider, start_worker
 from tests.e2e.test_cli import run
 

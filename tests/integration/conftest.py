@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import isolated_settings, start_worker
 
 

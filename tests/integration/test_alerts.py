@@ -33,7 +33,7 @@ from llmrouter.wire.client import RouterClient
 from llmrouter.wire.codec import Codec
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import (BOOTSTRAP, SimulatorThread, free_port, isolated_settings, sibling_settings, sim_provider,
                             start_worker)
 

@@ -19,7 +19,7 @@ import pytest
 from llmrouter.wire.codec import MAGIC, Codec, describe_fingerprint
 from llmrouter.infra import InfraError
 from llmrouter.schemas import SCHEMA_NAMES
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.interop.java import MAVEN_TIMEOUT_S, AvroJava, resolve_jars
 from tests.interop.records import SAMPLES
 

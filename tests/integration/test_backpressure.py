@@ -29,7 +29,7 @@ import pytest
 from llmrouter.wire.client import RouterClient
 from llmrouter.wire.codec import Codec
 from llmrouter.simulator import SimProfile
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, read_topic_to_end, sim_provider, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -33,7 +33,7 @@ from llmrouter.commands.flags import change_flags
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
 from llmrouter.topics import EVENTS
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import (SimulatorThread, isolated_settings, read_topic_to_end, sibling_settings, sim_provider,
                             start_worker)
 

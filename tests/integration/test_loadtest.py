@@ -23,7 +23,7 @@ import pytest
 
 from llmrouter.loadtest.procstats import ProcessSampler, cpu_seconds
 from llmrouter.simulator import SimProfile
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, sim_provider, start_worker
 
 pytestmark = pytest.mark.kafka

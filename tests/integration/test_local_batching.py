@@ -16,7 +16,7 @@ from llmrouter.wire.client import RouterClient
 from llmrouter.localmodel.config import LocalModelConfig
 from llmrouter.localmodel.engine import GenerationRequest, LocalModel
 from llmrouter.simulator import SimProfile
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, sim_provider, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, sim_provider, start_worker
 
 pytestmark = pytest.mark.kafka

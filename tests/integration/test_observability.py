@@ -29,7 +29,7 @@ from llmrouter.wire.codec import Codec
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile
 from llmrouter.topics import DLQ, EVENTS, STREAM
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, read_topic_to_end, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -21,7 +21,7 @@ import pytest
 
 from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, read_topic_to_end, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from llmrouter.wire.client import RouterClient
 from llmrouter.wire.codec import Codec
 from llmrouter.simulator import SimProfile
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import BOOTSTRAP, SimulatorThread, isolated_settings, read_topic_to_end, start_worker
 
 pytestmark = pytest.mark.kafka

@@ -29,7 +29,7 @@ from llmrouter.core.provider_state import Report
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile
 from llmrouter.topics import HEALTH, LEDGER_CHANGELOG
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import (BOOTSTRAP, SimulatorThread, isolated_settings, read_topic_to_end, sibling_settings,
                             sim_provider, start_worker)
 

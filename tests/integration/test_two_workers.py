@@ -14,7 +14,7 @@ from llmrouter.wire.client import RouterClient
 from llmrouter.runtime.new_group import seed_new_group
 from llmrouter.commands.providers import produce_registration
 from llmrouter.providers.spec import ProviderSpec
-from llmrouter.testing.worker import WorkerProcess
+from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import isolated_settings, sibling_settings, start_worker, worker_process
 
 pytestmark = pytest.mark.kafka
