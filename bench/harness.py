@@ -13,9 +13,10 @@ folder on the path).
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from llmrouter.config.settings import Settings
 from llmrouter.testing import topics
@@ -23,7 +24,7 @@ from llmrouter.testing.ports import free_port
 from llmrouter.testing.settings_file import BOOTSTRAP, REDIS_URL, write_worker_settings
 from llmrouter.testing.worker_process import WorkerProcess, isolated_env
 
-__all__ = ["BOOTSTRAP", "REDIS_URL", "free_port", "worker_settings", "start_worker", "delete_topics"]
+__all__ = ["BOOTSTRAP", "REDIS_URL", "free_port", "worker_settings", "start_worker", "delete_topics", "clean_up"]
 
 
 def worker_settings(directory: Path, **sections: dict[str, Any] | list[Any]) -> tuple[Settings, Path]:
@@ -49,3 +50,22 @@ def delete_topics(settings: Settings) -> None:
     """Delete the worker's topics (its prefix) and faust's internal ones (its app id)."""
     topics.delete_topics((settings.kafka.topic_prefix, f"{settings.worker.app_id}-"))
 
+
+class Stoppable(Protocol):
+    def stop(self) -> Any: ...
+
+
+def clean_up(*, worker: Stoppable | None = None, sim: Stoppable | None = None, settings: Settings | None = None,
+             directory: Path | None = None, keep: bool = False) -> None:
+    """What every benchmark does at its end, whatever happened: stop the worker, then the simulator, delete the
+    worker's topics, and remove ``directory`` (unless ``keep``: then say where it is). ``None`` is skipped."""
+    if worker is not None:
+        worker.stop()
+    if sim is not None:
+        sim.stop()
+    if settings is not None:
+        delete_topics(settings)
+    if directory is not None and keep:
+        print(f"kept {directory}")
+    elif directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
