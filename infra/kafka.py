@@ -37,14 +37,14 @@ from llmrouter.infra.maven import cache_root
 from llmrouter.infra.process import (
     Echo,
     InfraError,
-    default_state_dir,
+    ServiceDir,
     is_local_host,
     live_process,
     poll_until,
     port_open,
-    read_pid,
     run_sync,
     spawn_detached,
+    started_process,
     split_host_port,
     stop_process,
     stop_started,
@@ -61,15 +61,10 @@ _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 
 @dataclass(frozen=True)
-class KafkaState:
+class KafkaState(ServiceDir):
     """The files of one local broker under ``<state_dir>/kafka``."""
 
-    root: Path
-
-    @classmethod
-    def under(cls, state_dir: Path | None) -> KafkaState:
-        """Return the layout below ``state_dir`` (default ``$LLMROUTER_STATE`` or ``./var``)."""
-        return cls((state_dir or default_state_dir()).resolve() / "kafka")
+    NAME = "kafka"
 
     @property
     def config(self) -> Path:
@@ -90,10 +85,6 @@ class KafkaState:
     @property
     def stdout_log(self) -> Path:
         return self.logs / "stdout.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "kafka.pid"
 
     @property
     def cluster_id_file(self) -> Path:
@@ -194,16 +185,8 @@ def server_properties(host: str, port: int, controller_port: int, data: Path) ->
 
 def our_broker(state: KafkaState) -> psutil.Process | None:
     """Return the live broker process ``up`` started from ``state``, else ``None``."""
-    proc = live_process(read_pid(state.pid_file))
-    if proc is None:
-        return None
-    try:
-        cmdline = proc.cmdline()
-    except psutil.Error:
-        return None
-    if "kafka.Kafka" in cmdline and str(state.config) in cmdline:
-        return proc
-    return None
+    return started_process(state.pid_file, lambda proc: "kafka.Kafka" in proc.cmdline()
+                           and str(state.config) in proc.cmdline())
 
 
 def up(

@@ -33,7 +33,8 @@ import subprocess
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self, TypeVar
 
 import psutil
 
@@ -191,6 +192,34 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
+
+
+def started_process(pid_file: Path, is_ours: Callable[[psutil.Process], bool]) -> psutil.Process | None:
+    """The live process ``pid_file`` names if ``is_ours`` recognises it (a pid can be reused), else ``None``."""
+    proc = live_process(read_pid(pid_file))
+    if proc is None:
+        return None
+    try:
+        return proc if is_ours(proc) else None
+    except psutil.Error:
+        return None
+
+
+@dataclass(frozen=True)
+class ServiceDir:
+    """The files of one local service under ``<state_dir>/<NAME>``; subclasses name the rest."""
+
+    NAME: ClassVar[str]
+    root: Path
+
+    @classmethod
+    def under(cls, state_dir: Path | None) -> Self:
+        """Return the layout below ``state_dir`` (default ``$LLMROUTER_STATE`` or ``./var``)."""
+        return cls((state_dir or default_state_dir()).resolve() / cls.NAME)
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / f"{self.NAME}.pid"
 
 
 def stop_started(label: str, pid_file: Path, ours: psutil.Process | None, echo: Echo,

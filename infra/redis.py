@@ -28,13 +28,12 @@ import redis as redis_py
 from llmrouter.infra.process import (
     Echo,
     InfraError,
-    default_state_dir,
+    ServiceDir,
     is_local_host,
-    live_process,
     poll_until,
     port_open,
-    read_pid,
     spawn_detached,
+    started_process,
     stop_started,
     tail,
     write_pid,
@@ -47,23 +46,14 @@ INSTALL_HINT = "run `sudo apt-get install -y redis-server`"
 
 
 @dataclass(frozen=True)
-class RedisState:
+class RedisState(ServiceDir):
     """The files of one local Redis under ``<state_dir>/redis``."""
 
-    root: Path
-
-    @classmethod
-    def under(cls, state_dir: Path | None) -> RedisState:
-        """Return the layout below ``state_dir`` (default ``$LLMROUTER_STATE`` or ``./var``)."""
-        return cls((state_dir or default_state_dir()).resolve() / "redis")
+    NAME = "redis"
 
     @property
     def log(self) -> Path:
         return self.root / "redis.log"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "redis.pid"
 
 
 def host_port(url: str) -> tuple[str, int]:
@@ -96,16 +86,11 @@ def wait_for_redis(url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
 
 def our_server(state: RedisState) -> psutil.Process | None:
     """Return the live ``redis-server`` ``up`` started from ``state``, else ``None``."""
-    proc = live_process(read_pid(state.pid_file))
-    if proc is None:
-        return None
-    try:
+    def is_ours(proc: psutil.Process) -> bool:
         is_redis = "redis-server" in proc.name() or "redis-server" in " ".join(proc.cmdline())
-        if is_redis and Path(proc.cwd()) == state.root:
-            return proc
-    except psutil.Error:
-        pass
-    return None
+        return is_redis and Path(proc.cwd()) == state.root
+
+    return started_process(state.pid_file, is_ours)
 
 
 def up(*, url: str = f"redis://127.0.0.1:{DEFAULT_PORT}/0", state_dir: Path | None = None,

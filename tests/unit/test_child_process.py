@@ -63,3 +63,25 @@ def test_stopping_a_child_that_has_exited_says_so(tmp_path: Path):
     child = Child.start([sys.executable, "-c", "pass"], log_path=tmp_path / "child.log", what="short")
     child.proc.wait(10)
     assert stop_process(child.proc) == "already gone" and child.returncode == 0
+
+
+def test_a_pid_file_leads_only_to_a_process_recognised_as_ours(tmp_path: Path):
+    """started_process: the pid file's process if the check says it is ours; a foreign or dead one is None."""
+    from dataclasses import dataclass
+
+    from llmrouter.infra.process import ServiceDir, started_process, write_pid
+
+    @dataclass(frozen=True)
+    class Demo(ServiceDir):
+        NAME = "demo"
+
+    state = Demo.under(tmp_path)
+    assert state.root == tmp_path.resolve() / "demo" and state.pid_file == state.root / "demo.pid"
+    child = Child.start(SLEEPER, log_path=state.root / "demo.log", what="demo")
+    try:
+        write_pid(state.pid_file, child.pid)
+        assert started_process(state.pid_file, lambda proc: True).pid == child.pid
+        assert started_process(state.pid_file, lambda proc: False) is None
+    finally:
+        child.kill()
+    assert started_process(state.pid_file, lambda proc: True) is None
