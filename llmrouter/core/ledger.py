@@ -56,8 +56,9 @@ class Account:
             return None
         return max(0.0, self.budget_usd - self.spent_usd - self.reserved_usd)
 
-    def reserve(self, reservation_id: str, estimate_usd: float, *, at_s: float = 0.0) -> None:
-        """Hold ``estimate_usd`` for a call, or raise :class:`BudgetExceeded`. Reserving an id again is a no-op."""
+    def reserve(self, reservation_id: str, estimate_usd: float, *, at_s: float) -> None:
+        """Hold ``estimate_usd`` for a call made at ``at_s`` (the caller's clock, seconds: what :meth:`expire`
+        compares), or raise :class:`BudgetExceeded`. Reserving an id again is a no-op."""
         if estimate_usd < 0:
             raise ValueError(f"a cost estimate cannot be negative ({estimate_usd})")
         if reservation_id in self.reserved:
