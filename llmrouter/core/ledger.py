@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrouter.errors import BudgetExceeded
+
 
 def month_of(at_ms: int) -> str:
     """The UTC month of a timestamp: ``2026-11``."""
@@ -31,10 +33,6 @@ def account_key(scope: str, name: str, at_ms: int) -> str:
     if scope not in ("provider", "user"):
         raise ValueError(f"a ledger scope is 'provider' or 'user', not {scope!r}")
     return f"{scope}:{name}:{month_of(at_ms)}"
-
-
-class BudgetExceeded(Exception):
-    """A reservation that would take the account past its budget."""
 
 
 @dataclass
