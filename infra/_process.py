@@ -24,14 +24,12 @@ from typing import Any, TypeVar
 
 import psutil
 
+from llmrouter.errors import InfraError
+
 T = TypeVar("T")
 Echo = Callable[[str], Any]
 
 POLL_INTERVAL_S = 0.2
-
-
-class InfraError(RuntimeError):
-    """A local service could not be started, reached or stopped."""
 
 
 def default_state_dir() -> Path:
