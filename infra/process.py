@@ -38,15 +38,13 @@ from typing import Any, ClassVar, Self, TypeVar
 
 import psutil
 
+from llmrouter.errors import InfraError
+
 T = TypeVar("T")
 Echo = Callable[[str], Any]
 
 POLL_INTERVAL_S = 0.2
 KILL_TIMEOUT_S = 5.0  # how long a SIGKILLed process may take to be gone
-
-
-class InfraError(RuntimeError):
-    """A local service could not be started, reached or stopped."""
 
 
 def default_state_dir() -> Path:

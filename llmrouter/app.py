@@ -1,13 +1,12 @@
 """Builds the Faust app from the settings: the only place that creates it.
 
 ``build_router(settings)`` wires topics, tables, providers, the publisher and
-the agents together and returns a :class:`Router` holding them.
+the agents together and returns a :class:`~llmrouter.router.Router` holding them.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import faust
@@ -33,6 +32,7 @@ from llmrouter.observability.gauges import StateGauges
 from llmrouter.runtime.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
+from llmrouter.router import Router
 from llmrouter.runtime.faust_app import RouterApp
 from llmrouter.runtime.inflight import InFlight
 from llmrouter.runtime.stall_watch import StallWatch
@@ -46,26 +46,6 @@ from llmrouter.observability.tracing import Tracing
 
 PROCESS_SAMPLE_INTERVAL_S = 1.0  # memory and CPU gauges: CPU is the share over the last interval, as top shows it
 log = structlog.get_logger("llmrouter.app")
-
-
-@dataclass(frozen=True)
-class Router:
-    app: faust.App
-    settings: Settings
-    topics: Topics
-    tables: Tables
-    providers: ProviderRegistry
-    metrics: Metrics
-    in_flight: InFlight
-    stall_watch: StallWatch
-    cache: ResponseCache
-    breakers: LocalBreakers
-    limits: RateLimits
-    shared: SharedProviderState
-    ledger: Ledger
-    flags: FlagsService
-    backpressure: Backpressure | None = None
-    quotas: UserQuotas | None = None
 
 
 def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:

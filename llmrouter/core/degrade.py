@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from llmrouter.wire.contract import Refusal
+from llmrouter.core.outcomes import Refusal
 from llmrouter.core.flag_state import FlagState
 from llmrouter.core.routing import Plan
 
