@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrouter.infra import kafka, redis
-from llmrouter.infra._process import Echo, InfraError
+from llmrouter.infra.process import Echo, InfraError
 from llmrouter.infra.kafka import wait_for_kafka
 from llmrouter.infra.redis import wait_for_redis
 

@@ -20,7 +20,7 @@ from llmrouter.dispatch.budgets import Budget, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import PRIORITIES
-from llmrouter.core.quota import QuotaConfig, UserQuotas
+from llmrouter.core.quota import UserQuotas
 from llmrouter.dispatch.dispatcher import Dispatcher
 from llmrouter.dispatch.flags import FlagsService
 from llmrouter.dispatch.fleet import SharedProviderState
@@ -160,7 +160,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
 def _user_quotas(app: RouterApp, settings: Settings, topics: Topics) -> UserQuotas | None:
     """Each user's quota in this worker (None: quotas are off): a share of it per accepted partition owned, set
     again at every assignment, as the rate limits' shares are (llmrouter/core/quota.py)."""
-    config = QuotaConfig(**settings.quotas.model_dump())
+    config = settings.quotas.to_config()
     if not config.enabled:
         return None
     quotas = UserQuotas(config)

@@ -39,6 +39,7 @@ from llmrouter.core.dlq import (DlqEntry, LetterId, Replay, ReplayOptions, Selec
 from llmrouter.errors import ConfigError, RouterError
 from llmrouter.config.settings import Settings
 from llmrouter.topics import ACCEPTED, DLQ, REQUESTS
+from llmrouter.runtime.clock import wall_ms
 
 STALL_S = 30.0  # no record and no position change for this long while reading llm.dlq: give up
 PROGRESS_EVERY_S = 2.0
@@ -95,7 +96,7 @@ def _positive_int(text: str) -> int:
 
 def list_command(args: argparse.Namespace, settings: Settings) -> int:
     _log_to_stderr()
-    selection = selection_of(args, now_ms=_now_ms())
+    selection = selection_of(args, now_ms=wall_ms())
     read = asyncio.run(read_dead_letters(settings, WireLetters()))
     chosen = selection.pick(read.entries)
     shown = chosen[-args.limit:] if args.limit else chosen
@@ -145,7 +146,7 @@ def list_summary(read: DlqRead, chosen: Sequence[DlqEntry], shown: Sequence[DlqE
 
 def replay_command(args: argparse.Namespace, settings: Settings) -> int:
     _log_to_stderr()
-    selection = selection_of(args, now_ms=_now_ms())
+    selection = selection_of(args, now_ms=wall_ms())
     return asyncio.run(replay(settings, selection, args))
 
 
@@ -163,7 +164,7 @@ async def replay(settings: Settings, selection: Selection, args: argparse.Namesp
     redirects = {settings.topic(ACCEPTED.format(priority=p)): settings.topic(REQUESTS.format(priority=p))
                  for p in PRIORITIES}
     plan = plan_replays(chosen, letters, ReplayOptions(to_topic=args.to, fresh_deadline=args.fresh_deadline,
-                                                     force=args.force, now_ms=_now_ms(), redirects=redirects))
+                                                     force=args.force, now_ms=wall_ms(), redirects=redirects))
     for skip in plan.skips:
         print(f"skipped  {skip.letter}  {skip.request_id or '-'}: {skip.reason}")
     missing_topic = [r for r in plan.replays if r.topic not in read.topics]
@@ -370,7 +371,3 @@ def _plural(n: int, noun: str) -> str:
 
 def _short_time(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch_ms / 1000))
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
