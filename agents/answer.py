@@ -55,7 +55,7 @@ from llmrouter.dispatch.flags import FlagsService
 from llmrouter.observability.metrics import Metrics
 from llmrouter.runtime.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
-from llmrouter.observability.request_log import request_answered
+from llmrouter.observability.finish import Finisher
 from llmrouter.core.routing import Plan, order_equivalents, plan, route_of
 from llmrouter.runtime.inflight import Fenced, InFlight, Job, Lane
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
@@ -92,7 +92,7 @@ class Answerer:
     def __init__(
         self, *, settings: Settings, tables: Tables, topics: Topics, codec: Codec, dispatcher: Dispatcher,
         publisher: Publisher, metrics: Metrics, registry: ProviderRegistry, cache: ResponseCache, ledger: Ledger,
-        flags: FlagsService, tracing: Tracing, quotas: UserQuotas | None = None,
+        flags: FlagsService, tracing: Tracing, finish: Finisher, quotas: UserQuotas | None = None,
         outcomes: OutcomeRecorder | None = None,
     ) -> None:
         self._settings = settings
@@ -107,7 +107,8 @@ class Answerer:
         self._flags = flags
         self._quotas = quotas
         self._tracing = tracing
-        self._outcomes = outcomes  # the windowed counts behind the alerts (None: windows off)
+        self._outcomes = outcomes  # the windowed counts of provider calls (None: windows off)
+        self._finish = finish  # every result sent: /metrics, the windows, the canonical line
         self._codec = codec  # reads requests
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
@@ -177,8 +178,7 @@ class Answerer:
         if request is not None:
             record = result_record(request, status="error", now_ms=now_ms(), error_code=code, error_message=reason)
             await until_written(lambda: self._publisher.result(record), what="send an error result")
-            self._metrics.finished(request.priority, record)
-            request_answered("answer", record, request_id=request_id)
+            self._finish.result("answer", record, request_id=request_id)
 
     def _over_quota(self, request: Request) -> Refusal | None:
         """The user's quota (F007), checked here rather than at intake, cheap as intake would be: the
@@ -212,11 +212,11 @@ class Answerer:
         await with_retries(lambda: self._publisher.send_result(request.request_id, stored.result,
                                                                reply_to=request.reply_to, replay=stored.delivered),
                            what="re-emit a stored result", attempts=self._attempts)
-        if not stored.delivered:
+        first_copy = not stored.delivered
+        if first_copy:
             self._mark_delivered(request.request_id, stored)
-        self._metrics.replays_total.inc()
-        request_answered("answer", priority=request.priority, status=stored.status, replayed=True,
-                         first_copy=not stored.delivered)
+        self._finish.replayed("answer", priority=request.priority, status=stored.status, first_copy=first_copy,
+                              record=self._stored_record(stored) if first_copy else None)
 
     async def _serve(self, request: Request, before_call: Callable[[], None], spend: Spend,
                      wait: Callable[[float], Awaitable[None]] | None = None) -> tuple[dict[str, Any], DeadLetter | None]:
@@ -289,7 +289,7 @@ class Answerer:
             self._mark_delivered(rid, stored)
         if record["status"] == "ok" and record.get("route") in CACHED_ROUTES and self._cache.decide(request).write:
             self._cache.store(request, record)
-        self._finished(request, record)
+        self._finish.result("answer", record)
 
     async def _undeliverable(self, request: Request, origin: Origin, exc: WriteFailed) -> None:
         """The result could not be sent: keep the request for a replay (its answer stays stored and is
@@ -299,9 +299,8 @@ class Answerer:
                                                                 request_id=request.request_id), what="dead-letter")
         record = result_record(request, status="error", now_ms=now_ms(), error_code=exc.code, error_message=reason)
         await until_written(lambda: self._publisher.result(record), what="send an error result")
-        self._metrics.finished(request.priority, record)
         log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
-        request_answered("answer", record)
+        self._finish.result("answer", record)
 
     async def _store(self, request_id: str, stored: StoredAnswer, *, what: str) -> None:
         await with_retries(lambda: put_durably(self._answered, request_id.encode(), stored.to_bytes()),
@@ -320,11 +319,13 @@ class Answerer:
         except RequestError:
             return None
 
-    def _finished(self, request: Request, record: dict[str, Any]) -> None:
-        self._metrics.finished(request.priority, record)
-        if self._outcomes is not None:
-            self._outcomes.result(request.priority, record)
-        request_answered("answer", record)
+    def _stored_record(self, stored: StoredAnswer) -> dict[str, Any] | None:
+        """The record of a stored answer's bytes, to count its first delivery; None (a replay only) if unreadable."""
+        try:
+            return self._codec.decode("LLMResult", stored.result)
+        except RequestError as exc:
+            log.warning("stored_result_unreadable", error=str(exc))
+            return None
 
     def _count_attempts(self, outcome: Dispatched) -> None:
         if self._outcomes is not None:

@@ -28,6 +28,7 @@ from llmrouter.dispatch.fleet import SharedProviderState
 from llmrouter.dispatch.ledger_audit import LedgerEvents
 from llmrouter.dispatch.limits import Adapt, RateLimits
 from llmrouter.observability.logs import configure_logging
+from llmrouter.observability.finish import Finisher
 from llmrouter.observability.metrics import Metrics
 from llmrouter.observability.gauges import StateGauges
 from llmrouter.runtime.publisher import Publisher, now_ms
@@ -134,14 +135,15 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         loop=app.loop, beacon=app.beacon))
 
     outcomes = wire_windows(app, settings, topics, tables, publisher, worker=providers.worker_id)  # F025
+    finish = Finisher(metrics, outcomes)  # one place counts every result sent (docs/observability.md)
     inbound = Codec(on_legacy_header=lambda schema: metrics.avro_legacy_headers_total.labels(schema).inc())
     intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
                                                           publisher=publisher, directory=directory, cache=cache,
-                                                          metrics=metrics, tracing=tracing, outcomes=outcomes), settings)
+                                                          finish=finish, tracing=tracing), settings)
     quotas = _user_quotas(app, settings, topics)
     answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
                                publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
-                               flags=flags, tracing=tracing, quotas=quotas, outcomes=outcomes)
+                               flags=flags, tracing=tracing, finish=finish, quotas=quotas, outcomes=outcomes)
     lanes = answer.register(app, topics, in_flight, answerer, settings)
     backpressure = app.add_dependency(Backpressure(
         settings.backpressure, consumer=lambda: app.consumer, lanes=lanes,
