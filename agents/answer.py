@@ -45,7 +45,6 @@ from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import (PRIORITIES, Refusal, Request, check_dispatch, parse_request, refusal_record,
                                 result_record)
 from llmrouter.alerting.recorder import OutcomeRecorder
-from llmrouter.core.degrade import Degraded, degrade
 from llmrouter.core.quota import UserQuotas
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.dispatch.dispatcher import Attempt, Dispatched, Dispatcher, Spend
@@ -56,7 +55,7 @@ from llmrouter.observability.metrics import Metrics
 from llmrouter.runtime.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.observability.finish import Finisher
-from llmrouter.core.routing import Plan, order_equivalents, plan, route_of
+from llmrouter.core.routing import Route, RoutingRules, choose, route_of
 from llmrouter.runtime.inflight import Fenced, InFlight, Job, Lane
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
 from llmrouter.config.settings import Settings
@@ -113,6 +112,7 @@ class Answerer:
         self._attempts = settings.worker.write_attempts
         self._in_flight: dict[str, asyncio.Future] = {}
         self._turns = itertools.count()  # requests routed: round-robin's turn
+        self._rules = routing_rules(settings)
 
     async def answer(self, event: faust.EventT, job: Job) -> None:
         """One accepted request, in the span ``answer`` (a child of intake's, whose context the forward carries)."""
@@ -227,8 +227,9 @@ class Answerer:
         if refusal is not None:
             return refusal_record(request, refusal, now_ms=now_ms()), None
         dispatched_at = now_ms()
-        route = degrade(self._ordered(plan(request, self._registry.chain(), emergency=self._registry.emergency())),
-                        self._flags.current, premium=self._registry.premium())
+        route = choose(request, self._registry.chain(), figures=self._registry.figures(), flags=self._flags.current,
+                       rules=self._rules, turn=next(self._turns), emergency=self._registry.emergency(),
+                       premium=self._registry.premium())
         if route.refusal is not None:  # cache_only (a cache hit never gets here: intake answered it), or no provider
             return degraded_record(request, route, now_ms=now_ms()), None
         try:
@@ -236,7 +237,7 @@ class Answerer:
                 request.to_prompt(), route.chain,
                 time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
                 priority=PRIORITIES.index(request.priority), before_call=before_call, spend=spend, wait=wait,
-                hedge_after_s=self._hedge_after_s(request),
+                hedge_after_s=route.hedge_after_s,
                 on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)
         except Fenced:
             raise
@@ -253,19 +254,6 @@ class Answerer:
         if outcome.ok or record["error_code"] in NOT_REPLAYED:
             return record, None
         return record, DeadLetter(record["error_code"], record["error_message"], len(outcome.attempts))
-
-    def _ordered(self, route: Plan) -> Plan:
-        """The plan with equivalent providers in the order the routing strategy picks, the unhealthy last."""
-        routing = self._settings.routing
-        chain, why = order_equivalents(route.chain, routing.equivalent, self._registry.figures(),
-                                       strategy=routing.strategy, turn=next(self._turns))
-        return Plan(chain, f"{route.reason}; {why}" if why else route.reason)
-
-    def _hedge_after_s(self, request: Request) -> float | None:
-        routing = self._settings.routing
-        if routing.hedge_after_ms is None or request.stream or request.priority not in routing.hedge_priorities:
-            return None
-        return routing.hedge_after_ms / 1000.0
 
     async def _deliver(self, request: Request, origin: Origin, record: dict[str, Any],
                        dead_letter: DeadLetter | None) -> None:
@@ -344,12 +332,20 @@ class Answerer:
             self._metrics.llm_tokens_used.labels(outcome.provider, "completion").inc(gen.completion_tokens)
 
 
-def skipped_attempts(route: Degraded) -> list[Attempt]:
+def routing_rules(settings: Settings) -> RoutingRules:
+    """The routing settings as the plain values the routing choice takes."""
+    routing = settings.routing
+    return RoutingRules(equivalent=tuple(tuple(group) for group in routing.equivalent), strategy=routing.strategy,
+                        hedge_after_s=routing.hedge_after_ms / 1000.0 if routing.hedge_after_ms is not None else None,
+                        hedge_priorities=frozenset(routing.hedge_priorities))
+
+
+def skipped_attempts(route: Route) -> list[Attempt]:
     """The providers the operator's flags and overrides left out, as attempts ``skipped`` with their code."""
     return [Attempt(skip.provider, "skipped", error_code=skip.code, error=skip.reason) for skip in route.skipped]
 
 
-def degraded_record(request: Request, route: Degraded, *, now_ms: int) -> dict[str, Any]:
+def degraded_record(request: Request, route: Route, *, now_ms: int) -> dict[str, Any]:
     """The ``rejected`` result of a request the flags let no provider serve, with the providers left out."""
     return result_record(request, status=route.refusal.status, now_ms=now_ms, error_code=route.refusal.code,
                          error_message=route.refusal.message, route_reason=route.reason,
