@@ -222,11 +222,11 @@ class Answerer:
                      wait: Callable[[float], Awaitable[None]] | None = None) -> tuple[dict[str, Any], DeadLetter | None]:
         """The result record, and a dead letter when the request should be kept for a replay."""
         limits = self._settings.limits
-        refusal = check_dispatch(request, known_providers=self._registry.names(), now_ms=now_ms(),
+        dispatched_at = round(self._dispatcher.clock() * 1000)  # the router's clock: the request's deadline is on it
+        refusal = check_dispatch(request, known_providers=self._registry.names(), now_ms=dispatched_at,
                                  default_timeout_s=limits.default_timeout_s)
         if refusal is not None:
             return refusal_record(request, refusal, now_ms=now_ms()), None
-        dispatched_at = now_ms()
         route = choose(request, self._registry.chain(), figures=self._registry.figures(), flags=self._flags.current,
                        rules=self._rules, turn=next(self._turns), emergency=self._registry.emergency(),
                        premium=self._registry.premium())
@@ -235,7 +235,7 @@ class Answerer:
         try:
             outcome = await self._dispatcher.dispatch(
                 request.to_prompt(), route.chain,
-                time_left_s=(request.deadline_at_ms(limits.default_timeout_s) - dispatched_at) / 1000.0,
+                deadline_s=request.deadline_at_ms(limits.default_timeout_s) / 1000.0,
                 priority=PRIORITIES.index(request.priority), before_call=before_call, spend=spend, wait=wait,
                 hedge_after_s=route.hedge_after_s,
                 on_delta=functools.partial(self._publisher.chunk, request.request_id) if request.stream else None)

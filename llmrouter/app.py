@@ -122,7 +122,9 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         catch_up_timeout_s=settings.registry.catch_up_timeout_s, loop=app.loop, beacon=app.beacon))
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     breakers, limits, shared = _provider_guards(app, settings, topics, providers)
-    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits, tracer=tracing.tracer)
+    # the router's clock is the wall clock: a request's deadline (deadline_ms, created_at_ms + timeout_ms) is a
+    # wall time, so it is handed to the dispatcher and on to the providers as it is, one absolute time on one clock
+    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits, tracer=tracing.tracer, clock=time.time)
     provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
         tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
     ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],

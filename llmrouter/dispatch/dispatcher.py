@@ -1,7 +1,9 @@
 """Dispatch: run a request down its provider chain until one answers.
 
 No Kafka and no Faust here: the dispatcher gets providers, a plan and a clock,
-and returns a :class:`Dispatched` with every attempt written down. What to do
+and a deadline as an absolute time on that clock, which each prompt carries on
+to its provider as a :class:`~llmrouter.providers.base.Deadline` on the same
+clock object (so a test that moves the clock moves every deadline); it returns a :class:`Dispatched` with every attempt written down. What to do
 with the outcome (result topic, DLQ, tables) is the agent's business.
 
 A provider that is not configured is skipped with its reason. A failed call
@@ -51,7 +53,7 @@ from llmrouter.dispatch.breakers import health_outcome
 from llmrouter.dispatch.bulkhead import PriorityBulkhead
 from llmrouter.core.breaker import POLL_S, Admission
 from llmrouter.errors import MalformedReply, ProviderError, ProviderTimeout
-from llmrouter.providers.base import Generation, LLMProvider, Prompt
+from llmrouter.providers.base import Clock, Deadline, Generation, LLMProvider, Prompt
 from llmrouter.core.retry import NO_RETRY, RetryPolicy
 
 OnDelta = Callable[[int, str, bool, str, bool], Awaitable[None]]  # (seq, delta, final, provider, restart)
@@ -152,7 +154,7 @@ class Dispatcher:
         self,
         entries: Mapping[str, ChainEntry],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         guard: Guard | None = None,
@@ -161,10 +163,10 @@ class Dispatcher:
     ) -> None:
         self._entries = entries
         self._tracer = tracer or trace.NoOpTracer()
-        self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._guard = guard
+        self.clock = clock  # the router's clock: deadlines handed in are absolute times on it
         self._limiter = limiter
 
     async def dispatch(self, prompt: Prompt, plan: Sequence[str], **options: Any) -> Dispatched:
@@ -176,11 +178,13 @@ class Dispatcher:
             return outcome
 
     async def _dispatch(
-        self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
+        self, prompt: Prompt, plan: Sequence[str], *, deadline_s: float | None = None,
+        time_left_s: float | None = None, priority: int = 2,
         on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None, spend: Spend | None = None,
         wait: Callable[[float], Awaitable[None]] | None = None, hedge_after_s: float | None = None,
     ) -> Dispatched:
-        """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
+        """Try ``plan`` in order within ``deadline_s`` (an absolute time on :attr:`clock`; or ``time_left_s``
+        from now); ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
 
         ``before_call`` runs right before each provider call, once the bulkhead slot is
         held; whatever it raises ends the dispatch (a fence: the call must not be made).
@@ -189,14 +193,17 @@ class Dispatcher:
         ``hedge_after_s`` (not for streams): ask the next provider too when one is that slow (F037).
         """
         outcome = Dispatched()
-        call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend,
-                     wait or self._sleep, hedge_after_s, tracer=self._tracer)
+        if deadline_s is None:
+            assert time_left_s is not None, "dispatch needs deadline_s or time_left_s"
+            deadline_s = self.clock() + time_left_s
+        call = _Call(replace(prompt, priority=priority), on_delta, deadline_s, before_call, spend,
+                     wait or self._sleep, hedge_after_s, tracer=self._tracer, clock=self.clock)
         for _ in range(MAX_WAITS + 1):
             first = len(outcome.attempts)
             if await self._down_the_chain(plan, call, priority, outcome):
                 return outcome
             reopens_in = self._shut_for(outcome.attempts[first:])
-            if reopens_in is None or self._clock() + reopens_in >= call.deadline:
+            if reopens_in is None or self.clock() + reopens_in >= call.deadline:
                 break
             await call.wait(reopens_in)
         if any(a.error_code == "budget_exceeded" for a in outcome.attempts):
@@ -223,7 +230,7 @@ class Dispatcher:
                 done = await self._try_provider(*admitted, call, priority, outcome)
             if done:
                 return True
-            if call.deadline_passed(self._clock()):
+            if call.deadline_passed(self.clock()):
                 break
         return False
 
@@ -294,7 +301,7 @@ class Dispatcher:
             if call.spend is not None:
                 await call.spend.settle(name, estimate)
         why = f"{winner.provider} answered first" if winner else "cancelled"
-        return Attempt(name, "cancelled", _ms(self._clock() - started) if started is not None else 0.0,
+        return Attempt(name, "cancelled", _ms(self.clock() - started) if started is not None else 0.0,
                        error_code="hedge_lost", error=why)
 
     def _shut_for(self, attempts: Sequence[Attempt]) -> float | None:
@@ -339,19 +346,19 @@ class Dispatcher:
         """
         retries = 0
         while True:
-            left = call.deadline - self._clock()
+            left = call.deadline - self.clock()
             if left <= 0:
                 await self._ended(name, call, None, admission, cost_usd=None)  # admitted, never called
                 outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
                                                 error="no time left before the request's deadline"))
                 return False
-            started = self._clock()
+            started = self.clock()
             timeout: float | None = None  # set once a bulkhead slot is held
             try:
                 # the wait for a bulkhead slot is bounded by the request's deadline, not by the provider's
                 # timeout: a provider is timed on its own calls only
                 async with asyncio.timeout(left), _slot(entry.bulkhead, priority):
-                    timeout = min(call.deadline - self._clock(), entry.timeout_s or left)
+                    timeout = min(call.deadline - self.clock(), entry.timeout_s or left)
                     async with asyncio.timeout(timeout):
                         generation = await call.run(provider, timeout)
             except TimeoutError:
@@ -371,11 +378,11 @@ class Dispatcher:
             else:
                 cost = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
                 await self._ended(name, call, True, admission, cost_usd=cost)
-                outcome.attempts.append(Attempt(name, "ok", _ms(self._clock() - started)))
+                outcome.attempts.append(Attempt(name, "ok", _ms(self.clock() - started)))
                 outcome.generation, outcome.provider, outcome.cost_usd = generation, name, cost
                 return True
             kind = "timeout" if isinstance(error, ProviderTimeout) else "error"
-            outcome.attempts.append(Attempt(name, kind, _ms(self._clock() - started), error.code, str(error)))
+            outcome.attempts.append(Attempt(name, kind, _ms(self.clock() - started), error.code, str(error)))
             # a timed-out call may have been served (and billed): its estimate is booked, never released
             await self._ended(name, call, health_outcome(error), admission,
                               cost_usd=call.estimate(provider) if kind == "timeout" else None)
@@ -385,7 +392,7 @@ class Dispatcher:
                 outcome.error_code, outcome.error_message = error.code, str(error)
                 return True
             wait = entry.retry.wait_before_retry(error, retries_done=retries, rng=self._rng,
-                                                 time_left_s=call.deadline - self._clock())
+                                                 time_left_s=call.deadline - self.clock())
             if wait is None:
                 return False
             await call.wait(wait)
@@ -413,8 +420,8 @@ class _Call:
     def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float,
                  before_call: Callable[[], None] | None, spend: Spend | None,
                  wait: Callable[[float], Awaitable[None]], hedge_after_s: float | None = None, *,
-                 tracer: trace.Tracer) -> None:
-        self.tracer = tracer
+                 tracer: trace.Tracer, clock: Clock) -> None:
+        self.tracer, self.clock = tracer, clock
         self.prompt, self.on_delta, self.deadline, self.before_call = prompt, on_delta, deadline, before_call
         self.spend, self.wait, self.hedge_after_s = spend, wait, hedge_after_s
         self.seq = 0  # stream chunks sent so far, over every attempt
@@ -451,12 +458,13 @@ class _Call:
             return generation
 
     async def _run(self, provider: LLMProvider, timeout_s: float) -> Generation:
-        """One call; the prompt carries its deadline on the providers' clock (time.monotonic)."""
+        """One call; the prompt carries its deadline on the dispatcher's own clock (the same clock object)."""
         if self.before_call is not None:
             self.before_call()
+        now = self.clock()
         if self._branch_of is not None:
-            self.started[self._branch_of] = time.monotonic()
-        prompt = replace(self.prompt, deadline_s=time.monotonic() + timeout_s)
+            self.started[self._branch_of] = now
+        prompt = replace(self.prompt, deadline=Deadline(min(self.deadline, now + timeout_s), self.clock))
         if self.on_delta is None:
             return await provider.generate(prompt)
         restart = self.seq > 0  # an earlier attempt sent text: tell consumers to drop it
