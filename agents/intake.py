@@ -68,9 +68,11 @@ class Intake:
     async def accept(self, event: faust.EventT, job: Job) -> None:
         """One upstream message, in the span ``intake`` (continuing the producer's trace, if it sent one)."""
         with self._tracing.consuming("intake", event.message):
-            await self._accept(origin_of(event.message), job)
+            await self.handle(origin_of(event.message), job)
 
-    async def _accept(self, origin: Origin, job: Job) -> None:
+    async def handle(self, origin: Origin, job: Job) -> None:
+        """The decision for one upstream message: dead letter, the recent answer again, a refusal, a cache hit
+        answered here, or forwarded to the answer stage; each outcome durable before the job is done."""
         priority = self._priority_of[origin.topic]
         decoded: dict[str, Any] = {}
         try:

@@ -23,6 +23,7 @@ from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import PRIORITIES
 from llmrouter.core.quota import QuotaConfig, UserQuotas
 from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.serving import QuotaGate, Serving, routing_rules
 from llmrouter.dispatch.flags import FlagsService
 from llmrouter.dispatch.fleet import SharedProviderState
 from llmrouter.dispatch.ledger_audit import LedgerEvents
@@ -35,6 +36,7 @@ from llmrouter.runtime.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
 from llmrouter.runtime.faust_app import RouterApp
+from llmrouter.runtime.delivery import Delivery
 from llmrouter.runtime.inflight import InFlight
 from llmrouter.runtime.stall_watch import StallWatch
 from llmrouter.runtime.topic_directory import TopicDirectory
@@ -143,9 +145,9 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                                                           publisher=publisher, directory=directory, cache=cache,
                                                           finish=finish, tracing=tracing), settings)
     quotas = _user_quotas(app, settings, topics)
-    answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
-                               publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
-                               flags=flags, tracing=tracing, finish=finish, quotas=quotas, outcomes=outcomes)
+    answerer = _answer_stage(settings, topics, tables, inbound, dispatcher=dispatcher, providers=providers,
+                             flags=flags, finish=finish, publisher=publisher, cache=cache, ledger=ledger,
+                             quotas=quotas, metrics=metrics, tracing=tracing)
     lanes = answer.register(app, topics, in_flight, answerer, settings)
     backpressure = app.add_dependency(Backpressure(
         settings.backpressure, consumer=lambda: app.consumer, lanes=lanes,
@@ -179,6 +181,23 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
             await publisher.event(entity, kind, data)
 
     return router
+
+
+def _answer_stage(settings: Settings, topics: Topics, tables: Tables, codec: Codec, *, dispatcher: Dispatcher,
+                  providers: ProviderRegistry, flags: FlagsService, finish: Finisher, publisher: Publisher,
+                  cache: ResponseCache, ledger: Ledger, quotas: UserQuotas | None, metrics: Metrics,
+                  tracing: Tracing) -> answer.Answer:
+    """The answer stage: its decisions (Answer), the serving step (route, dispatch, record) and the delivery."""
+    serving = Serving(dispatcher=dispatcher, providers=providers, flags=flags, finish=finish, chunk=publisher.chunk,
+                      rules=routing_rules(settings.routing), default_timeout_s=settings.limits.default_timeout_s)
+    delivery = Delivery(answered=tables.answered, publisher=publisher, cache=cache, finish=finish, codec=codec,
+                        write_attempts=settings.worker.write_attempts,
+                        window_s=settings.tables.idempotency_window_s, now_ms=now_ms)
+    quota = QuotaGate(quotas, counted=lambda priority: metrics.quota_exceeded_total.labels(priority).inc(),
+                      clock=time.monotonic)
+    return answer.Answer(codec=codec, priority_of={topics.accepted[p].get_topic_name(): p for p in PRIORITIES},
+                         serving=serving, delivery=delivery, ledger=ledger, quota=quota, tracing=tracing,
+                         now_ms=now_ms)
 
 
 def _user_quotas(app: RouterApp, settings: Settings, topics: Topics) -> UserQuotas | None:

@@ -24,6 +24,10 @@ So ``request_total`` and the windows count each request's result once, when a
 copy without the replay header goes out (twice only after a crash between that
 send and the delivered mark, the case that also sends a consumer a duplicate).
 
+:meth:`Finisher.calls` counts a dispatch's provider attempts (``provider_*``
+metrics, the ``provider:<name>`` windows), results or not (the cache warmer's
+refreshes too).
+
 No I/O beyond the log line and in-memory counters: call it after the result's
 send was acknowledged.
 """
@@ -31,16 +35,21 @@ send was acknowledged.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmrouter.observability.metrics import Metrics
 from llmrouter.observability.request_log import request_answered
+
+if TYPE_CHECKING:
+    from llmrouter.dispatch.dispatcher import Dispatched
 
 
 class Windows(Protocol):
     """The windows' side of a result (:class:`~llmrouter.alerting.recorder.OutcomeRecorder`)."""
 
     def result(self, priority: str, record: dict[str, Any]) -> None: ...
+
+    def calls(self, outcome: Dispatched) -> None: ...
 
 
 class Finisher:
@@ -65,6 +74,25 @@ class Finisher:
             request_answered(stage, record, replayed=True, first_copy=True, **fields)
             return
         request_answered(stage, priority=priority, replayed=True, first_copy=first_copy, **fields)
+
+    def calls(self, outcome: Dispatched) -> None:
+        """A dispatch's attempts, in /metrics and the windows: every attempt by outcome, the calls' latency, the
+        failures by code (a hedge's loser did not fail), and the tokens of the answer."""
+        if self._windows is not None:
+            self._windows.calls(outcome)
+        metrics = self._metrics
+        for attempt in outcome.attempts:
+            metrics.provider_calls_total.labels(attempt.provider, attempt.outcome).inc()
+            if attempt.outcome == "skipped":
+                continue
+            metrics.provider_call_duration_seconds.labels(attempt.provider, attempt.outcome).observe(
+                attempt.latency_ms / 1000.0)
+            if attempt.error_code and attempt.outcome in ("error", "timeout"):
+                metrics.provider_errors_total.labels(attempt.provider, attempt.error_code).inc()
+        if outcome.ok and outcome.generation is not None:
+            gen = outcome.generation
+            metrics.llm_tokens_used.labels(outcome.provider, "prompt").inc(gen.prompt_tokens)
+            metrics.llm_tokens_used.labels(outcome.provider, "completion").inc(gen.completion_tokens)
 
     def _count(self, record: Mapping[str, Any]) -> None:
         priority, counted = record["priority"], dict(record)
