@@ -119,7 +119,8 @@ class Dispatcher:
         """
         outcome = Dispatched()
         if deadline_s is None:
-            assert time_left_s is not None, "dispatch needs deadline_s or time_left_s"
+            if time_left_s is None:
+                raise TypeError("dispatch needs deadline_s (absolute, on the dispatcher's clock) or time_left_s")
             deadline_s = self.clock() + time_left_s
         call = Call(replace(prompt, priority=priority), on_delta, deadline_s, before_call, spend,
                      wait or self._sleep, hedge_after_s, tracer=self._tracer, clock=self.clock)
