@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import delete_topics, start_worker, worker_settings
+from harness import clean_up, start_worker, worker_settings
 from hot_path import SIM_PROVIDER, loadtest_command
 from llmrouter.core.windows import Batch, Deltas
 from llmrouter.simulator.process import SimulatorProcess
@@ -89,8 +88,7 @@ def measure(sim: SimulatorProcess, windows_on: bool, args: argparse.Namespace, d
             status, view = worker.get_json("/windows/?subject=all&limit=1")
             rows[-1]["windows_view_ok"] = status == 200 and "all" in view["subjects"]
     finally:
-        worker.stop()
-        delete_topics(settings)
+        clean_up(worker=worker, settings=settings)
     return rows
 
 
@@ -155,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        sim.stop()
-        shutil.rmtree(directory, ignore_errors=True)
+        clean_up(sim=sim, directory=directory)
     print(f"\none worker, simulated provider answering at once, {args.duration:g} s per run, "
           f"{time.monotonic() - started:.0f} s in all\n")
     print(table(rows))

@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import signal
 import statistics
 import sys
@@ -57,11 +56,10 @@ from typing import Any, TypeVar
 import numpy as np
 
 import failover_recovery as recovery
-from harness import delete_topics, start_worker, worker_settings
+from harness import clean_up, start_worker, worker_settings
 from llmrouter.wire.client import RouterClient
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.testing.worker_process import WorkerProcess
 
 RESULTS = Path(__file__).parent / "results" / "failover.json"
 API_KEY = f"sk-sim-{uuid.uuid4().hex}"
@@ -168,9 +166,7 @@ def on_worker(directory: Path, sims: SimulatorThread, run: Callable[[Settings], 
         worker = start_worker(settings, path, directory, keys={"HF_TOKEN": API_KEY, "TOGETHER_API_KEY": API_KEY})
         return settings, asyncio.run(run(settings))
     finally:
-        if worker is not None:
-            worker.stop()
-        delete_topics(settings)
+        clean_up(worker=worker, settings=settings)
 
 
 async def send_keeping(client: RouterClient, label: str, count: int, concurrency: int) -> tuple[list[dict], float]:
@@ -325,12 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: stopping the worker and the simulators", flush=True)
         return 130
     finally:
-        if sims is not None:
-            sims.stop()
-        if args.keep:
-            print(f"kept {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+        clean_up(sim=sims, directory=directory, keep=args.keep)
     runtime_s = time.monotonic() - started
     settings = settings or recovered[0]
     report: dict[str, Any] = {

@@ -1,10 +1,11 @@
 """What the benchmarks share: a worker of their own against the shared broker and Redis.
 
 Each benchmark's worker gets a topic prefix, app id, web port and data dir of
-its own (so benchmarks and tests never see each other's messages), runs in a
-child process whose environment carries only the API keys the benchmark
-gives it (a developer's own keys are never passed), and its topics are
-deleted afterwards (a broker kept running must not pile up partitions).
+its own (so benchmarks and tests never see each other's messages; the settings
+file is written by :mod:`llmrouter.testing.settings_file`, as the tests' is),
+runs in a child process whose environment carries only the API keys the
+benchmark gives it (a developer's own keys are never passed), and its topics
+are deleted afterwards (a broker kept running must not pile up partitions).
 
 Imported by the scripts beside it (``python bench/<script>.py`` puts this
 folder on the path).
@@ -12,61 +13,31 @@ folder on the path).
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
+import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import yaml
-from aiokafka.admin import AIOKafkaAdminClient
+from llmrouter.config.settings import Settings
+from llmrouter.testing import topics
+from llmrouter.testing.ports import free_port
+from llmrouter.testing.settings_file import BOOTSTRAP, REDIS_URL, write_worker_settings
+from llmrouter.testing.worker_process import WorkerProcess, isolated_env
 
-from llmrouter.runtime.kafka_admin import ensure_topics
-from llmrouter.providers.spec import DEFAULT_KEY_ENV
-from llmrouter.config.settings import Settings, load_settings
-from llmrouter.testing.worker_process import WorkerProcess
-
-BOOTSTRAP = "127.0.0.1:9092"
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["BOOTSTRAP", "REDIS_URL", "free_port", "worker_settings", "start_worker", "delete_topics", "clean_up"]
 
 
 def worker_settings(directory: Path, **sections: dict[str, Any] | list[Any]) -> tuple[Settings, Path]:
     """Settings of a worker of its own, ``sections`` merged over them; written to ``directory``, topics created."""
     name = uuid.uuid4().hex[:10]
-    data: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": BOOTSTRAP, "topic_prefix": f"bench{name}."},
-        "redis": {"url": REDIS_URL},
-        "worker": {"app_id": f"llmrouter-bench-{name}", "datadir": str(directory / "worker"), "web_port": free_port()},
-        # the providers' own limits (Hugging Face: 50/hour) would send most calls elsewhere; the tests of the
-        # rate limits turn them on with limits of their own
-        "rate_limits": {"enabled": False},
-    }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            data.setdefault(section, {}).update(values)
-        else:
-            data[section] = values
-    path = directory / "settings.yaml"
-    path.write_text(yaml.safe_dump(data))
-    settings = load_settings(path, env={})
-    asyncio.run(ensure_topics(settings))
-    return settings, path
+    return write_worker_settings(directory, topic_prefix=f"bench{name}.", app_id=f"llmrouter-bench-{name}",
+                                 sections=sections)
 
 
 def start_worker(settings: Settings, path: Path, directory: Path, *, keys: dict[str, str] | None = None,
                  ready_timeout_s: float = 120.0) -> WorkerProcess:
     """A worker child process, ready; ``keys`` are the only API keys in its environment."""
-    hidden = set(DEFAULT_KEY_ENV.values()) | {"LLMROUTER_SECRETS_FILE"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER") and k not in hidden}
-    env |= {"LLMROUTER_SETTINGS": str(path), **(keys or {})}
-    worker = WorkerProcess(settings, log_path=directory / "worker.log", env=env).start()
+    worker = WorkerProcess(settings, log_path=directory / "worker.log", env=isolated_env(path, keys)).start()
     try:
         worker.wait_ready(ready_timeout_s)
     except BaseException:
@@ -77,17 +48,24 @@ def start_worker(settings: Settings, path: Path, directory: Path, *, keys: dict[
 
 def delete_topics(settings: Settings) -> None:
     """Delete the worker's topics (its prefix) and faust's internal ones (its app id)."""
-    asyncio.run(_delete_topics((settings.kafka.topic_prefix, f"{settings.worker.app_id}-")))
+    topics.delete_topics((settings.kafka.topic_prefix, f"{settings.worker.app_id}-"))
 
 
-async def _delete_topics(prefixes: tuple[str, ...]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=30000)
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
-        for i in range(0, len(names), 100):
-            await admin.delete_topics(names[i:i + 100])
-    except Exception as exc:  # cleanup only: a benchmark's figures stand without it
-        print(f"could not delete the benchmark's topics: {exc!r}")
-    finally:
-        await admin.close()
+class Stoppable(Protocol):
+    def stop(self) -> Any: ...
+
+
+def clean_up(*, worker: Stoppable | None = None, sim: Stoppable | None = None, settings: Settings | None = None,
+             directory: Path | None = None, keep: bool = False) -> None:
+    """What every benchmark does at its end, whatever happened: stop the worker, then the simulator, delete the
+    worker's topics, and remove ``directory`` (unless ``keep``: then say where it is). ``None`` is skipped."""
+    if worker is not None:
+        worker.stop()
+    if sim is not None:
+        sim.stop()
+    if settings is not None:
+        delete_topics(settings)
+    if directory is not None and keep:
+        print(f"kept {directory}")
+    elif directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from harness import delete_topics, start_worker, worker_settings
+from harness import clean_up, start_worker, worker_settings
 from llmrouter.config.settings import Settings
 from llmrouter.simulator.process import SimulatorProcess
 from llmrouter.testing.worker_process import WorkerProcess
@@ -204,16 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: stopping the worker and the simulator", flush=True)
         return 130
     finally:
-        if worker is not None:
-            worker.stop()
-        if sim is not None:
-            sim.stop()
-        if settings is not None:
-            delete_topics(settings)
-        if args.keep:
-            print(f"kept {directory}")
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+        clean_up(worker=worker, sim=sim, settings=settings, directory=directory, keep=args.keep)
     rows = [row(report) for report in reports]
     print(f"\none worker, simulated provider answering at once, {args.duration:g} s per rate, "
           f"{time.monotonic() - started:.0f} s in all\n")

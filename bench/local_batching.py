@@ -41,7 +41,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -54,23 +53,20 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import psutil
-import yaml
-from aiokafka.admin import AIOKafkaAdminClient
 
 from llmrouter.wire.client import RouterClient
-from llmrouter.runtime.kafka_admin import ensure_topics
 from llmrouter.localmodel.build_tiny import build_tiny_model
 from llmrouter.localmodel.config import LocalModelConfig
 from llmrouter.localmodel.engine import GenerationRequest, LocalModel
 from llmrouter.localmodel.loading import usable_cores
 from llmrouter.localmodel.quantize import MARKER_FILE, quantize_model
-from llmrouter.providers.spec import DEFAULT_KEY_ENV
-from llmrouter.config.settings import Settings, load_settings
-from llmrouter.testing.worker_process import WorkerProcess
+from llmrouter.config.settings import Settings
+from llmrouter.testing.settings_file import write_worker_settings
+from llmrouter.testing.topics import delete_topics
+
+from harness import start_worker
 
 RESULTS = Path(__file__).parent / "results" / "local_batching.json"
-BOOTSTRAP = "127.0.0.1:9092"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 WORDS = ("kafka stream table agent worker partition offset batch token model router cache provider request "
          "result priority deadline queue answer prompt local cloud latency budget topic consumer producer").split()
 
@@ -300,21 +296,12 @@ def dropping_rows(model: LocalModel, session: ort.InferenceSession, prompts: lis
 
 # -- the dataflow --------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_settings(directory: Path, model_dir: Path, args: argparse.Namespace, batch: int) -> tuple[Settings, Path]:
     """Settings of a worker of its own serving only the local model at ``batch``; its topics created."""
     name = uuid.uuid4().hex[:10]
     directory.mkdir(parents=True)
-    data = {
-        "kafka": {"bootstrap_servers": BOOTSTRAP, "topic_prefix": f"benchlb{name}."},
-        "redis": {"url": REDIS_URL},
-        "worker": {"app_id": f"llmrouter-benchlb-{name}", "datadir": str(directory / "worker"),
-                   "web_port": free_port(), "max_in_flight": 2 * batch},
+    sections = {
+        "worker": {"max_in_flight": 2 * batch},
         "limits": {"default_timeout_s": 600},
         "local_config": {"model_path": str(model_dir), "quantization": "int8" if args.weights == "int8" else "none",
                          "inference_threads": args.threads, "batch_size": batch, "batching": args.batching,
@@ -323,21 +310,8 @@ def write_settings(directory: Path, model_dir: Path, args: argparse.Namespace, b
         "registry": {"health_check_interval_s": 3600},
         "fallback_chain": ["local"],
     }
-    path = directory / "settings.yaml"
-    path.write_text(yaml.safe_dump(data))
-    settings = load_settings(path, env={})
-    asyncio.run(ensure_topics(settings))
-    return settings, path
-
-
-def start_worker(settings: Settings, path: Path, directory: Path) -> WorkerProcess:
-    """A worker child process with no API keys at all."""
-    hidden = set(DEFAULT_KEY_ENV.values()) | {"LLMROUTER_SECRETS_FILE"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER") and k not in hidden}
-    env["LLMROUTER_SETTINGS"] = str(path)
-    worker = WorkerProcess(settings, log_path=directory / "worker.log", env=env).start()
-    worker.wait_ready()
-    return worker
+    return write_worker_settings(directory, topic_prefix=f"benchlb{name}.", app_id=f"llmrouter-benchlb-{name}",
+                                 sections=sections)
 
 
 async def send_all(client: RouterClient, prompts: list[str], new_tokens: int, label: str,
@@ -383,18 +357,6 @@ def run_dataflow(model_dir: Path, prompts: list[str], warmup: list[str], batch: 
     batching = next(p for p in providers["providers"] if p["name"] == "local")["batching"]
     return Way(tokens=sum(int(r["completion_tokens"]) for r in records), seconds=elapsed, cpu_s=cpu_s,
                load_avg=os.getloadavg()[0], detail={"batch_sizes": batching["sizes"], "reasons": batching["reasons"]})
-
-
-async def delete_topics(prefixes: list[str]) -> None:
-    """Delete the topics the bench's workers made (the shared broker's heap is bounded)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=30000)
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(tuple(prefixes))]
-        for i in range(0, len(names), 100):
-            await admin.delete_topics(names[i:i + 100])
-    finally:
-        await admin.close()
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -502,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if prefixes:
-            asyncio.run(delete_topics(prefixes))
+            delete_topics(prefixes)
         if args.keep:
             print(f"kept {tmp}")
         else:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import delete_topics, free_port, start_worker, worker_settings
+from harness import clean_up, free_port, start_worker, worker_settings
 from hot_path import SIM_PROVIDER
 from llmrouter.infra.redis import ScratchRedis
 from llmrouter.simulator.process import SimulatorProcess
@@ -123,14 +122,9 @@ def main() -> int:
         watcher.join()
         report = json.loads(report_path.read_text())
     finally:
-        if worker is not None:
-            worker.stop()
-        if sim is not None:
-            sim.stop()
+        clean_up(worker=worker, sim=sim)
         own.kill()
-        if settings is not None:
-            delete_topics(settings)
-        shutil.rmtree(directory, ignore_errors=True)
+        clean_up(settings=settings, directory=directory)
     router = report["router"]
     down = [t for t in timeline if args.kill_at <= t["at_s"] and t["degraded"]]
     back = [t for t in timeline if t["at_s"] >= args.restart_at and t["degraded"] is False and t["l2"] == "ok"]

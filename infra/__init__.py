@@ -10,6 +10,11 @@ only what ``up`` started from the same state folder (pid files under
 Errors::
 
     InfraError     a service could not be started, reached or stopped
+                   (declared in llmrouter.errors, in the one error tree)
+
+This folder is installed as ``llmrouter.infra`` (``package-dir`` in
+pyproject.toml maps it into the llmrouter namespace): import it as
+``llmrouter.infra``; there is no ``llmrouter/infra/`` folder.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrouter.infra import kafka, redis
-from llmrouter.infra._process import Echo, InfraError
+from llmrouter.infra.process import Echo, InfraError
 from llmrouter.infra.kafka import wait_for_kafka
 from llmrouter.infra.redis import wait_for_redis
 

@@ -34,7 +34,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from llmrouter.infra import maven
 from llmrouter.infra.maven import cache_root
-from llmrouter.infra._process import (
+from llmrouter.infra.process import (
     Echo,
     InfraError,
     default_state_dir,

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from llmrouter.infra._process import Echo, InfraError, tail
+from llmrouter.infra.process import Echo, InfraError, tail
 
 PROGRESS_EVERY_S = 15.0
 

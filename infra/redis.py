@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import psutil
 import redis as redis_py
 
-from llmrouter.infra._process import (
+from llmrouter.infra.process import (
     Echo,
     InfraError,
     default_state_dir,

@@ -1,13 +1,12 @@
 """Builds the Faust app from the settings: the only place that creates it.
 
 ``build_router(settings)`` wires topics, tables, providers, the publisher and
-the agents together and returns a :class:`Router` holding them.
+the agents together and returns a :class:`~llmrouter.router.Router` holding them.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import faust
@@ -21,7 +20,7 @@ from llmrouter.dispatch.budgets import Budget, Ledger
 from llmrouter.cache.service import ResponseCache
 from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import PRIORITIES
-from llmrouter.core.quota import QuotaConfig, UserQuotas
+from llmrouter.core.quota import UserQuotas
 from llmrouter.dispatch.dispatcher import Dispatcher
 from llmrouter.dispatch.serving import QuotaGate, Serving, routing_rules
 from llmrouter.dispatch.flags import FlagsService
@@ -35,6 +34,7 @@ from llmrouter.observability.gauges import StateGauges
 from llmrouter.runtime.publisher import Publisher, now_ms
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
+from llmrouter.router import Router
 from llmrouter.runtime.faust_app import RouterApp
 from llmrouter.runtime.delivery import Delivery
 from llmrouter.runtime.inflight import InFlight
@@ -49,26 +49,6 @@ from llmrouter.observability.tracing import Tracing
 
 PROCESS_SAMPLE_INTERVAL_S = 1.0  # memory and CPU gauges: CPU is the share over the last interval, as top shows it
 log = structlog.get_logger("llmrouter.app")
-
-
-@dataclass(frozen=True)
-class Router:
-    app: faust.App
-    settings: Settings
-    topics: Topics
-    tables: Tables
-    providers: ProviderRegistry
-    metrics: Metrics
-    in_flight: InFlight
-    stall_watch: StallWatch
-    cache: ResponseCache
-    breakers: LocalBreakers
-    limits: RateLimits
-    shared: SharedProviderState
-    ledger: Ledger
-    flags: FlagsService
-    backpressure: Backpressure | None = None
-    quotas: UserQuotas | None = None
 
 
 def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
@@ -203,7 +183,7 @@ def _answer_stage(settings: Settings, topics: Topics, tables: Tables, codec: Cod
 def _user_quotas(app: RouterApp, settings: Settings, topics: Topics) -> UserQuotas | None:
     """Each user's quota in this worker (None: quotas are off): a share of it per accepted partition owned, set
     again at every assignment, as the rate limits' shares are (llmrouter/core/quota.py)."""
-    config = QuotaConfig(**settings.quotas.model_dump())
+    config = settings.quotas.to_config()
     if not config.enabled:
         return None
     quotas = UserQuotas(config)

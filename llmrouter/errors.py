@@ -2,13 +2,33 @@
 
 ::
 
-    RouterError
-    ├── ConfigError                 settings or a provider config is invalid
-    ├── RequestError                a request cannot be served as asked (error_code)
+                                                                  retriable  next provider?
+    RouterError                     base; code "internal_error"     no
+    ├── ConfigError                 settings or a provider config   no
+    │                               is invalid
+    ├── RequestError                a request cannot be served as   no
+    │   │                           asked (error_code)
     │   ├── InvalidRequest          decoded, but fails validation  -> DLQ
     │   └── UndecodableRequest      not Avro single-object, not JSON -> DLQ
-    ├── ModelLoadError              the local model cannot be loaded (memory, files)
-    └── ProviderError               a provider call failed      retry?  next provider?
+    ├── ModelLoadError              the local model cannot be       no
+    │   │                           loaded (memory, files)
+    │   └── ModelUnavailable        the semantic cache's embedding  no
+    │                               model is missing or not the
+    │                               measured one (also a RuntimeError)
+    ├── BudgetExceeded              a reservation would pass an     no
+    │                               account's budget (ledger)
+    ├── Fenced                      the job's partition is handed   no   (never a result: the
+    │                               over or the worker is stopping        next owner handles it)
+    ├── WriteFailed                 a Kafka write failed every try  yes  (the caller's tries
+    │                               (delivery_failed)                     are spent: DLQ path)
+    ├── GenerationCancelled         the local model's caller        no
+    │                               cancelled (deadline, went away)
+    ├── InfraError                  a local Kafka or Redis cannot   no
+    │                               be started, reached or stopped
+    │                               (also a RuntimeError)
+    ├── RequestProblem              the simulator's vendor refuses  no
+    │                               a body: its 400 (also a ValueError)
+    └── ProviderError               a provider call failed         retry?  next provider?
         ├── ProviderUnavailable     down, 5xx, overloaded;        yes      yes
         │   │                       may carry retry_after_s
         │   └── Overloaded          our own queue is full, or     no       yes
@@ -21,8 +41,17 @@
         └── BadRequest              400/404/422                   no       no  (the request itself is bad)
 
 Each error carries a stable ``code`` (it goes into ``LLMResult.error_code``)
-and, for provider errors, whether a retry of the same provider could help
-(``retriable``) and whether another provider could (``next_provider_may_help``).
+and whether trying the same thing again could help (``retriable``); provider
+errors also say whether another provider could (``next_provider_may_help``).
+Three keep a built-in base beside :class:`RouterError` (``RuntimeError``,
+``ValueError``) so that code catching those still catches them.
+
+Each error is importable from here and, as before, from the module that
+raises it (``llmrouter.runtime.inflight.Fenced``, ``llmrouter.core.ledger.
+BudgetExceeded``, ``llmrouter.runtime.writes.WriteFailed``,
+``llmrouter.localmodel.generation.GenerationCancelled``,
+``llmrouter.cache.embedding.ModelUnavailable``, ``llmrouter.infra.InfraError``,
+``llmrouter.simulator.formats.RequestProblem``).
 """
 
 from __future__ import annotations
@@ -32,6 +61,7 @@ class RouterError(Exception):
     """Base of every error llm-router raises on purpose."""
 
     code = "internal_error"
+    retriable = False  # whether trying the same thing again could help
 
 
 class ConfigError(RouterError):
@@ -65,6 +95,53 @@ class ModelLoadError(RouterError):
     """The local model cannot be loaded (files missing, over max_memory)."""
 
     code = "model_load_failed"
+
+
+class ModelUnavailable(ModelLoadError, RuntimeError):
+    """The model's package is not installed, or its files are not the ones this module was measured with."""
+
+    code = "model_unavailable"
+
+
+class BudgetExceeded(RouterError):
+    """A reservation that would take the account past its budget."""
+
+    code = "budget_exceeded"
+
+
+class Fenced(RouterError):
+    """The job's partition was revoked or the worker is stopping: it must not pay or write."""
+
+    code = "fenced"
+
+
+class WriteFailed(RouterError):
+    """A Kafka write failed every time it was tried."""
+
+    code = "delivery_failed"
+    retriable = True
+
+
+class GenerationCancelled(RouterError):
+    """The caller set the cancel event (its deadline passed or it went away)."""
+
+    code = "cancelled"
+
+
+class InfraError(RouterError, RuntimeError):
+    """A local service could not be started, reached or stopped."""
+
+    code = "infra_error"
+
+
+class RequestProblem(RouterError, ValueError):
+    """The request body is not what the vendor accepts; answered as its 400."""
+
+    code = "bad_request"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class ProviderError(RouterError):

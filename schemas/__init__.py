@@ -5,6 +5,11 @@
 (``history/<Name>.<n>.avsc``, each as it was released): readers keep them as
 known writer schemas, so a message an older producer or worker wrote is
 still read (Avro schema resolution fills the added fields' defaults).
+
+This folder is installed as ``llmrouter.schemas`` (``package-dir`` in
+pyproject.toml maps it into the llmrouter namespace, ``package-data`` ships the
+``.avsc`` files): import it as ``llmrouter.schemas``; there is no
+``llmrouter/schemas/`` folder.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@ last batch taken from each sender (JSON, llmrouter/core/windows.py), and
 llm.router.outcomes (agents/windows.py), in the subject's partition; only when
 ``windows.enabled``. Windows are deleted after ``windows.retention_s`` (and
 their changelog is ``compact,delete``); alert states are kept while they matter.
+
+This folder is installed as ``llmrouter.tables`` (``package-dir`` in
+pyproject.toml maps it into the llmrouter namespace, so no package named
+``tables`` lands at the top of site-packages): import it as
+``llmrouter.tables``; there is no ``llmrouter/tables/`` folder.
 """
 
 from __future__ import annotations

@@ -10,8 +10,6 @@ messages.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import threading
 import time
 import uuid
@@ -25,11 +23,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from llmrouter import infra
-from llmrouter.runtime.kafka_admin import ensure_topics
-from llmrouter.providers.spec import DEFAULT_KEY_ENV
 from llmrouter.config.settings import Settings, load_settings
 from llmrouter.simulator import SimProfile, Simulator
-from llmrouter.testing.worker_process import WorkerProcess
+from llmrouter.testing.ports import free_port
+from llmrouter.testing.settings_file import BOOTSTRAP, REDIS_URL, merge_sections, write_worker_settings
+from llmrouter.testing.topics import delete_topics
+from llmrouter.testing.worker_process import WorkerProcess, isolated_env
 
 from llmrouter.localmodel.build_tiny import build_tiny_model
 from llmrouter.localmodel.quantize import quantize_model
@@ -49,20 +48,10 @@ def tiny_int8_dir(tiny_model_dir: Path) -> Path:
     return target
 
 
-BOOTSTRAP = "127.0.0.1:9092"
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
 @pytest.fixture(scope="session")
 def kafka_and_redis() -> None:
     """The shared broker and Redis are up (started once if nothing answers)."""
     infra.up(bootstrap=BOOTSTRAP, redis_url=REDIS_URL, echo=lambda _line: None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 _TEST_TOPIC_PREFIXES: list[str] = []  # topics (and faust's internal ones) the session made, deleted at its end
@@ -73,48 +62,20 @@ def delete_test_topics():
     """Delete every topic the session's workers made, so a broker kept running across
     `make test` runs does not pile up thousands of partitions (its heap is bounded)."""
     yield
-    if _TEST_TOPIC_PREFIXES:
-        asyncio.run(_delete_topics(tuple(_TEST_TOPIC_PREFIXES)))
-
-
-async def _delete_topics(prefixes: tuple[str, ...]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=30000)
-    try:
-        await admin.start()
-        names = [t for t in await admin.list_topics() if t.startswith(prefixes)]
-        for i in range(0, len(names), 100):
-            await admin.delete_topics(names[i:i + 100])
-    except Exception as exc:  # cleanup only: never fail a session over it
-        print(f"could not delete the test topics: {exc!r}")
-    finally:
-        await admin.close()
+    delete_topics(_TEST_TOPIC_PREFIXES)
 
 
 def isolated_settings(directory: Path, model_dir: Path, **sections: dict) -> tuple[Settings, Path]:
     """Settings of a worker of its own: fresh topic prefix, app id, datadir and web port."""
     name = uuid.uuid4().hex[:10]
     _TEST_TOPIC_PREFIXES.extend([f"t{name}.", f"llmrouter-test-{name}-"])
-    data = {
-        "kafka": {"bootstrap_servers": BOOTSTRAP, "topic_prefix": f"t{name}.", "request_partitions": 2,
-                  "partitions": 2},
-        "redis": {"url": REDIS_URL},
-        "worker": {"app_id": f"llmrouter-test-{name}", "datadir": str(directory / "worker"),
-                   "web_port": free_port(), "max_in_flight": 4},
+    test_defaults = {
+        "kafka": {"request_partitions": 2, "partitions": 2},
+        "worker": {"max_in_flight": 4},
         "local_config": {"model_path": str(model_dir), "quantization": "none", "inference_threads": 1},
-        # the providers' own limits (Hugging Face: 50/hour) would send most calls elsewhere; the tests of the
-        # rate limits turn them on with limits of their own
-        "rate_limits": {"enabled": False},
     }
-    for section, values in sections.items():
-        if isinstance(values, dict):
-            data.setdefault(section, {}).update(values)
-        else:
-            data[section] = values
-    path = directory / "settings.yaml"
-    path.write_text(yaml.safe_dump(data))
-    settings = load_settings(path, env={})
-    asyncio.run(ensure_topics(settings))
-    return settings, path
+    return write_worker_settings(directory, topic_prefix=f"t{name}.", app_id=f"llmrouter-test-{name}",
+                                 sections=merge_sections(test_defaults, sections))
 
 
 def sibling_settings(settings: Settings, path: Path, directory: Path) -> tuple[Settings, Path]:
@@ -144,10 +105,7 @@ def start_worker(settings_path: Path, settings: Settings, log_path: Path, *, con
 def worker_process(settings_path: Path, settings: Settings, log_path: Path, *,
                    env: dict[str, str] | None = None) -> WorkerProcess:
     """A worker not started yet; API keys only from ``env`` (a developer's own keys never leak into tests)."""
-    hidden = set(DEFAULT_KEY_ENV.values()) | {"LLMROUTER_SECRETS_FILE"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMROUTER") and k not in hidden} | (env or {})
-    env["LLMROUTER_SETTINGS"] = str(settings_path)
-    return WorkerProcess(settings, log_path=log_path, env=env)
+    return WorkerProcess(settings, log_path=log_path, env=isolated_env(settings_path, env))
 
 
 class SimulatorThread:

@@ -7,6 +7,10 @@ partitions and how long each topic keeps its records (``llmrouter`` creates
 and checks them, see :mod:`llmrouter.runtime.kafka_admin`); ``group_source_topics``
 names what the worker's consumer group reads; ``declare_topics`` binds them
 to an app. Values travel as raw bytes; :mod:`llmrouter.wire.codec` does the encoding.
+
+This folder is installed as ``llmrouter.topics`` (``package-dir`` in
+pyproject.toml maps it into the llmrouter namespace): import it as
+``llmrouter.topics``; there is no ``llmrouter/topics/`` folder.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from llmrouter.config.types import Section
 from llmrouter.core.alerts import SEVERITIES, AnomalyRule, Policy, Rule
 
 Severity = Literal[SEVERITIES]
@@ -26,11 +27,7 @@ RULE_SHAPES: dict[str, tuple[str, frozenset[str], bool]] = {
 }
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WindowsSettings(_Section):
+class WindowsSettings(Section):
     """Windowed aggregates of every outcome (llmrouter/core/windows.py)."""
 
     enabled: bool = Field(True, description="false: nothing is counted or sent, and no alert is judged")
@@ -40,7 +37,7 @@ class WindowsSettings(_Section):
                                     "(a worker killed loses at most this much of its outcomes)")
 
 
-class RuleSettings(_Section):
+class RuleSettings(Section):
     threshold: float = Field(description="in the rule's unit: seconds, a share (0.05 = 5 %), bytes")
     window_s: float = Field(60.0, gt=0, description="the span the figure is taken over (a hopping window)")
     for_s: float = Field(0.0, ge=0, description="how long it must hold before the alert fires")
@@ -48,7 +45,7 @@ class RuleSettings(_Section):
     severity: Severity = "warning"
 
 
-class AlertRules(_Section):
+class AlertRules(Section):
     """The spec's rules (§7.2)."""
 
     response_time: RuleSettings = RuleSettings(threshold=5.0, window_s=60, for_s=120, min_count=10)
@@ -58,7 +55,7 @@ class AlertRules(_Section):
     provider_failure_rate: RuleSettings = RuleSettings(threshold=0.10, window_s=60, min_count=10)
 
 
-class AnomalySettings(_Section):
+class AnomalySettings(Section):
     """EWMA z-score per provider on each closed window (llmrouter/core/anomaly.py)."""
 
     enabled: bool = True
@@ -71,7 +68,7 @@ class AnomalySettings(_Section):
     severity: Severity = "warning"
 
 
-class AlertsSettings(_Section):
+class AlertsSettings(Section):
     enabled: bool = Field(True, description="false: windows are still kept, no rule is judged")
     evaluate_interval_s: float = Field(5.0, gt=0, le=300, description="how often the rules are judged")
     escalate_after_s: float = Field(900.0, ge=0, description="a firing alert goes one severity up after this "

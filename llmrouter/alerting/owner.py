@@ -39,7 +39,6 @@ reads it from the changelog and sends nothing while it keeps firing.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import lru_cache
@@ -52,14 +51,11 @@ from aiokafka.partitioner import murmur2
 from llmrouter.core.alerts import AlertState, Policy, evaluate, parse_state_key, state_key
 from llmrouter.core.windows import Aggregate, Batch, Row, apply_batch, parse_row_key, row_key
 from llmrouter.runtime.writes import put_durably, with_retries
+from llmrouter.runtime.clock import wall_ms
 
 log = structlog.get_logger("llmrouter.windows")
 STALE_TICK_S = 60.0
 Publish = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @lru_cache(maxsize=4096)
@@ -71,7 +67,7 @@ def partition_of(subject: str, partitions: int) -> int:
 class WindowOwner:
     def __init__(self, *, windows: faust.Table, states: faust.Table, policy: Policy | None, publish: Publish,
                  partitions: int, size_s: float, retention_s: float, flush_interval_s: float, write_attempts: int,
-                 now_ms: Callable[[], int] = _wall_ms) -> None:
+                 now_ms: Callable[[], int] = wall_ms) -> None:
         self._windows, self._states, self._policy, self._publish = windows, states, policy, publish
         self._partitions, self._attempts, self._now_ms = partitions, write_attempts, now_ms
         self._size_ms, self._retention_ms = round(size_s * 1000), round(retention_s * 1000)

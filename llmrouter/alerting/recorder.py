@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -42,19 +41,16 @@ from faust.types import TP
 
 from llmrouter.core.windows import Batch, Deltas
 from llmrouter.dispatch.dispatcher import Dispatched
+from llmrouter.runtime.clock import wall_ms
 
 log = structlog.get_logger("llmrouter.windows")
 SEND_ATTEMPTS = 5
 WallMs = Callable[[], int]
 
 
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class OutcomeRecorder(mode.Service):
     def __init__(self, app: faust.App, *, topic: str, worker: str, size_s: float, flush_interval_s: float,
-                 evaluate_interval_s: float, now_ms: WallMs = _wall_ms, **kwargs: Any) -> None:
+                 evaluate_interval_s: float, now_ms: WallMs = wall_ms, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._app, self._topic, self._worker = app, topic, worker
         self._flush_s, self._tick_s = flush_interval_s, evaluate_interval_s

@@ -33,6 +33,8 @@ from typing import Protocol
 
 import numpy as np
 
+from llmrouter.errors import ModelUnavailable
+
 __all__ = ["Embedder", "StaticEmbedder", "ModelUnavailable", "WORDLLAMA_FILES"]
 
 WORDLLAMA_FILES = {  # path inside the installed package -> SHA-256 (wordllama 0.4.0.post1)
@@ -41,10 +43,6 @@ WORDLLAMA_FILES = {  # path inside the installed package -> SHA-256 (wordllama 0
 }
 _TENSOR = "embedding.weight"
 _CHUNK_TOKENS = 4096  # rows gathered at a time: a long prompt never needs a (tokens x dim) float32 copy at once
-
-
-class ModelUnavailable(RuntimeError):
-    """The model's package is not installed, or its files are not the ones this module was measured with."""
 
 
 class Embedder(Protocol):

@@ -23,7 +23,7 @@ from llmrouter.cache.l2 import RedisCache
 from llmrouter.cache.service import l2_namespace
 from llmrouter.cache.sync import clear_record
 from llmrouter.errors import ConfigError
-from llmrouter.runtime.publisher import now_ms
+from llmrouter.runtime.clock import wall_ms
 from llmrouter.config.settings import Settings
 from llmrouter.topics import CACHE
 
@@ -66,7 +66,7 @@ def clear_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _clear(settings: Settings, prefix: str) -> int | None:
-    key, value = clear_record(prefix, at_ms=now_ms())
+    key, value = clear_record(prefix, at_ms=wall_ms())
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     await producer.start()
     try:

@@ -32,13 +32,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from llmrouter.wire.codec import Codec
+from llmrouter.wire.dead_letters import WireLetters
 from llmrouter.wire.contract import PRIORITIES
 from llmrouter.core.dlq import (DlqEntry, LetterId, Replay, ReplayOptions, Selection, Skip, count_by_code,
                                 missing_ids, parse_letter_id, parse_since, plan_replays)
 from llmrouter.errors import ConfigError, RouterError
 from llmrouter.config.settings import Settings
 from llmrouter.topics import ACCEPTED, DLQ, REQUESTS
+from llmrouter.runtime.clock import wall_ms
 
 STALL_S = 30.0  # no record and no position change for this long while reading llm.dlq: give up
 PROGRESS_EVERY_S = 2.0
@@ -95,8 +96,8 @@ def _positive_int(text: str) -> int:
 
 def list_command(args: argparse.Namespace, settings: Settings) -> int:
     _log_to_stderr()
-    selection = selection_of(args, now_ms=_now_ms())
-    read = asyncio.run(read_dead_letters(settings, Codec()))
+    selection = selection_of(args, now_ms=wall_ms())
+    read = asyncio.run(read_dead_letters(settings, WireLetters()))
     chosen = selection.pick(read.entries)
     shown = chosen[-args.limit:] if args.limit else chosen
     if args.json:
@@ -145,13 +146,13 @@ def list_summary(read: DlqRead, chosen: Sequence[DlqEntry], shown: Sequence[DlqE
 
 def replay_command(args: argparse.Namespace, settings: Settings) -> int:
     _log_to_stderr()
-    selection = selection_of(args, now_ms=_now_ms())
+    selection = selection_of(args, now_ms=wall_ms())
     return asyncio.run(replay(settings, selection, args))
 
 
 async def replay(settings: Settings, selection: Selection, args: argparse.Namespace) -> int:
-    codec = Codec()
-    read = await read_dead_letters(settings, codec, to_topic=args.to)
+    letters = WireLetters()
+    read = await read_dead_letters(settings, letters, to_topic=args.to)
     missing = missing_ids(selection, read.entries)
     if missing:
         raise ConfigError(f"no dead letter at {', '.join(map(str, missing))} on {read.topic} "
@@ -162,8 +163,8 @@ async def replay(settings: Settings, selection: Selection, args: argparse.Namesp
         return 0
     redirects = {settings.topic(ACCEPTED.format(priority=p)): settings.topic(REQUESTS.format(priority=p))
                  for p in PRIORITIES}
-    plan = plan_replays(chosen, codec, ReplayOptions(to_topic=args.to, fresh_deadline=args.fresh_deadline,
-                                                     force=args.force, now_ms=_now_ms(), redirects=redirects))
+    plan = plan_replays(chosen, letters, ReplayOptions(to_topic=args.to, fresh_deadline=args.fresh_deadline,
+                                                     force=args.force, now_ms=wall_ms(), redirects=redirects))
     for skip in plan.skips:
         print(f"skipped  {skip.letter}  {skip.request_id or '-'}: {skip.reason}")
     missing_topic = [r for r in plan.replays if r.topic not in read.topics]
@@ -260,7 +261,7 @@ class DlqRead:
         return "; ".join(held)
 
 
-async def read_dead_letters(settings: Settings, codec: Codec, *, to_topic: str | None = None) -> DlqRead:
+async def read_dead_letters(settings: Settings, letters: WireLetters, *, to_topic: str | None = None) -> DlqRead:
     """Read llm.dlq whole (bounded). With ``to_topic``, first check that it exists (ConfigError if not)."""
     topic = settings.topic(DLQ)
     topics, partitions = await _cluster_topics(settings, topic)
@@ -279,7 +280,7 @@ async def read_dead_letters(settings: Settings, codec: Codec, *, to_topic: str |
         end = await consumer.end_offsets(partitions)
         for tp in partitions:
             consumer.seek(tp, first[tp])
-        entries = await _read_until(consumer, codec, end, total=sum(end[tp] - first[tp] for tp in partitions))
+        entries = await _read_until(consumer, letters, end, total=sum(end[tp] - first[tp] for tp in partitions))
     finally:
         await consumer.stop()
     return DlqRead(topic=topic, entries=entries, topics=topics,
@@ -301,7 +302,7 @@ async def _cluster_topics(settings: Settings, topic: str) -> tuple[frozenset[str
     return topics, [TopicPartition(topic, n) for n in numbers]
 
 
-async def _read_until(consumer: AIOKafkaConsumer, codec: Codec, end: dict[TopicPartition, int], *,
+async def _read_until(consumer: AIOKafkaConsumer, letters: WireLetters, end: dict[TopicPartition, int], *,
                       total: int) -> list[DlqEntry]:
     progress = Progress("read", total=total, unit="dead letters")
     entries: list[DlqEntry] = []
@@ -318,7 +319,7 @@ async def _read_until(consumer: AIOKafkaConsumer, codec: Codec, end: dict[TopicP
         for tp, records in (await consumer.getmany(*behind, timeout_ms=500)).items():
             for r in records:
                 if r.offset < end[tp]:
-                    entries.append(DlqEntry.decode(codec, id=LetterId(tp.partition, r.offset), key=r.key,
+                    entries.append(DlqEntry.decode(letters, id=LetterId(tp.partition, r.offset), key=r.key,
                                                    value=r.value, timestamp_ms=r.timestamp))
         progress.update(len(entries))
 
@@ -370,7 +371,3 @@ def _plural(n: int, noun: str) -> str:
 
 def _short_time(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch_ms / 1000))
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -24,7 +24,7 @@ from llmrouter.core.flag_state import FLAGS, OVERRIDE_PREFIX, Change, FlagState,
 from llmrouter.errors import ConfigError
 from llmrouter.dispatch.flags import write_change
 from llmrouter.runtime.kafka_admin import ensure_topics
-from llmrouter.runtime.publisher import now_ms
+from llmrouter.runtime.clock import wall_ms
 from llmrouter.registry.reader import CompactedTopicReader
 from llmrouter.config.settings import Settings
 from llmrouter.topics import EVENTS, FLAGS as FLAGS_TOPIC
@@ -118,7 +118,7 @@ async def change_flags(settings: Settings, target: str, action: str, *, who: str
     its audit event, or nothing (None) when it is so already. :class:`ConfigError` for a bad name or action."""
     FlagState().change(target, action, mark=Mark(who, 0, note))  # refuse a bad name before touching Kafka
     await ensure_topics(settings)
-    change = (await read_flags(settings)).change(target, action, mark=Mark(who, now_ms(), note))
+    change = (await read_flags(settings)).change(target, action, mark=Mark(who, wall_ms(), note))
     if change is None:
         return None
     codec = Codec(output=settings.worker.result_encoding)  # as the workers write their events
@@ -129,7 +129,7 @@ async def change_flags(settings: Settings, target: str, action: str, *, who: str
             return await producer.send_and_wait(settings.topic(FLAGS_TOPIC), value, key=key.encode())
 
         async def send_event(entity: str, kind: str, data: dict[str, str]) -> None:
-            event = {"entity": entity, "kind": kind, "data": data, "at_ms": now_ms()}
+            event = {"entity": entity, "kind": kind, "data": data, "at_ms": wall_ms()}
             await producer.send_and_wait(settings.topic(EVENTS), codec.encode("Event", event), key=entity.encode())
 
         await write_change(change, via=f"llmrouter cli on {socket.gethostname()}", send_record=send_record,

@@ -11,10 +11,11 @@ rest follow at the shrunk rate.
 Afterwards the rate grows back linearly to the configured one over
 ``recover_s`` (additive increase): AIMD, as TCP backs off.
 
-A limit written like ``"50/hour"`` is at most 50 calls in any hour when the
-burst is small: :meth:`BucketConfig.from_limit` sets the burst to one
-second's worth of the rate (at least one token), so a bucket never lets much
-more than its rate through in any period.
+A limit such as 50 calls an hour (a :class:`Rate`, parsed from ``"50/hour"``
+by the settings, never here) is at most 50 calls in any hour when the burst is
+small: :meth:`BucketConfig.from_rate` sets the burst to one second's worth of
+the rate (at least one token), so a bucket never lets much more than its rate
+through in any period.
 
 :meth:`to_dict` and :meth:`from_dict` carry the whole state (for a table).
 """
@@ -24,7 +25,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from llmrouter.config.settings import parse_rate
+
+@dataclass(frozen=True, kw_only=True)
+class Rate:
+    """A limit as numbers: ``count`` calls per ``period_s`` seconds; ``text`` is how it was written (for messages)."""
+
+    count: float
+    period_s: float
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        if self.count < 0 or self.period_s <= 0:
+            raise ValueError(f"a rate is a count of 0 or more per a period of more than 0 s, "
+                             f"not {self.count:g} per {self.period_s:g} s")
+
+    @property
+    def per_s(self) -> float:
+        return self.count / self.period_s
+
+    def __str__(self) -> str:
+        return self.text or f"{self.count:g} per {self.period_s:g} s"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,11 +68,9 @@ class BucketConfig:
                 raise ValueError(f"token bucket: {message}")
 
     @classmethod
-    def from_limit(cls, limit: str, **overrides: float) -> BucketConfig:
-        """``"50/hour"``, ``"1000/minute"`` ...: that rate, and a burst of one second's worth (at least 1)."""
-        count, period_s = parse_rate(limit)
-        rate = count / period_s
-        return cls(rate_per_s=rate, burst=max(1.0, rate), **overrides)
+    def from_rate(cls, rate: Rate, **overrides: float) -> BucketConfig:
+        """50 an hour, 1000 a minute ...: that rate, and a burst of one second's worth (at least 1)."""
+        return cls(rate_per_s=rate.per_s, burst=max(1.0, rate.per_s), **overrides)
 
 
 class TokenBucket:

@@ -32,7 +32,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llmrouter.wire.contract import Refusal
+from llmrouter.core.outcomes import Refusal
 from llmrouter.core.flag_state import FlagState
 
 if TYPE_CHECKING:  # routing.choose calls degrade: no import circle at run time

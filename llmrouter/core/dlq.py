@@ -1,8 +1,10 @@
 """Dead letters as ``llmrouter dlq list|replay`` sees them: which ones an
 operator selected, whether one can be replayed, and what its replay produces.
 
-Pure: no Kafka here (:mod:`llmrouter.commands.dlq` reads ``llm.dlq`` and produces);
-the time comes in as an argument.
+Pure: no Kafka here (:mod:`llmrouter.commands.dlq` reads ``llm.dlq`` and produces),
+no codec (what needs the bytes' encoding is asked of a :class:`LetterFormat`,
+which :class:`llmrouter.wire.dead_letters.WireLetters` gives); the time comes
+in as an argument.
 
 A dead letter is named by where it sits on ``llm.dlq``: ``<partition>:<offset>``
 (:class:`LetterId`). A replay produces the upstream message again, as it was
@@ -23,10 +25,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from llmrouter.wire.codec import MAGIC, Codec, encode_json
-from llmrouter.wire.contract import parse_request
 from llmrouter.errors import ConfigError, RequestError
 
 REPLAY_HEADER = "llmrouter-dlq-replay"  # "<partition>:<offset>" of the dead letter a message was replayed from
@@ -36,6 +36,22 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 
 Headers = tuple[tuple[str, bytes | None], ...]
+
+
+class LetterFormat(Protocol):
+    """What reading and replaying dead letters asks of the bytes on the wire."""
+
+    def dead_letter(self, value: bytes | None) -> Mapping[str, Any]:
+        """The decoded DeadLetter record of an llm.dlq value; RequestError or ValueError when it is none."""
+
+    def request_problem(self, value: bytes) -> str | None:
+        """Why ``value`` is not a valid LLMRequest (what intake would say), or None."""
+
+    def encoding(self, value: bytes) -> str:
+        """``"avro"`` or ``"json"``: how a valid request's bytes are encoded."""
+
+    def with_fresh_deadline(self, value: bytes, *, now_ms: int) -> bytes:
+        """``value`` (a valid request) rewritten by :func:`fresh_deadline`, in the encoding it came in."""
 
 
 @dataclass(frozen=True, order=True)
@@ -95,11 +111,11 @@ class DlqEntry:
     problem: str | None = None
 
     @classmethod
-    def decode(cls, codec: Codec, *, id: LetterId, key: bytes | None, value: bytes | None,
+    def decode(cls, letters: LetterFormat, *, id: LetterId, key: bytes | None, value: bytes | None,
                timestamp_ms: int) -> DlqEntry:
         """Read one llm.dlq record; a value that is no DeadLetter gives an entry with its ``problem``."""
         try:
-            record = codec.decode("DeadLetter", value)
+            record = letters.dead_letter(value)
             _check_dead_letter(record)
         except (RequestError, ValueError) as exc:
             return cls(id=id, key=key, timestamp_ms=timestamp_ms, problem=f"not a DeadLetter record: {exc}")
@@ -259,12 +275,12 @@ class ReplayPlan:
     skips: list[Skip] = field(default_factory=list)
 
 
-def plan_replays(entries: Iterable[DlqEntry], codec: Codec, options: ReplayOptions) -> ReplayPlan:
+def plan_replays(entries: Iterable[DlqEntry], letters: LetterFormat, options: ReplayOptions) -> ReplayPlan:
     """What replaying ``entries`` (oldest first) produces. One message is replayed once: from the
     latest of its dead letters among them, told apart by request_id or, without one, by the replay
     header of a copy that failed again."""
     entries = list(entries)
-    outcomes = [plan_replay(entry, codec, options) for entry in entries]
+    outcomes = [plan_replay(entry, letters, options) for entry in entries]
     latest = {o.request_id: o.letter for o in outcomes if isinstance(o, Replay) and o.request_id is not None}
     selected = {str(entry.id) for entry in entries}
     failed_again = {e.replay_of: e.id for e in entries if e.replay_of in selected}
@@ -285,7 +301,7 @@ def plan_replays(entries: Iterable[DlqEntry], codec: Codec, options: ReplayOptio
     return plan
 
 
-def plan_replay(entry: DlqEntry, codec: Codec, options: ReplayOptions) -> Replay | Skip:
+def plan_replay(entry: DlqEntry, letters: LetterFormat, options: ReplayOptions) -> Replay | Skip:
     """The message replaying ``entry`` produces, or why it is skipped."""
     def skip(reason: str, *, not_a_request: bool = False) -> Skip:
         return Skip(letter=entry.id, request_id=entry.request_id, reason=reason, not_a_request=not_a_request)
@@ -298,25 +314,16 @@ def plan_replay(entry: DlqEntry, codec: Codec, options: ReplayOptions) -> Replay
     topic = options.to_topic or options.redirects.get(entry.source_topic, entry.source_topic)
     if not topic:
         return skip("it names no source topic; give one with --to")
-    problem = request_problem(value, codec)
+    problem = letters.request_problem(value)
     if problem is not None and not options.force:
         return skip(f"not a request ({problem}); replaying it would only dead-letter it again "
                     f"(--force replays it anyway)", not_a_request=True)
-    encoding = "raw" if problem is not None else ("avro" if value[:2] == MAGIC else "json")
+    encoding = "raw" if problem is not None else letters.encoding(value)
     rewritten = options.fresh_deadline and problem is None
     if rewritten:
-        value = with_fresh_deadline(value, codec, now_ms=options.now_ms)
+        value = letters.with_fresh_deadline(value, now_ms=options.now_ms)
     return Replay(letter=entry.id, request_id=entry.request_id, topic=topic, key=entry.original_key, value=value,
                   headers=replay_headers(entry.headers, entry.id), encoding=encoding, rewritten=rewritten)
-
-
-def request_problem(value: bytes, codec: Codec) -> str | None:
-    """Why ``value`` is not a valid LLMRequest (what intake would say), or None."""
-    try:
-        parse_request(codec.decode("LLMRequest", value), priority="normal", received_at_ms=0)
-    except RequestError as exc:
-        return f"{exc.code}: {exc}"
-    return None
 
 
 def replay_headers(headers: Headers, letter: LetterId) -> Headers:
@@ -333,14 +340,6 @@ def fresh_deadline(request: Mapping[str, Any], *, now_ms: int) -> dict[str, Any]
     return rewritten
 
 
-def with_fresh_deadline(value: bytes, codec: Codec, *, now_ms: int) -> bytes:
-    """``value`` (a valid request) rewritten by :func:`fresh_deadline`, in the encoding it came in."""
-    rewritten = fresh_deadline(codec.decode("LLMRequest", value), now_ms=now_ms)
-    if value[:2] == MAGIC:
-        return codec.encode_avro("LLMRequest", rewritten)
-    return encode_json(rewritten)
-
-
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
@@ -353,7 +352,7 @@ def _check_dead_letter(record: Mapping[str, Any]) -> None:
 
 def _as_bytes(value: Any) -> bytes | None:
     """A bytes field as bytes. A DeadLetter in JSON (``worker.result_encoding: json``) holds its bytes
-    as strings of latin-1 code points (one per byte, see :func:`llmrouter.wire.codec.encode_json`)."""
+    as strings of latin-1 code points (one per byte, as the codec's JSON writes them)."""
     if value is None or isinstance(value, bytes):
         return value
     return str(value).encode("latin-1")

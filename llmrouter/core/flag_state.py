@@ -31,8 +31,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llmrouter.core.names import is_provider_name
 from llmrouter.errors import ConfigError
-from llmrouter.providers.spec import is_provider_name
 
 FLAGS = ("local_only", "no_premium", "cache_only")
 ACTIONS = ("disable", "force")  # what an override does; "clear" is the tombstone

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrouter.errors import BudgetExceeded
+
 
 def month_of(at_ms: int) -> str:
     """The UTC month of a timestamp: ``2026-11``."""
@@ -31,10 +33,6 @@ def account_key(scope: str, name: str, at_ms: int) -> str:
     if scope not in ("provider", "user"):
         raise ValueError(f"a ledger scope is 'provider' or 'user', not {scope!r}")
     return f"{scope}:{name}:{month_of(at_ms)}"
-
-
-class BudgetExceeded(Exception):
-    """A reservation that would take the account past its budget."""
 
 
 @dataclass
@@ -56,8 +54,9 @@ class Account:
             return None
         return max(0.0, self.budget_usd - self.spent_usd - self.reserved_usd)
 
-    def reserve(self, reservation_id: str, estimate_usd: float, *, at_s: float = 0.0) -> None:
-        """Hold ``estimate_usd`` for a call, or raise :class:`BudgetExceeded`. Reserving an id again is a no-op."""
+    def reserve(self, reservation_id: str, estimate_usd: float, *, at_s: float) -> None:
+        """Hold ``estimate_usd`` for a call made at ``at_s`` (the caller's clock, seconds: what :meth:`expire`
+        compares), or raise :class:`BudgetExceeded`. Reserving an id again is a no-op."""
         if estimate_usd < 0:
             raise ValueError(f"a cost estimate cannot be negative ({estimate_usd})")
         if reservation_id in self.reserved:

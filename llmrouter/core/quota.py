@@ -1,6 +1,7 @@
 """Per-user quotas (F007 "user-based quotas", "emergency bypass"): pure, the clock passed in.
 
-A quota such as ``"100/minute"`` is the user's across the whole group of
+A quota such as 100 a minute (a :class:`~llmrouter.core.bucket.Rate`, parsed
+from ``"100/minute"`` at the settings edge) is the user's across the whole group of
 workers. Like the providers' rate limits (:mod:`llmrouter.dispatch.limits`), each
 worker holds a share of it in proportion to the partitions of the accepted
 topics it owns: the answer stage checks it, and those topics are keyed by
@@ -26,24 +27,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llmrouter.core.bucket import BucketConfig, TokenBucket
-from llmrouter.config.settings import parse_rate
+from llmrouter.core.bucket import BucketConfig, Rate, TokenBucket
 
 MAX_IDLE_BUCKETS = 10_000  # full buckets (users not limited right now) are forgotten past this many
 
 
 @dataclass(frozen=True, kw_only=True)
 class QuotaConfig:
-    per_user: str | None = None  # "100/minute"; None: users are not limited
-    overrides: Mapping[str, str | None] = field(default_factory=dict)  # user_id -> its own quota (None: none)
+    per_user: Rate | None = None  # 100 a minute; None: users are not limited
+    overrides: Mapping[str, Rate | None] = field(default_factory=dict)  # user_id -> its own quota (None: none)
     critical_bypass: bool = True
 
     def __post_init__(self) -> None:
         for limit in [self.per_user, *self.overrides.values()]:
-            if limit is not None:
-                parse_rate(limit)  # refused in its own words
+            if limit is not None and not isinstance(limit, Rate):
+                raise TypeError(f"a quota is a Rate (parsed at the settings edge) or None, not {limit!r}")
 
-    def limit_of(self, user_id: str) -> str | None:
+    def limit_of(self, user_id: str) -> Rate | None:
         return self.overrides[user_id] if user_id in self.overrides else self.per_user
 
     @property
@@ -57,7 +57,7 @@ class UserQuotas:
     def __init__(self, config: QuotaConfig) -> None:
         self.config = config
         self._share = 0.0
-        self._buckets: dict[str, tuple[str, TokenBucket]] = {}  # user_id -> (the limit it was made for, bucket)
+        self._buckets: dict[str, tuple[Rate, TokenBucket]] = {}  # user_id -> (the limit it was made for, bucket)
 
     @property
     def share(self) -> float:
@@ -91,10 +91,10 @@ class UserQuotas:
 
     def snapshot(self, now_s: float) -> dict[str, dict[str, float | str]]:
         """Per user with a bucket here: the quota, this worker's share of it and the requests left now."""
-        return {user: {"quota": limit, "share": round(self._share, 4), "left": round(bucket.level(now_s), 3)}
+        return {user: {"quota": str(limit), "share": round(self._share, 4), "left": round(bucket.level(now_s), 3)}
                 for user, (limit, bucket) in sorted(self._buckets.items())}
 
-    def _bucket(self, user_id: str, limit: str, now_s: float) -> TokenBucket:
+    def _bucket(self, user_id: str, limit: Rate, now_s: float) -> TokenBucket:
         entry = self._buckets.get(user_id)
         if entry is not None and entry[0] == limit:
             return entry[1]
@@ -111,7 +111,6 @@ class UserQuotas:
             if bucket.level(now_s) >= bucket.config.burst:
                 del self._buckets[user]
 
-    def _bucket_config(self, limit: str) -> BucketConfig:
-        count, period_s = parse_rate(limit)
-        burst = count * self._share
-        return BucketConfig(rate_per_s=burst / period_s, burst=max(1.0, burst))
+    def _bucket_config(self, limit: Rate) -> BucketConfig:
+        burst = limit.count * self._share
+        return BucketConfig(rate_per_s=burst / limit.period_s, burst=max(1.0, burst))

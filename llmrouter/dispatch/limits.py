@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmrouter.core.bucket import BucketConfig, TokenBucket
-from llmrouter.config.settings import parse_rate
+from llmrouter.config.types import parse_rate
 
 
 @dataclass(frozen=True, kw_only=True)

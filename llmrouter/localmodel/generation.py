@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmrouter.errors import RouterError
+from llmrouter.errors import GenerationCancelled
 
 __all__ = ["GenerationRequest", "LocalResult", "GenerationCancelled"]
-
-
-class GenerationCancelled(RouterError):
-    """The caller set the cancel event (its deadline passed or it went away)."""
-
-    code = "cancelled"
 
 
 @dataclass(frozen=True, kw_only=True)

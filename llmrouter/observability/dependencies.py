@@ -15,12 +15,10 @@ provider at all is available).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llmrouter.observability.state import breaker_states, calls_in_flight, consumer_lag
-
-if TYPE_CHECKING:
-    from llmrouter.app import Router
+from llmrouter.router import Router
 
 
 def provider_status(*, available: bool, healthy: bool | None, here: str | None,

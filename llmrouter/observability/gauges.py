@@ -9,14 +9,11 @@ its last value (:class:`LabelledSeries`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from prometheus_client import Gauge
 
 from llmrouter.observability.state import breaker_states, calls_in_flight, consumer_lag
-
-if TYPE_CHECKING:
-    from llmrouter.app import Router
+from llmrouter.router import Router
 
 BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2}  # the gauge's value; higher is worse
 

@@ -7,14 +7,12 @@ and is cheap: it runs at each scrape and each health request.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faust.types import TP
 
 from llmrouter.wire.contract import PRIORITIES
-
-if TYPE_CHECKING:
-    from llmrouter.app import Router
+from llmrouter.router import Router
 
 STAGES = ("requests", "accepted")  # intake reads the request topics, the answer stage the accepted ones
 

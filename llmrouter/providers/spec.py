@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from llmrouter.core.names import PROVIDER_NAME as _NAME
 from llmrouter.errors import ConfigError
 
 KINDS = ("local", "huggingface", "together", "openai", "anthropic", "openai_compatible")
@@ -43,7 +44,6 @@ DEFAULT_CONTEXT_TOKENS = {
     "anthropic": 200_000,
     "openai_compatible": 4096,
 }
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RATE = re.compile(r"^\s*\d+(\.\d+)?\s*/\s*(second|minute|hour|day)\s*$")
 
@@ -165,11 +165,6 @@ def spec_from_record(record: Any, *, source: str = "topic") -> ProviderSpec:
     if "api_key_env" in record and record["api_key_env"] is None:
         fields.pop("api_key_env", None)
     return ProviderSpec(**fields, source=source)
-
-
-def is_provider_name(name: Any) -> bool:
-    """Whether ``name`` may name a provider: 1-63 lower-case letters, digits, '_', '-' or '.'."""
-    return isinstance(name, str) and bool(_NAME.match(name))
 
 
 def _is_http_url(value: Any) -> bool:

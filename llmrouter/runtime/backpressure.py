@@ -42,6 +42,7 @@ from llmrouter.core.backpressure import PRIORITIES, Change, Load, PriorityBackpr
 from llmrouter.observability.metrics import Metrics
 from llmrouter.runtime.inflight import Lane
 from llmrouter.config.settings import BackpressureSettings
+from llmrouter.runtime.clock import wall_ms
 
 log = structlog.get_logger("llmrouter.backpressure")
 HISTORY = 20  # changes kept for the /backpressure/ view
@@ -135,7 +136,7 @@ class Backpressure(Service):
             log.warning("priority_paused", **fields)
         else:
             log.info("priority_resumed", **fields)
-        self.history.append({"kind": kind, "at_ms": int(time.time() * 1000), **fields})
+        self.history.append({"kind": kind, "at_ms": wall_ms(), **fields})
         self.add_future(self._announce(f"backpressure:{change.priority}", kind, fields))
 
     def _release_all(self) -> None:

@@ -36,14 +36,12 @@ import structlog
 from faust.types import TP
 from mode import Service
 
+from llmrouter.errors import Fenced
+
 log = structlog.get_logger("llmrouter.inflight")
 
 Handler = Callable[[faust.EventT, "Job"], Awaitable[None]]
 OnFailure = Callable[[faust.EventT, BaseException], Awaitable[None]]
-
-
-class Fenced(Exception):
-    """The job's partition was revoked or the worker is stopping: it must not pay or write."""
 
 
 class Phase(enum.Enum):

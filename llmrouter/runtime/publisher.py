@@ -14,7 +14,6 @@ instead (``llmrouter-traceparent``), leaving upstream's header as it came.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import faust
@@ -24,6 +23,7 @@ from llmrouter.wire.envelope import Origin
 from llmrouter.observability.metrics import Metrics
 from llmrouter.topics import Topics
 from llmrouter.observability.tracing import forward_headers, trace_headers
+from llmrouter.runtime.clock import wall_ms
 
 REPLAY_HEADER = "llmrouter-replay"
 
@@ -100,5 +100,4 @@ class Publisher:
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+now_ms = wall_ms  # the old name, kept importable: new code imports wall_ms from llmrouter.runtime.clock

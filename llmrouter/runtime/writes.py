@@ -17,17 +17,11 @@ from typing import Any, TypeVar
 import faust
 import structlog
 
-from llmrouter.errors import RouterError
+from llmrouter.errors import WriteFailed
 
 log = structlog.get_logger("llmrouter.writes")
 T = TypeVar("T")
 FIRST_BACKOFF_S = 0.2
-
-
-class WriteFailed(RouterError):
-    """A Kafka write failed every time it was tried."""
-
-    code = "delivery_failed"
 
 
 async def put_durably(table: faust.Table, key: Any, value: Any) -> None:

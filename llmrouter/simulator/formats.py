@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrouter.errors import RequestProblem
 from llmrouter.simulator.profile import VOCABULARY, prompt_tokens
 
 __all__ = [
@@ -42,14 +43,6 @@ _FINISH = {
     "huggingface": {"stop": "eos_token", "length": "length"},
     "anthropic": {"stop": "end_turn", "length": "max_tokens"},
 }
-
-
-class RequestProblem(ValueError):
-    """The request body is not what the vendor accepts; answered as its 400."""
-
-    def __init__(self, message: str, *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,23 +1,37 @@
 """A router worker in a child process: start it, wait until it is ready, read
-its health and metrics, stop or kill it. Used by the demo and the tests.
+its health and metrics, stop or kill it. Used by the demo, the tests and bench/.
+
+Starting, waiting and stopping are :class:`llmrouter.infra.process.Child`'s, the
+one process helper; this module adds what only a worker has (its web views).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmrouter.errors import RouterError
 from llmrouter.config.settings import Settings
+from llmrouter.errors import RouterError
+from llmrouter.infra.process import Child, tail
+from llmrouter.providers.spec import DEFAULT_KEY_ENV
+
+
+def isolated_env(settings_path: Path, keys: Mapping[str, str] | None = None, *,
+                 base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A worker child's environment: ``base`` (this process's) without any LLMROUTER variable or API key, then
+    ``keys`` (the only API keys it gets: a developer's own never leak into tests or benchmarks), then the
+    settings file."""
+    hidden = set(DEFAULT_KEY_ENV.values()) | {"LLMROUTER_SECRETS_FILE"}
+    base = os.environ if base is None else base
+    env = {k: v for k, v in base.items() if not k.startswith("LLMROUTER") and k not in hidden}
+    return env | dict(keys or {}) | {"LLMROUTER_SETTINGS": str(settings_path)}
 
 
 class WorkerProcess:
@@ -25,45 +39,40 @@ class WorkerProcess:
         self.settings = settings
         self.log_path = log_path
         self._env = dict(os.environ if env is None else env)
-        self._proc: subprocess.Popen | None = None
+        self._child: Child | None = None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._child.pid if self._child else None
 
     @property
     def returncode(self) -> int | None:
         """The exit code once the worker has exited, else None."""
-        return self._proc.poll() if self._proc else None
+        return self._child.returncode if self._child else None
 
     @property
     def base_url(self) -> str:
         return f"http://{self.settings.worker.web_host}:{self.settings.worker.web_port}"
 
     def start(self) -> WorkerProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen([sys.executable, "-m", "llmrouter", "worker"], env=self._env,
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._child = Child.start([sys.executable, "-m", "llmrouter", "worker"], log_path=self.log_path,
+                                  what="worker", env=self._env)
         return self
 
     def wait_ready(self, timeout_s: float = 120.0, *, consuming_only: bool = False) -> None:
         """Poll ``/health/`` until it says ready (or, with ``consuming_only``, until the worker
         has partitions even if no provider can serve); fail with the log tail if it dies or is late."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                code = self._proc.returncode if self._proc else None
-                raise RouterError(f"the worker exited with {code}; last lines of {self.log_path}:\n{self.log_tail()}")
+        if self._child is None:
+            raise RouterError("the worker was never started; call start() first")
+
+        def ready() -> bool:
             try:
                 health = self.health()
             except (urllib.error.URLError, OSError, ValueError):
-                health = {}
-            if health.get("ready") or (consuming_only and health.get("kafka", {}).get("assigned_partitions")):
-                return
-            time.sleep(0.25)
-        raise RouterError(f"the worker was not ready within {timeout_s:.0f}s; "
-                          f"last lines of {self.log_path}:\n{self.log_tail()}")
+                return False
+            return bool(health.get("ready") or (consuming_only and health.get("kafka", {}).get("assigned_partitions")))
+
+        self._child.wait_until(ready, timeout_s=timeout_s, interval_s=0.25, error=RouterError)
 
     def health(self) -> dict:
         try:
@@ -94,28 +103,13 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
-        terminate(self._proc, timeout_s)
+        if self._child is not None:
+            self._child.stop(timeout_s)
 
     def kill(self) -> None:
         """SIGKILL: the worker gets no chance to flush, commit or say goodbye."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
+        if self._child is not None:
+            self._child.kill()
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-
-def terminate(proc: subprocess.Popen | None, timeout_s: float) -> None:
-    """SIGTERM a child, then SIGKILL it if it has not exited within ``timeout_s``."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        return tail(self.log_path, lines)

@@ -35,7 +35,8 @@ from faust.web import Request, Response, View
 from llmrouter.core.flag_state import OVERRIDE_PREFIX, Mark
 from llmrouter.errors import ConfigError
 from llmrouter.dispatch.flags import FlagsService, write_change
-from llmrouter.runtime.publisher import Publisher, now_ms
+from llmrouter.runtime.clock import wall_ms
+from llmrouter.runtime.publisher import Publisher
 
 log = structlog.get_logger("llmrouter.admin")
 
@@ -64,7 +65,7 @@ def requested_change(body: Any, *, default_who: str) -> tuple[str, str, Mark]:
     who, note = body.get("who") or default_who, body.get("note") or ""
     if not isinstance(who, str) or not isinstance(note, str):
         raise ConfigError("'who' and 'note' must be strings")
-    mark = Mark(who, now_ms(), note)
+    mark = Mark(who, wall_ms(), note)
     if "flag" in body:
         if not isinstance(body.get("on"), bool):
             raise ConfigError("a flag change needs 'on': true or false")

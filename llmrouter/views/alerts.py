@@ -17,7 +17,6 @@ does: any worker answers for the whole group, the figures as last written
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import faust
@@ -27,6 +26,7 @@ from llmrouter.alerting.owner import WindowOwner
 from llmrouter.core.alerts import Policy, Rule, describe_states
 from llmrouter.core.windows import Aggregate, Row, merge_all, parse_row_key, span_starts
 from llmrouter.registry.reader import read_whole
+from llmrouter.runtime.clock import wall_ms
 
 DEFAULT_LIMIT = 10
 
@@ -40,7 +40,7 @@ def register(app: faust.App, *, windows: faust.Table, states: faust.Table, owner
             rows = (await read_whole(bootstrap_servers, windows.changelog_topic.get_topic_name()) if every
                     else dict(windows.data.items()))
             limit = int(request.query.get("limit", DEFAULT_LIMIT))
-            body = windows_view(rows, policy, size_s=size_s, now_ms=int(time.time() * 1000), limit=limit,
+            body = windows_view(rows, policy, size_s=size_s, now_ms=wall_ms(), limit=limit,
                                 subject=request.query.get("subject"))
             return self.json({"worker": worker, "every_partition": every, "window_s": size_s, **body})
 

@@ -39,8 +39,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import redis.asyncio as aioredis
 from faust.web import Request, Response, View
 
@@ -50,9 +48,7 @@ from llmrouter.core.ledger_totals import cost_hints, ledger_totals
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.observability import dependencies
 from llmrouter.topics import LEDGER_CHANGELOG
-
-if TYPE_CHECKING:
-    from llmrouter.app import Router
+from llmrouter.router import Router
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
 

@@ -21,6 +21,7 @@ from llmrouter.errors import RouterError
 from llmrouter.runtime.publisher import REPLAY_HEADER
 from llmrouter.config.settings import Settings
 from llmrouter.topics import DLQ, REQUESTS, RESULTS, STREAM
+from llmrouter.runtime.clock import wall_ms
 
 
 @dataclass
@@ -93,7 +94,7 @@ class RouterClient:
     ) -> str:
         """Produce one LLMRequest; fills in request_id and created_at_ms when missing; returns the request_id.
         ``headers``: Kafka headers sent with it (a W3C ``traceparent``, say)."""
-        request = {"request_id": str(uuid.uuid4()), "created_at_ms": int(time.time() * 1000), **request}
+        request = {"request_id": str(uuid.uuid4()), "created_at_ms": wall_ms(), **request}
         value = self._codec.encode_avro("LLMRequest", request) if encoding == "avro" else encode_json(request)
         await self.send_raw(value, priority=priority, key=key, headers=headers)
         return request["request_id"]

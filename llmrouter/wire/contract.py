@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmrouter.core.outcomes import Refusal
 from llmrouter.errors import InvalidRequest
 from llmrouter.providers.base import Prompt
 
@@ -130,15 +131,6 @@ def parse_request(raw: dict[str, Any], *, priority: str, received_at_ms: int) ->
         seed=seed,
         received_at_ms=received_at_ms,
     )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Refusal:
-    """Why a valid request is not served: goes out as a result with this status and code."""
-
-    status: str
-    code: str
-    message: str
 
 
 def check_size(request: Request, *, max_prompt_chars: int, max_tokens: int) -> Refusal | None:

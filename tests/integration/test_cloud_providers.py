@@ -9,7 +9,6 @@ next request takes.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,6 +25,7 @@ from llmrouter.providers.cloud import build_cloud_provider
 from llmrouter.providers.http import HttpProvider
 from llmrouter.providers.spec import ProviderSpec
 from llmrouter.simulator import SimProfile, Simulator
+from llmrouter.testing.ports import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -38,13 +38,6 @@ PROMPT = Prompt(messages=(("system", "Answer briefly."), ("user", "how does the 
 PROMPT_WORDS = 2 + 7  # what the simulator counts as prompt tokens (words of every message)
 PRICES = {"price_input_per_1k_usd": 0.5, "price_output_per_1k_usd": 1.5}
 POOL_SIZE = 2
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound once, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def endpoint(kind: str, base: str) -> str:

@@ -20,7 +20,7 @@ import pytest
 
 from llmrouter import infra
 from llmrouter.infra import InfraError, kafka, redis
-from llmrouter.infra._process import poll_until
+from llmrouter.infra.process import poll_until
 
 pytestmark = pytest.mark.kafka
 

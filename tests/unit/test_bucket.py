@@ -7,7 +7,7 @@ from collections import deque
 
 import pytest
 
-from llmrouter.core.bucket import BucketConfig, TokenBucket
+from llmrouter.core.bucket import BucketConfig, Rate, TokenBucket
 
 TEN_PER_S = BucketConfig(rate_per_s=10, burst=5, decrease=0.5, floor_share=0.1, recover_s=9)
 
@@ -19,20 +19,35 @@ def test_a_full_bucket_lets_its_burst_through_then_says_how_long_until_the_next_
     assert bucket.take(0.1) == 0.0  # one token came back in 0.1 s
 
 
-def test_a_written_limit_gives_its_rate_and_a_burst_of_one_seconds_worth():
-    per_minute = BucketConfig.from_limit("1000/minute")
+PER_MINUTE = Rate(count=1000, period_s=60, text="1000/minute")
+
+
+def test_a_rate_gives_its_rate_and_a_burst_of_one_seconds_worth():
+    """1000 a minute: 16.7 a second, burst 16.7; 50 an hour: a burst of one token, never less."""
+    per_minute = BucketConfig.from_rate(PER_MINUTE)
     assert per_minute.rate_per_s == pytest.approx(1000 / 60) and per_minute.burst == pytest.approx(1000 / 60)
-    per_hour = BucketConfig.from_limit("50/hour")
+    per_hour = BucketConfig.from_rate(Rate(count=50, period_s=3600))
     assert per_hour.rate_per_s == pytest.approx(50 / 3600) and per_hour.burst == 1.0
-    with pytest.raises(ValueError, match="is not a rate"):
-        BucketConfig.from_limit("fast")
+
+
+def test_a_rate_with_a_negative_count_or_no_period_is_refused_in_a_sentence():
+    """Core gets numbers, not text: the numbers are still checked where the Rate is made."""
+    with pytest.raises(ValueError, match="a rate is a count of 0 or more"):
+        Rate(count=-1, period_s=60)
+    with pytest.raises(ValueError, match="per a period of more than 0 s"):
+        Rate(count=10, period_s=0)
+
+
+def test_a_rate_reads_as_it_was_written_or_as_its_numbers():
+    """Messages and views show the operator's own words when there are some."""
+    assert str(PER_MINUTE) == "1000/minute" and str(Rate(count=2.5, period_s=1)) == "2.5 per 1 s"
 
 
 def test_no_minute_ever_sees_more_than_the_limit_and_its_burst():
     """A caller taking greedily at random moments for an hour against "1000/minute": every sliding
     60 s holds at most 1,000 calls plus the burst (17), and the hour as a whole close to 60,000."""
     rng = random.Random(3)
-    bucket = TokenBucket(BucketConfig.from_limit("1000/minute"), now_s=0)
+    bucket = TokenBucket(BucketConfig.from_rate(PER_MINUTE), now_s=0)
     now, taken, window = 0.0, 0, deque()
     most = 0
     while now < 3600:

@@ -10,11 +10,13 @@ import pytest
 from llmrouter.wire.codec import MAGIC, Codec, encode_json
 from llmrouter.core.dlq import (REPLAY_HEADER, UNREADABLE, DlqEntry, LetterId, Replay, ReplayOptions, Selection, Skip,
                                 count_by_code, fresh_deadline, missing_ids, parse_letter_id, parse_since,
-                                plan_replay, plan_replays, with_fresh_deadline)
+                                plan_replay, plan_replays)
 from llmrouter.errors import ConfigError
+from llmrouter.wire.dead_letters import WireLetters
 
 NOW_MS = 1_750_000_000_000
 CODEC = Codec()
+LETTERS = WireLetters(CODEC)
 JSON_REQUEST = b'{"request_id": "r-json", "prompt": "hi", "deadline_ms": 1000, "timeout_ms": 5000, "extra": "kept"}'
 
 
@@ -30,7 +32,7 @@ def entry(partition: int = 0, offset: int = 0, *, value: bytes | None = JSON_REQ
     record = {"request_id": request_id, "source_topic": source_topic, "source_partition": 1, "source_offset": 7,
               "original_key": key, "original_value": value, "headers": headers or [], "reason": "why",
               "error_code": code, "attempts": 4, "failed_at_ms": failed_at_ms}
-    return DlqEntry.decode(CODEC, id=LetterId(partition, offset), key=None,
+    return DlqEntry.decode(LETTERS, id=LetterId(partition, offset), key=None,
                            value=CODEC.encode_avro("DeadLetter", record), timestamp_ms=0)
 
 
@@ -96,10 +98,10 @@ def test_counts_by_code_are_most_frequent_first():
 def test_a_record_that_is_not_a_dead_letter_is_listed_as_unreadable():
     """Garbage on llm.dlq does not stop the listing: it shows with its Kafka timestamp and the reason,
     and a replay skips it."""
-    garbage = DlqEntry.decode(CODEC, id=LetterId(0, 3), key=None, value=b"\x00junk", timestamp_ms=123)
+    garbage = DlqEntry.decode(LETTERS, id=LetterId(0, 3), key=None, value=b"\x00junk", timestamp_ms=123)
     assert (garbage.error_code, garbage.failed_at_ms, garbage.request_id) == (UNREADABLE, 123, None)
     assert "not a DeadLetter" in garbage.reason
-    assert isinstance(plan_replay(garbage, CODEC, ReplayOptions(force=True)), Skip)
+    assert isinstance(plan_replay(garbage, LETTERS, ReplayOptions(force=True)), Skip)
 
 
 def test_the_json_view_gives_back_the_original_bytes():
@@ -123,14 +125,14 @@ def test_a_dead_letter_written_as_json_gives_back_the_same_bytes():
     value = avro_request()
     record = {"request_id": "r", "source_topic": "t", "original_key": b"\x00k", "original_value": value,
               "headers": [{"key": "h", "value": b"\xff"}], "reason": "why", "error_code": "x", "failed_at_ms": 5}
-    read = DlqEntry.decode(CODEC, id=LetterId(0, 0), key=None, value=encode_json(record), timestamp_ms=0)
+    read = DlqEntry.decode(LETTERS, id=LetterId(0, 0), key=None, value=encode_json(record), timestamp_ms=0)
     assert (read.original_value, read.original_key, read.headers) == (value, b"\x00k", (("h", b"\xff"),))
 
 
 def test_a_replay_is_the_original_message_with_the_replay_header():
     """Without --fresh-deadline the value goes out byte for byte, with its key and headers, to its
     source topic; the header says which dead letter it comes from."""
-    replay = plan_replay(entry(2, 9, headers=[{"key": "trace", "value": b"t1"}]), CODEC, ReplayOptions(now_ms=NOW_MS))
+    replay = plan_replay(entry(2, 9, headers=[{"key": "trace", "value": b"t1"}]), LETTERS, ReplayOptions(now_ms=NOW_MS))
     assert isinstance(replay, Replay)
     assert (replay.topic, replay.key, replay.value, replay.encoding) == ("p.llm.requests.normal", b"k", JSON_REQUEST,
                                                                          "json")
@@ -140,7 +142,7 @@ def test_a_replay_is_the_original_message_with_the_replay_header():
 def test_a_second_replay_replaces_the_header_of_the_first():
     """A request that failed again after a replay carries the old replay header: the new one replaces it."""
     old = [{"key": REPLAY_HEADER, "value": b"0:1"}, {"key": "trace", "value": b"t"}]
-    replay = plan_replay(entry(1, 5, headers=old), CODEC, ReplayOptions(to_topic="other"))
+    replay = plan_replay(entry(1, 5, headers=old), LETTERS, ReplayOptions(to_topic="other"))
     assert replay.topic == "other" and replay.headers == (("trace", b"t"), (REPLAY_HEADER, b"1:5"))
     assert entry(headers=old).replay_of == "0:1"
 
@@ -155,15 +157,15 @@ def test_fresh_deadline_sets_created_now_and_drops_the_deadline_only():
 
 def test_a_json_request_stays_json_with_a_fresh_deadline():
     """JSON in, JSON out: unknown fields kept, the deadline gone, created now."""
-    rewritten = with_fresh_deadline(JSON_REQUEST, CODEC, now_ms=NOW_MS)
+    rewritten = LETTERS.with_fresh_deadline(JSON_REQUEST, now_ms=NOW_MS)
     assert json.loads(rewritten) == {"request_id": "r-json", "prompt": "hi", "timeout_ms": 5000, "extra": "kept",
                                      "created_at_ms": NOW_MS}
 
 
 def test_an_avro_request_is_written_again_as_avro_with_a_fresh_deadline():
     """Avro single-object in, Avro single-object (current schema) out, readable by the router."""
-    rewritten = with_fresh_deadline(avro_request(deadline_ms=1000, timeout_ms=5000, created_at_ms=1), CODEC,
-                                    now_ms=NOW_MS)
+    rewritten = LETTERS.with_fresh_deadline(avro_request(deadline_ms=1000, timeout_ms=5000, created_at_ms=1),
+                                            now_ms=NOW_MS)
     assert rewritten[:2] == MAGIC
     decoded = CODEC.decode("LLMRequest", rewritten)
     assert (decoded["deadline_ms"], decoded["timeout_ms"], decoded["created_at_ms"]) == (None, 5000, NOW_MS)
@@ -171,7 +173,7 @@ def test_an_avro_request_is_written_again_as_avro_with_a_fresh_deadline():
 
 def test_replay_with_fresh_deadline_rewrites_and_says_so():
     """--fresh-deadline: the produced value is the rewritten request, flagged as rewritten."""
-    replay = plan_replay(entry(value=avro_request(deadline_ms=1)), CODEC,
+    replay = plan_replay(entry(value=avro_request(deadline_ms=1)), LETTERS,
                          ReplayOptions(fresh_deadline=True, now_ms=NOW_MS))
     assert replay.rewritten and replay.encoding == "avro"
     assert CODEC.decode("LLMRequest", replay.value)["created_at_ms"] == NOW_MS
@@ -182,18 +184,18 @@ def test_replay_with_fresh_deadline_rewrites_and_says_so():
 def test_what_is_not_a_valid_request_is_skipped_unless_forced(value, why):
     """Undecodable or invalid values would only be dead-lettered again: skipped, saying why and that
     --force replays them; forced, they go out as they are (no rewrite is possible)."""
-    skipped = plan_replay(entry(value=value, code=why), CODEC, ReplayOptions(fresh_deadline=True))
+    skipped = plan_replay(entry(value=value, code=why), LETTERS, ReplayOptions(fresh_deadline=True))
     assert isinstance(skipped, Skip) and skipped.not_a_request and why in skipped.reason and "--force" in skipped.reason
-    forced = plan_replay(entry(value=value, code=why), CODEC, ReplayOptions(fresh_deadline=True, force=True))
+    forced = plan_replay(entry(value=value, code=why), LETTERS, ReplayOptions(fresh_deadline=True, force=True))
     assert isinstance(forced, Replay) and forced.value == value and forced.encoding == "raw" and not forced.rewritten
 
 
 def test_a_dead_letter_without_its_message_or_topic_cannot_be_replayed():
     """No original value (the router failed before it knew the message): skipped even when forced;
     no source topic: skipped unless --to names one."""
-    assert "no original message" in plan_replay(entry(value=None), CODEC, ReplayOptions(force=True)).reason
-    assert "--to" in plan_replay(entry(source_topic=""), CODEC, ReplayOptions()).reason
-    assert isinstance(plan_replay(entry(source_topic=""), CODEC, ReplayOptions(to_topic="t")), Replay)
+    assert "no original message" in plan_replay(entry(value=None), LETTERS, ReplayOptions(force=True)).reason
+    assert "--to" in plan_replay(entry(source_topic=""), LETTERS, ReplayOptions()).reason
+    assert isinstance(plan_replay(entry(source_topic=""), LETTERS, ReplayOptions(to_topic="t")), Replay)
 
 
 def test_a_request_dead_lettered_twice_is_replayed_once_from_its_latest_dead_letter():
@@ -201,7 +203,7 @@ def test_a_request_dead_lettered_twice_is_replayed_once_from_its_latest_dead_let
     saying why; dead letters without a request_id are never merged."""
     first, later = entry(0, 1, failed_at_ms=NOW_MS - 1), entry(1, 4, failed_at_ms=NOW_MS)
     other = entry(0, 2, request_id=None)
-    plan = plan_replays([first, other, later], CODEC, ReplayOptions(force=True))
+    plan = plan_replays([first, other, later], LETTERS, ReplayOptions(force=True))
     assert [r.letter for r in plan.replays] == [LetterId(0, 2), LetterId(1, 4)]
     assert [(s.letter, "later dead letter 1:4" in s.reason) for s in plan.skips] == [(LetterId(0, 1), True)]
 
@@ -213,10 +215,10 @@ def test_a_message_without_request_id_that_failed_again_after_a_replay_is_replay
     first = entry(1, 0, value=garbage, request_id=None, code="undecodable")
     again = entry(1, 1, value=garbage, request_id=None, code="undecodable",
                   headers=[{"key": REPLAY_HEADER, "value": b"1:0"}])
-    plan = plan_replays([first, again], CODEC, ReplayOptions(force=True))
+    plan = plan_replays([first, again], LETTERS, ReplayOptions(force=True))
     assert [r.letter for r in plan.replays] == [LetterId(1, 1)]
     assert [(s.letter, "failed again as 1:1" in s.reason) for s in plan.skips] == [(LetterId(1, 0), True)]
-    assert [r.letter for r in plan_replays([first], CODEC, ReplayOptions(force=True)).replays] == [LetterId(1, 0)]
+    assert [r.letter for r in plan_replays([first], LETTERS, ReplayOptions(force=True)).replays] == [LetterId(1, 0)]
 
 
 def test_a_message_dead_lettered_from_the_internal_accepted_topic_goes_back_through_intake():
@@ -224,6 +226,42 @@ def test_a_message_dead_lettered_from_the_internal_accepted_topic_goes_back_thro
     wrote) is replayed to the request topic of its priority, not to the internal topic; --to still wins."""
     redirects = {"p.llm.router.accepted.high": "p.llm.requests.high"}
     internal = entry(source_topic="p.llm.router.accepted.high")
-    assert plan_replay(internal, CODEC, ReplayOptions(redirects=redirects)).topic == "p.llm.requests.high"
-    assert plan_replay(internal, CODEC, ReplayOptions(redirects=redirects, to_topic="t")).topic == "t"
-    assert plan_replay(entry(), CODEC, ReplayOptions(redirects=redirects)).topic == "p.llm.requests.normal"
+    assert plan_replay(internal, LETTERS, ReplayOptions(redirects=redirects)).topic == "p.llm.requests.high"
+    assert plan_replay(internal, LETTERS, ReplayOptions(redirects=redirects, to_topic="t")).topic == "t"
+    assert plan_replay(entry(), LETTERS, ReplayOptions(redirects=redirects)).topic == "p.llm.requests.normal"
+
+
+class _PlainLetters:
+    """A LetterFormat without any codec: DeadLetters are Python dicts, a request is valid unless it says so."""
+
+    def __init__(self, letters: dict[bytes, dict]) -> None:
+        self._letters = letters
+
+    def dead_letter(self, value):
+        if value not in self._letters:
+            raise ValueError("no such dead letter")
+        return self._letters[value]
+
+    def request_problem(self, value):
+        return "invalid_request: says so" if value.startswith(b"bad") else None
+
+    def encoding(self, value):
+        return "plain"
+
+    def with_fresh_deadline(self, value, *, now_ms):
+        return value + f"@{now_ms}".encode()
+
+
+def test_the_replay_plan_asks_its_letter_format_and_knows_no_encoding_itself():
+    """core.dlq takes every encoding question to the LetterFormat it is given: any format that answers
+    them (here one with no codec at all) yields a plan, with its encoding and its rewritten bytes."""
+    good = {"request_id": "g", "source_topic": "t", "original_value": b"good", "reason": "why",
+            "error_code": "x", "failed_at_ms": 5}
+    letters = _PlainLetters({b"1": good, b"2": {**good, "request_id": "b", "original_value": b"bad"}})
+    entries = [DlqEntry.decode(letters, id=LetterId(0, n), key=None, value=str(n).encode(), timestamp_ms=0)
+               for n in (1, 2, 3)]
+    assert entries[2].error_code == UNREADABLE and "no such dead letter" in entries[2].reason
+    plan = plan_replays(entries, letters, ReplayOptions(fresh_deadline=True, now_ms=9))
+    assert [(r.letter, r.value, r.encoding, r.rewritten) for r in plan.replays] == [(LetterId(0, 1), b"good@9",
+                                                                                     "plain", True)]
+    assert [s.letter for s in plan.skips] == [LetterId(0, 2), LetterId(0, 3)] and plan.skips[0].not_a_request

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from llmrouter.config.guards import QuotaSettings
+from llmrouter.core.bucket import Rate
 from llmrouter.core.quota import MAX_IDLE_BUCKETS, QuotaConfig, UserQuotas
 
 
-def quotas(owned: int = 4, total: int = 4, **config) -> UserQuotas:
-    q = UserQuotas(QuotaConfig(**config))
+def quotas(owned: int = 4, total: int = 4, **settings) -> UserQuotas:
+    """Quotas as the settings write them (``per_user="10/minute"``), parsed at the edge as the app does."""
+    q = UserQuotas(QuotaSettings(**settings).to_config())
     q.set_share(owned, total, now_s=0.0)
     return q
 
@@ -97,6 +100,16 @@ def test_full_buckets_are_forgotten_when_there_are_too_many():
 
 
 def test_a_quota_that_is_not_a_rate_is_refused_in_its_own_words():
-    """'100 per minute' is not how a rate is written."""
+    """'100 per minute' is not how a rate is written: refused by the settings, the user named in the path."""
     with pytest.raises(ValueError, match="not a rate"):
-        QuotaConfig(per_user="100 per minute")
+        QuotaSettings(per_user="100 per minute")
+    with pytest.raises(ValueError, match=r"overrides\.batch(.|\n)*not a rate"):
+        QuotaSettings(overrides={"batch": "5 an hour"})
+
+
+def test_core_takes_quotas_as_numbers_not_text():
+    """QuotaConfig is handed parsed Rates; a string reaching core is a wiring mistake, refused at once."""
+    config = QuotaConfig(per_user=Rate(count=10, period_s=60, text="10/minute"))
+    assert config.limit_of("alice") == Rate(count=10, period_s=60, text="10/minute")
+    with pytest.raises(TypeError, match="parsed at the settings edge"):
+        QuotaConfig(per_user="10/minute")

@@ -154,3 +154,31 @@ def test_a_bad_backpressure_or_quota_setting_is_refused_at_load(override, proble
     """Each problem is named with its path, in a sentence."""
     with pytest.raises(ConfigError, match=problem):
         load_settings(env=override)
+
+
+@pytest.mark.parametrize("override, problem", [
+    ({"LLMROUTER__TOGETHER_CONFIG__RATE_LIMIT": "lots"}, "together_config.rate_limit.*not a rate"),
+    ({"LLMROUTER__LOCAL_CONFIG__MAX_MEMORY": "big"}, "local_config.max_memory.*not a memory size"),
+    ({"LLMROUTER__PREMIUM_CONFIG__USAGE_LIMIT": "ten dollars"}, "premium_config.usage_limit.*not a usage limit"),
+    ({"LLMROUTER__QUOTAS__OVERRIDES": "{batch: 5 an hour}"}, "quotas.overrides.batch.*not a rate"),
+])
+def test_written_rates_sizes_and_money_are_checked_by_one_type_each(override, problem):
+    """Every rate, size and money field uses the one annotated type of llmrouter/config/types.py: the same
+    sentence wherever the field stands, with its dotted path."""
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(env=override)
+
+
+def test_the_quota_section_hands_core_numbers():
+    """QuotaSettings.to_config parses each written rate into a core Rate: count, period in seconds, the text."""
+    config = load_settings(env={"LLMROUTER__QUOTAS__PER_USER": "100/minute",
+                                "LLMROUTER__QUOTAS__OVERRIDES": "{ops: null, batch: 5/hour}"}).quotas.to_config()
+    assert (config.per_user.count, config.per_user.period_s, str(config.per_user)) == (100.0, 60.0, "100/minute")
+    assert config.overrides["batch"].period_s == 3600.0 and config.overrides["ops"] is None
+
+
+def test_every_section_name_other_code_imports_is_still_importable_from_settings():
+    """The sections moved to modules by topic; llmrouter.config.settings still names them all."""
+    from llmrouter.config import settings
+    for name in settings.__all__:
+        assert hasattr(settings, name), name

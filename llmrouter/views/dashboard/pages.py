@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faust.web import Request, Response, View
 
@@ -19,9 +19,7 @@ from llmrouter.core.ledger_totals import cost_hints, ledger_totals
 from llmrouter.views.dashboard.assets import charts_installed, static_file, vendor_file
 from llmrouter.views.dashboard.history import DashboardHistory, registry_samples
 from llmrouter.observability.state import breaker_states
-
-if TYPE_CHECKING:
-    from llmrouter.app import Router
+from llmrouter.router import Router
 
 
 def register(router: Router) -> DashboardHistory:
