@@ -33,7 +33,7 @@ from llmrouter.core.degrade import Skip, degrade
 from llmrouter.core.flag_state import FlagState
 
 if TYPE_CHECKING:
-    from llmrouter.core.degrade import Refusal
+    from llmrouter.core.outcomes import Refusal
 
 
 
