@@ -22,18 +22,16 @@ from typing import Any
 import faust
 import structlog
 
-from llmrouter.alerting.recorder import OutcomeRecorder
 from llmrouter.cache.recent import RecentAnswers
 from llmrouter.cache.service import ResponseCache
 from llmrouter.cache.tiers import Hit
 from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import (PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request,
-                                refusal_record, result_record)
+                                     refusal_record, result_record, unparsed_result_record)
 from llmrouter.wire.envelope import Origin, normalize_headers
 from llmrouter.errors import RequestError
-from llmrouter.observability.metrics import Metrics
+from llmrouter.observability.finish import Finisher
 from llmrouter.runtime.publisher import Publisher, now_ms
-from llmrouter.observability.request_log import request_answered
 from llmrouter.runtime.inflight import InFlight, Job
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.runtime.writes import until_written, with_retries
@@ -54,8 +52,7 @@ def register(app: faust.App, topics: Topics, in_flight: InFlight, intake: Intake
 
 class Intake:
     def __init__(self, *, settings: Settings, topics: Topics, codec: Codec, publisher: Publisher,
-                 directory: TopicDirectory, cache: ResponseCache, metrics: Metrics, tracing: Tracing,
-                 outcomes: OutcomeRecorder | None = None) -> None:
+                 directory: TopicDirectory, cache: ResponseCache, finish: Finisher, tracing: Tracing) -> None:
         self._settings = settings
         self._accepted = {p: topics.accepted[p].get_topic_name() for p in PRIORITIES}
         self._priority_of = {topics.requests[p].get_topic_name(): p for p in PRIORITIES}
@@ -63,18 +60,19 @@ class Intake:
         self._publisher = publisher
         self._directory = directory
         self._cache = cache
-        self._metrics = metrics
+        self._finish = finish  # every result intake sends: /metrics, the windows, the canonical line
         self._tracing = tracing
-        self._outcomes = outcomes  # cache hits count in the windows too (the hit rate)
         self._recent = RecentAnswers(settings.cache.recent_answers)
         self._attempts = settings.worker.write_attempts
 
     async def accept(self, event: faust.EventT, job: Job) -> None:
         """One upstream message, in the span ``intake`` (continuing the producer's trace, if it sent one)."""
         with self._tracing.consuming("intake", event.message):
-            await self._accept(origin_of(event.message), job)
+            await self.handle(origin_of(event.message), job)
 
-    async def _accept(self, origin: Origin, job: Job) -> None:
+    async def handle(self, origin: Origin, job: Job) -> None:
+        """The decision for one upstream message: dead letter, the recent answer again, a refusal, a cache hit
+        answered here, or forwarded to the answer stage; each outcome durable before the job is done."""
         priority = self._priority_of[origin.topic]
         decoded: dict[str, Any] = {}
         try:
@@ -90,7 +88,7 @@ class Intake:
             await with_retries(lambda: self._publisher.send_result(request.request_id, earlier,
                                                                    reply_to=request.reply_to, replay=True),
                                what="re-emit a cached result", attempts=self._attempts)
-            request_answered("intake", priority=request.priority, route="cache", replayed=True)
+            self._finish.replayed("intake", priority=request.priority, route="cache")
             return
         refusal = await self._check_reply_to(request.reply_to) or self._check_size(request, origin)
         hit = None
@@ -127,10 +125,7 @@ class Intake:
         await with_retries(lambda: self._publisher.send_result(request.request_id, data, reply_to=request.reply_to),
                            what="send a cached result", attempts=self._attempts)
         self._recent.put(request.request_id, data)
-        self._metrics.finished(request.priority, record)
-        if self._outcomes is not None:
-            self._outcomes.result(request.priority, record)
-        request_answered("intake", record)
+        self._finish.result("intake", record)
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a message intake failed on: dead letter (and error result) until written."""
@@ -161,8 +156,7 @@ class Intake:
         reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
         await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
                            what="send a refusal", attempts=self._attempts)
-        self._metrics.finished(request.priority, record)
-        request_answered("intake", record)
+        self._finish.result("intake", record)
 
     async def _dead_letter(self, origin: Origin, decoded: dict[str, Any], priority: str, *, code: str,
                            reason: str, last_resort: bool = False) -> None:
@@ -182,11 +176,10 @@ class Intake:
             reply_to = decoded.get("reply_to") if isinstance(decoded.get("reply_to"), str) else None
             if reply_to is not None and await self._check_reply_to(reply_to) is not None:
                 reply_to = None
-            record = {"request_id": request_id, "status": "error", "priority": priority, "error_code": code,
-                      "error_message": reason, "completed_at_ms": now_ms()}
+            record = unparsed_result_record(request_id, priority=priority, received_at_ms=origin.received_at_ms,
+                                            now_ms=now_ms(), error_code=code, error_message=reason)
             await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
-            self._metrics.finished(priority, record)
-            request_answered("intake", record, request_id=request_id)
+            self._finish.result("intake", record, request_id=request_id)
 
 
 def origin_of(message: faust.types.Message) -> Origin:

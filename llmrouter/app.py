@@ -22,11 +22,13 @@ from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import PRIORITIES
 from llmrouter.core.quota import UserQuotas
 from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.serving import QuotaGate, Serving, routing_rules
 from llmrouter.dispatch.flags import FlagsService
 from llmrouter.dispatch.fleet import SharedProviderState
 from llmrouter.dispatch.ledger_audit import LedgerEvents
 from llmrouter.dispatch.limits import Adapt, RateLimits
 from llmrouter.observability.logs import configure_logging
+from llmrouter.observability.finish import Finisher
 from llmrouter.observability.metrics import Metrics
 from llmrouter.observability.gauges import StateGauges
 from llmrouter.runtime.publisher import Publisher, now_ms
@@ -34,6 +36,7 @@ from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
 from llmrouter.router import Router
 from llmrouter.runtime.faust_app import RouterApp
+from llmrouter.runtime.delivery import Delivery
 from llmrouter.runtime.inflight import InFlight
 from llmrouter.runtime.stall_watch import StallWatch
 from llmrouter.runtime.topic_directory import TopicDirectory
@@ -101,7 +104,9 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         catch_up_timeout_s=settings.registry.catch_up_timeout_s, loop=app.loop, beacon=app.beacon))
     publisher = Publisher(app, topics, Codec(output=worker.result_encoding), metrics)
     breakers, limits, shared = _provider_guards(app, settings, topics, providers)
-    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits, tracer=tracing.tracer)
+    # the router's clock is the wall clock: a request's deadline (deadline_ms, created_at_ms + timeout_ms) is a
+    # wall time, so it is handed to the dispatcher and on to the providers as it is, one absolute time on one clock
+    dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits, tracer=tracing.tracer, clock=time.time)
     provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
         tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
     ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],
@@ -114,14 +119,15 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         loop=app.loop, beacon=app.beacon))
 
     outcomes = wire_windows(app, settings, topics, tables, publisher, worker=providers.worker_id)  # F025
+    finish = Finisher(metrics, outcomes)  # one place counts every result sent (docs/observability.md)
     inbound = Codec(on_legacy_header=lambda schema: metrics.avro_legacy_headers_total.labels(schema).inc())
     intake.register(app, topics, in_flight, intake.Intake(settings=settings, topics=topics, codec=inbound,
                                                           publisher=publisher, directory=directory, cache=cache,
-                                                          metrics=metrics, tracing=tracing, outcomes=outcomes), settings)
+                                                          finish=finish, tracing=tracing), settings)
     quotas = _user_quotas(app, settings, topics)
-    answerer = answer.Answerer(settings=settings, tables=tables, topics=topics, codec=inbound, dispatcher=dispatcher,
-                               publisher=publisher, metrics=metrics, registry=providers, cache=cache, ledger=ledger,
-                               flags=flags, tracing=tracing, quotas=quotas, outcomes=outcomes)
+    answerer = _answer_stage(settings, topics, tables, inbound, dispatcher=dispatcher, providers=providers,
+                             flags=flags, finish=finish, publisher=publisher, cache=cache, ledger=ledger,
+                             quotas=quotas, metrics=metrics, tracing=tracing)
     lanes = answer.register(app, topics, in_flight, answerer, settings)
     backpressure = app.add_dependency(Backpressure(
         settings.backpressure, consumer=lambda: app.consumer, lanes=lanes,
@@ -155,6 +161,23 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
             await publisher.event(entity, kind, data)
 
     return router
+
+
+def _answer_stage(settings: Settings, topics: Topics, tables: Tables, codec: Codec, *, dispatcher: Dispatcher,
+                  providers: ProviderRegistry, flags: FlagsService, finish: Finisher, publisher: Publisher,
+                  cache: ResponseCache, ledger: Ledger, quotas: UserQuotas | None, metrics: Metrics,
+                  tracing: Tracing) -> answer.Answer:
+    """The answer stage: its decisions (Answer), the serving step (route, dispatch, record) and the delivery."""
+    serving = Serving(dispatcher=dispatcher, providers=providers, flags=flags, finish=finish, chunk=publisher.chunk,
+                      rules=routing_rules(settings.routing), default_timeout_s=settings.limits.default_timeout_s)
+    delivery = Delivery(answered=tables.answered, publisher=publisher, cache=cache, finish=finish, codec=codec,
+                        write_attempts=settings.worker.write_attempts,
+                        window_s=settings.tables.idempotency_window_s, now_ms=now_ms)
+    quota = QuotaGate(quotas, counted=lambda priority: metrics.quota_exceeded_total.labels(priority).inc(),
+                      clock=time.monotonic)
+    return answer.Answer(codec=codec, priority_of={topics.accepted[p].get_topic_name(): p for p in PRIORITIES},
+                         serving=serving, delivery=delivery, ledger=ledger, quota=quota, tracing=tracing,
+                         now_ms=now_ms)
 
 
 def _user_quotas(app: RouterApp, settings: Settings, topics: Topics) -> UserQuotas | None:

@@ -1,7 +1,8 @@
 """How the degradation flags and manual overrides change a request's provider chain (F023, F055). Pure.
 
-The answer stage asks right after :func:`llmrouter.core.routing.plan` has ordered
-the chain (and applied the request's allow-list), in this order:
+The routing choice (:func:`llmrouter.core.routing.choose`) asks right after
+:func:`~llmrouter.core.routing.plan` and the equivalents' order have ordered the
+chain (and applied the request's allow-list), in this order:
 
 1. ``cache_only``: no chain at all, the request is refused (``rejected``,
    ``degraded_cache_only``). Only misses get here: a cache hit is answered by
@@ -29,10 +30,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llmrouter.core.outcomes import Refusal
 from llmrouter.core.flag_state import FlagState
-from llmrouter.core.routing import Plan
+
+if TYPE_CHECKING:  # routing.choose calls degrade: no import circle at run time
+    from llmrouter.core.routing import Plan
 
 CACHE_ONLY = "degraded_cache_only"
 NO_PROVIDER = "degraded_no_provider"

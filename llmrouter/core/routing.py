@@ -14,14 +14,47 @@ by round-robin, by recent latency or by free capacity (F002, F055), and a
 provider whose last health check failed goes after the healthy ones of the
 chain (F020: health-based routing). An open breaker is the dispatcher's
 business: it skips that provider at once.
+
+:func:`choose` is the whole choice in one call, the one the answer stage
+makes: the plan, the equivalents' order, the operator's flags and overrides
+(:mod:`llmrouter.core.degrade`) and the hedge delay, as one :class:`Route`.
+Its inputs are plain values: the request's fields, the chain, the
+providers' figures, the flags, the routing rules as numbers and the
+round-robin turn (the caller counts the requests routed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
-from llmrouter.wire.contract import Request
+from llmrouter.core.degrade import Skip, degrade
+from llmrouter.core.flag_state import FlagState
+
+if TYPE_CHECKING:
+    from llmrouter.core.outcomes import Refusal
+
+
+
+class Request(Protocol):
+    """What routing reads of a request (``llmrouter.wire.contract.Request`` is one): plain fields, no wire type."""
+
+    @property
+    def prompt(self) -> str | None: ...
+    @property
+    def messages(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def max_tokens(self) -> int: ...
+    @property
+    def task_type(self) -> str: ...
+    @property
+    def priority(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def providers(self) -> tuple[str, ...] | None: ...
+
 
 SIMPLE_TASK_TYPES = frozenset({"general", "classify", "extract", "summarize", "qa", "chat"})
 SIMPLE_MAX_PROMPT_CHARS = 2000
@@ -161,3 +194,47 @@ def order_equivalents(chain: Sequence[str], groups: Sequence[Sequence[str]], fig
         out = [name for name in out if name not in unhealthy] + unhealthy
         notes.append(f"{', '.join(unhealthy)} last: failed its health check")
     return out, "; ".join(notes)
+
+
+@dataclass(frozen=True)
+class RoutingRules:
+    """The routing settings as plain values (``routing.*``): equivalent groups, the strategy among them, and
+    the hedge (``hedge_after_s`` None: off; only for ``hedge_priorities``, never for a stream)."""
+
+    equivalent: tuple[tuple[str, ...], ...] = ()
+    strategy: str = "latency"
+    hedge_after_s: float | None = None
+    hedge_priorities: frozenset[str] = frozenset({"critical"})
+
+
+@dataclass(frozen=True)
+class Route:
+    """The routing choice for one request: the providers to try, first choice first, why (``route_reason``),
+    the providers the operator's flags left out with their codes, the refusal when none may serve, and how
+    long the first call may take before the next provider is asked too (None: no hedge)."""
+
+    chain: list[str]
+    reason: str
+    skipped: tuple[Skip, ...] = ()
+    refusal: Refusal | None = None
+    hedge_after_s: float | None = None
+
+
+def choose(request: Request, chain: Sequence[str], *, figures: Mapping[str, Figures], flags: FlagState,
+           rules: RoutingRules, turn: int, emergency: Collection[str] = (), premium: Collection[str] = (),
+           local_name: str = "local") -> Route:
+    """The route for ``request`` over the registered ``chain``: :func:`plan`, then :func:`order_equivalents`
+    (``turn``: round-robin's), then the flags and overrides (``premium``: what ``no_premium`` keeps out)."""
+    planned = plan(request, chain, emergency=emergency, local_name=local_name)
+    ordered, why = order_equivalents(planned.chain, rules.equivalent, figures, strategy=rules.strategy, turn=turn)
+    degraded = degrade(Plan(ordered, f"{planned.reason}; {why}" if why else planned.reason), flags,
+                       premium=premium, local_name=local_name)
+    hedge = hedge_after_s(request, rules) if degraded.refusal is None else None
+    return Route(degraded.chain, degraded.reason, degraded.skipped, degraded.refusal, hedge)
+
+
+def hedge_after_s(request: Request, rules: RoutingRules) -> float | None:
+    """When to ask the next provider too (F037): the rule's delay for a hedged priority, never for a stream."""
+    if rules.hedge_after_s is None or request.stream or request.priority not in rules.hedge_priorities:
+        return None
+    return rules.hedge_after_s

@@ -1,8 +1,10 @@
 """Dispatch: run a request down its provider chain until one answers.
 
 No Kafka and no Faust here: the dispatcher gets providers, a plan and a clock,
-and returns a :class:`Dispatched` with every attempt written down. What to do
-with the outcome (result topic, DLQ, tables) is the agent's business.
+and a deadline as an absolute time on that clock, which each prompt carries on
+to its provider as a :class:`~llmrouter.providers.base.Deadline` on the same
+clock object (so a test that moves the clock moves every deadline); it returns
+a :class:`Dispatched` with every attempt written down. What to do with the outcome (result topic, DLQ, tables) is the agent's business.
 
 A provider that is not configured is skipped with its reason. A failed call
 is tried again on the same provider when its error is retriable and the
@@ -31,114 +33,39 @@ cost after it. A request no provider answered because a budget refused one is
 Each dispatch is a span (``dispatch``), and each provider call in it one more
 (``provider.call``, a child of it): OpenTelemetry's API only, the tracer given
 (none: nothing is recorded).
+
+The records and guards a dispatch works with are in :mod:`.attempts`, one
+request's call (its deadline, fence, stream and the provider call's span) in
+:mod:`.call`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
 
+from llmrouter.core.breaker import POLL_S, Admission
+from llmrouter.dispatch.attempts import (Attempt, ChainEntry, Dispatched, Guard, Limiter, OnDelta, Spend,
+                                         Unavailable, estimated_cost_usd)
 from llmrouter.dispatch.breakers import health_outcome
 from llmrouter.dispatch.bulkhead import PriorityBulkhead
-from llmrouter.core.breaker import POLL_S, Admission
-from llmrouter.errors import MalformedReply, ProviderError, ProviderTimeout
-from llmrouter.providers.base import Generation, LLMProvider, Prompt
-from llmrouter.core.retry import NO_RETRY, RetryPolicy
+from llmrouter.dispatch.call import Call
+from llmrouter.errors import ProviderError, ProviderTimeout
+from llmrouter.providers.base import Clock, LLMProvider, Prompt
 
-OnDelta = Callable[[int, str, bool, str, bool], Awaitable[None]]  # (seq, delta, final, provider, restart)
+__all__ = ["Attempt", "ChainEntry", "Dispatched", "Dispatcher", "Guard", "Limiter", "OnDelta", "Spend",
+           "Unavailable", "estimated_cost_usd"]  # the records and guards live in attempts.py, named here too
+
 _Admitted = tuple[str, "ChainEntry", LLMProvider, Admission]  # a provider cleared to be called
 MAX_WAITS = 10  # rounds of the chain a request waits for when every provider is shut for a while
 FOR_A_WHILE = frozenset({"circuit_open", "rate_limited"})  # skips that end by themselves
-
-
-class Guard(Protocol):
-    """A circuit breaker per provider: asked before each call (a retry too), told each call's outcome."""
-
-    def admit(self, provider: str) -> Admission: ...
-
-    def record(self, provider: str, ok: bool | None, *, probe: bool) -> None: ...
-
-    def admits_again_in(self, provider: str) -> float: ...  # seconds until a refused call may be admitted
-
-
-class Limiter(Protocol):
-    """A rate limit per provider: a token taken before each call, told of each 429."""
-
-    def take(self, provider: str) -> str | None: ...  # the reason to skip the provider, or None
-
-    def throttled(self, provider: str, retry_after_s: float | None) -> None: ...
-
-    def free_in(self, provider: str) -> float: ...  # seconds until a token is there
-
-
-class Spend(Protocol):
-    """One request's budgets: the estimated cost reserved before each paid call, the real cost settled after."""
-
-    async def reserve(self, provider: str, estimate_usd: float) -> str | None: ...  # reason refused, or None
-
-    async def settle(self, provider: str, cost_usd: float) -> None: ...
-
-    async def release(self, provider: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Attempt:
-    provider: str
-    outcome: str  # ok | error | skipped | timeout
-    latency_ms: float = 0.0
-    error_code: str | None = None
-    error: str | None = None
-
-    def as_record(self) -> dict[str, Any]:
-        return {"provider": self.provider, "outcome": self.outcome, "latency_ms": self.latency_ms,
-                "error_code": self.error_code, "error": self.error}
-
-
-@dataclass
-class Dispatched:
-    """The outcome of one request's trip down the chain."""
-
-    generation: Generation | None = None
-    provider: str | None = None
-    cost_usd: float = 0.0
-    attempts: list[Attempt] = field(default_factory=list)
-    error_code: str | None = None
-    error_message: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.generation is not None
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """A chain entry that cannot take traffic, and why (e.g. no API key configured)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class ChainEntry:
-    """What the dispatcher needs of one provider: the provider and how to call it."""
-
-    provider: LLMProvider | Unavailable
-    timeout_s: float | None = None
-    bulkhead: PriorityBulkhead | None = None
-    retry: RetryPolicy = NO_RETRY
-
-
-def estimated_cost_usd(provider: LLMProvider, prompt: Prompt) -> float:
-    """The most a call can cost: the prompt's tokens (the provider's own count) plus max_tokens."""
-    return provider.estimate_cost(provider.count_tokens(prompt.as_text()), prompt.max_tokens)
 
 
 class Dispatcher:
@@ -152,7 +79,7 @@ class Dispatcher:
         self,
         entries: Mapping[str, ChainEntry],
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         guard: Guard | None = None,
@@ -161,10 +88,10 @@ class Dispatcher:
     ) -> None:
         self._entries = entries
         self._tracer = tracer or trace.NoOpTracer()
-        self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._guard = guard
+        self.clock = clock  # the router's clock: deadlines handed in are absolute times on it
         self._limiter = limiter
 
     async def dispatch(self, prompt: Prompt, plan: Sequence[str], **options: Any) -> Dispatched:
@@ -176,11 +103,13 @@ class Dispatcher:
             return outcome
 
     async def _dispatch(
-        self, prompt: Prompt, plan: Sequence[str], *, time_left_s: float, priority: int = 2,
+        self, prompt: Prompt, plan: Sequence[str], *, deadline_s: float | None = None,
+        time_left_s: float | None = None, priority: int = 2,
         on_delta: OnDelta | None = None, before_call: Callable[[], None] | None = None, spend: Spend | None = None,
         wait: Callable[[float], Awaitable[None]] | None = None, hedge_after_s: float | None = None,
     ) -> Dispatched:
-        """Try ``plan`` in order; ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
+        """Try ``plan`` in order within ``deadline_s`` (an absolute time on :attr:`clock`; or ``time_left_s``
+        from now); ``priority`` (0 = critical) orders the wait for a provider's bulkhead.
 
         ``before_call`` runs right before each provider call, once the bulkhead slot is
         held; whatever it raises ends the dispatch (a fence: the call must not be made).
@@ -189,14 +118,18 @@ class Dispatcher:
         ``hedge_after_s`` (not for streams): ask the next provider too when one is that slow (F037).
         """
         outcome = Dispatched()
-        call = _Call(replace(prompt, priority=priority), on_delta, self._clock() + time_left_s, before_call, spend,
-                     wait or self._sleep, hedge_after_s, tracer=self._tracer)
+        if deadline_s is None:
+            if time_left_s is None:
+                raise TypeError("dispatch needs deadline_s (absolute, on the dispatcher's clock) or time_left_s")
+            deadline_s = self.clock() + time_left_s
+        call = Call(replace(prompt, priority=priority), on_delta, deadline_s, before_call, spend,
+                     wait or self._sleep, hedge_after_s, tracer=self._tracer, clock=self.clock)
         for _ in range(MAX_WAITS + 1):
             first = len(outcome.attempts)
             if await self._down_the_chain(plan, call, priority, outcome):
                 return outcome
             reopens_in = self._shut_for(outcome.attempts[first:])
-            if reopens_in is None or self._clock() + reopens_in >= call.deadline:
+            if reopens_in is None or self.clock() + reopens_in >= call.deadline:
                 break
             await call.wait(reopens_in)
         if any(a.error_code == "budget_exceeded" for a in outcome.attempts):
@@ -210,7 +143,7 @@ class Dispatcher:
             outcome.error_message = "no provider in the chain may serve this request"
         return outcome
 
-    async def _down_the_chain(self, plan: Sequence[str], call: _Call, priority: int, outcome: Dispatched) -> bool:
+    async def _down_the_chain(self, plan: Sequence[str], call: Call, priority: int, outcome: Dispatched) -> bool:
         """One trip down ``plan``; True when it ended the dispatch (an answer, or an error no provider can help)."""
         rest = list(plan)
         while rest:
@@ -223,11 +156,11 @@ class Dispatcher:
                 done = await self._try_provider(*admitted, call, priority, outcome)
             if done:
                 return True
-            if call.deadline_passed(self._clock()):
+            if call.deadline_passed(self.clock()):
                 break
         return False
 
-    async def _next_admitted(self, rest: list[str], call: _Call, outcome: Dispatched) -> _Admitted | None:
+    async def _next_admitted(self, rest: list[str], call: Call, outcome: Dispatched) -> _Admitted | None:
         """Take names off ``rest`` until one is available and admitted (each skip written down)."""
         while rest:
             name = rest.pop(0)
@@ -242,7 +175,7 @@ class Dispatcher:
                 return name, entry, provider, admission
         return None
 
-    async def _hedged(self, first: _Admitted, rest: list[str], call: _Call, priority: int,
+    async def _hedged(self, first: _Admitted, rest: list[str], call: Call, priority: int,
                       outcome: Dispatched) -> bool:
         """F037: call ``first``; if it has not answered within ``hedge_after_s``, call the next provider too.
         The first good answer wins and the other call is cancelled; what both cost is booked (the loser's
@@ -277,12 +210,12 @@ class Dispatcher:
             outcome.error_code, outcome.error_message = ended[0].error_code, ended[0].error_message
         return bool(ended)
 
-    async def _branch(self, admitted: _Admitted, call: _Call, priority: int) -> tuple[bool, Dispatched]:
+    async def _branch(self, admitted: _Admitted, call: Call, priority: int) -> tuple[bool, Dispatched]:
         branch = call.branch(admitted[0])
         out = Dispatched()
         return await self._try_provider(*admitted, branch, priority, out), out
 
-    async def _lost(self, name: str, call: _Call, winner: Dispatched | None) -> Attempt:
+    async def _lost(self, name: str, call: Call, winner: Dispatched | None) -> Attempt:
         """The hedge's cancelled call: its estimate booked if it had started, its reservation freed if not."""
         started, entry = call.started.get(name), self._entries.get(name)
         if started is None:
@@ -294,7 +227,7 @@ class Dispatcher:
             if call.spend is not None:
                 await call.spend.settle(name, estimate)
         why = f"{winner.provider} answered first" if winner else "cancelled"
-        return Attempt(name, "cancelled", _ms(self._clock() - started) if started is not None else 0.0,
+        return Attempt(name, "cancelled", _ms(self.clock() - started) if started is not None else 0.0,
                        error_code="hedge_lost", error=why)
 
     def _shut_for(self, attempts: Sequence[Attempt]) -> float | None:
@@ -309,7 +242,7 @@ class Dispatcher:
             return self._guard.admits_again_in(attempt.provider) if self._guard else 0.0
         return self._limiter.free_in(attempt.provider) if self._limiter else 0.0
 
-    async def _admit(self, name: str, provider: LLMProvider, call: _Call, outcome: Dispatched) -> Admission | None:
+    async def _admit(self, name: str, provider: LLMProvider, call: Call, outcome: Dispatched) -> Admission | None:
         """Ask the breaker, the rate limit and the budget whether ``name`` may be called now; None: skip it
         (the skip written down). The breaker goes first: a refusal further on gives its probe slot back."""
         admission = self._guard.admit(name) if self._guard else Admission(True)
@@ -329,7 +262,7 @@ class Dispatcher:
         return admission
 
     async def _try_provider(
-        self, name: str, entry: ChainEntry, provider: LLMProvider, admission: Admission, call: _Call, priority: int,
+        self, name: str, entry: ChainEntry, provider: LLMProvider, admission: Admission, call: Call, priority: int,
         outcome: Dispatched,
     ) -> bool:
         """Call one provider, retrying as its policy (and its guards) allow; True when the dispatch is over.
@@ -339,19 +272,19 @@ class Dispatcher:
         """
         retries = 0
         while True:
-            left = call.deadline - self._clock()
+            left = call.deadline - self.clock()
             if left <= 0:
                 await self._ended(name, call, None, admission, cost_usd=None)  # admitted, never called
                 outcome.attempts.append(Attempt(name, "skipped", error_code="deadline_exceeded",
                                                 error="no time left before the request's deadline"))
                 return False
-            started = self._clock()
+            started = self.clock()
             timeout: float | None = None  # set once a bulkhead slot is held
             try:
                 # the wait for a bulkhead slot is bounded by the request's deadline, not by the provider's
                 # timeout: a provider is timed on its own calls only
                 async with asyncio.timeout(left), _slot(entry.bulkhead, priority):
-                    timeout = min(call.deadline - self._clock(), entry.timeout_s or left)
+                    timeout = min(call.deadline - self.clock(), entry.timeout_s or left)
                     async with asyncio.timeout(timeout):
                         generation = await call.run(provider, timeout)
             except TimeoutError:
@@ -371,11 +304,11 @@ class Dispatcher:
             else:
                 cost = provider.estimate_cost(generation.prompt_tokens, generation.completion_tokens)
                 await self._ended(name, call, True, admission, cost_usd=cost)
-                outcome.attempts.append(Attempt(name, "ok", _ms(self._clock() - started)))
+                outcome.attempts.append(Attempt(name, "ok", _ms(self.clock() - started)))
                 outcome.generation, outcome.provider, outcome.cost_usd = generation, name, cost
                 return True
             kind = "timeout" if isinstance(error, ProviderTimeout) else "error"
-            outcome.attempts.append(Attempt(name, kind, _ms(self._clock() - started), error.code, str(error)))
+            outcome.attempts.append(Attempt(name, kind, _ms(self.clock() - started), error.code, str(error)))
             # a timed-out call may have been served (and billed): its estimate is booked, never released
             await self._ended(name, call, health_outcome(error), admission,
                               cost_usd=call.estimate(provider) if kind == "timeout" else None)
@@ -385,7 +318,7 @@ class Dispatcher:
                 outcome.error_code, outcome.error_message = error.code, str(error)
                 return True
             wait = entry.retry.wait_before_retry(error, retries_done=retries, rng=self._rng,
-                                                 time_left_s=call.deadline - self._clock())
+                                                 time_left_s=call.deadline - self.clock())
             if wait is None:
                 return False
             await call.wait(wait)
@@ -394,7 +327,7 @@ class Dispatcher:
             if admission is None:  # the breaker opened, the rate or the budget ran out meanwhile
                 return False
 
-    async def _ended(self, name: str, call: _Call, ok: bool | None, admission: Admission, *,
+    async def _ended(self, name: str, call: Call, ok: bool | None, admission: Admission, *,
                      cost_usd: float | None) -> None:
         """One call is over: its breaker report, and its reservation settled (at ``cost_usd``) or released."""
         self._report(name, ok, admission)
@@ -405,71 +338,6 @@ class Dispatcher:
         """Every admission ends in exactly one report, so a half-open probe never keeps its slot for ever."""
         if self._guard:
             self._guard.record(name, ok, probe=admission.probe)
-
-
-class _Call:
-    """One request's prompt, stream callback, deadline and fence, shared by its attempts."""
-
-    def __init__(self, prompt: Prompt, on_delta: OnDelta | None, deadline: float,
-                 before_call: Callable[[], None] | None, spend: Spend | None,
-                 wait: Callable[[float], Awaitable[None]], hedge_after_s: float | None = None, *,
-                 tracer: trace.Tracer) -> None:
-        self.tracer = tracer
-        self.prompt, self.on_delta, self.deadline, self.before_call = prompt, on_delta, deadline, before_call
-        self.spend, self.wait, self.hedge_after_s = spend, wait, hedge_after_s
-        self.seq = 0  # stream chunks sent so far, over every attempt
-        self.started: dict[str, float] = {}  # hedged calls: provider -> when its call started
-        self.hedge_costs: list[float] = []  # hedged calls cancelled after they started: their estimates
-        self._branch_of: str | None = None
-
-    def branch(self, provider: str) -> _Call:
-        """This call as one of a hedge's two (no streaming): the same deadline, fence and books."""
-        branch = copy.copy(self)
-        branch._branch_of = provider
-        return branch
-
-    def estimate(self, provider: LLMProvider) -> float:
-        return estimated_cost_usd(provider, self.prompt)
-
-    def deadline_passed(self, now: float) -> bool:
-        return now >= self.deadline
-
-    async def run(self, provider: LLMProvider, timeout_s: float) -> Generation:
-        """:meth:`_run` in the span ``provider.call``: which provider, and how the call ended."""
-        with self.tracer.start_as_current_span("provider.call", kind=SpanKind.CLIENT,
-                                               attributes={"llm.provider": provider.name}) as span:
-            try:
-                generation = await self._run(provider, timeout_s)
-            except asyncio.CancelledError:  # its timeout (the dispatcher says so), a hedge lost, a drain
-                span.set_attribute("llm.outcome", "cancelled")
-                raise
-            except ProviderError as exc:
-                span.set_attributes({"llm.outcome": "error", "llm.error_code": exc.code})
-                raise
-            span.set_attributes({"llm.outcome": "ok", "llm.prompt_tokens": generation.prompt_tokens,
-                                 "llm.completion_tokens": generation.completion_tokens})
-            return generation
-
-    async def _run(self, provider: LLMProvider, timeout_s: float) -> Generation:
-        """One call; the prompt carries its deadline on the providers' clock (time.monotonic)."""
-        if self.before_call is not None:
-            self.before_call()
-        if self._branch_of is not None:
-            self.started[self._branch_of] = time.monotonic()
-        prompt = replace(self.prompt, deadline_s=time.monotonic() + timeout_s)
-        if self.on_delta is None:
-            return await provider.generate(prompt)
-        restart = self.seq > 0  # an earlier attempt sent text: tell consumers to drop it
-        final: Generation | None = None
-        async for piece in provider.stream(prompt):
-            if piece.final is not None:
-                final = piece.final
-            await self.on_delta(self.seq, piece.delta, piece.final is not None, provider.name, restart)
-            self.seq += 1
-            restart = False
-        if final is None:
-            raise MalformedReply(f"{provider.name} ended its stream without a final piece", provider=provider.name)
-        return final
 
 
 def _slot(bulkhead: PriorityBulkhead | None, priority: int) -> AbstractAsyncContextManager[None]:

@@ -12,15 +12,30 @@ the error says whether a retry could help (``retriable``).
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+
+Clock = Callable[[], float]  # seconds on one clock: the router's (the dispatcher's), shared with every provider
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute time on ``clock``: the one form a request's deadline takes from the answer stage to the
+    provider call, so a test that moves the clock moves every deadline with it."""
+
+    at_s: float
+    clock: Clock
+
+    def left_s(self) -> float:
+        """Seconds left now on the deadline's own clock (negative once it passed)."""
+        return self.at_s - self.clock()
 
 
 @dataclass(frozen=True, kw_only=True)
 class Prompt:
     """What a provider is asked to continue: plain text or chat messages.
 
-    ``priority`` and ``deadline_s`` are not part of what is asked (they take no
+    ``priority`` and ``deadline`` are not part of what is asked (they take no
     part in equality): they tell a provider with a queue of its own (the local
     model) whom to serve first and what it cannot finish in time. The
     dispatcher sets them on every call.
@@ -32,7 +47,7 @@ class Prompt:
     temperature: float = 0.0
     seed: int | None = None
     priority: int = field(default=2, compare=False)  # 0 = critical ... 3 = low
-    deadline_s: float | None = field(default=None, compare=False)  # a time.monotonic() value; None = no deadline
+    deadline: Deadline | None = field(default=None, compare=False)  # on the dispatcher's clock; None = no deadline
 
     def as_text(self) -> str:
         """The prompt as one string, for providers without a chat format."""

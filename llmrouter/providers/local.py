@@ -46,7 +46,7 @@ from llmrouter.localmodel.batching import ArrivalRate, BatchPolicy, BatchPolicyC
 from llmrouter.localmodel.config import LocalModelConfig
 from llmrouter.localmodel.detokenize import IncrementalDecoder
 from llmrouter.localmodel.engine import BatchRun, GenerationRequest, LocalModel, LocalResult
-from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta
+from llmrouter.providers.base import Capabilities, Deadline, Generation, Health, LLMProvider, Prompt, StreamDelta
 
 __all__ = ["LocalProvider"]
 
@@ -66,6 +66,7 @@ class _Job:
     future: asyncio.Future[LocalResult]
     cancel: threading.Event = field(default_factory=threading.Event)
     deltas: asyncio.Queue[tuple[str, Any]] | None = None  # streamed calls only
+    deadline: Deadline | None = None  # the prompt's, on the caller's clock
 
 
 class _Queue:
@@ -275,9 +276,9 @@ class LocalProvider(LLMProvider):
         request = _to_request(prompt)
         ids = model.prompt_ids(request)  # a prompt that cannot fit fails alone, not its batch
         now = time.monotonic()
-        deadline = now + self._config.timeout_s
-        if prompt.deadline_s is not None:
-            deadline = min(deadline, prompt.deadline_s)
+        deadline = now + self._config.timeout_s  # the queue's own (monotonic) time, for the batch policy
+        if prompt.deadline is not None:
+            deadline = min(deadline, now + prompt.deadline.left_s())
         queued = Queued(prompt_tokens=len(ids), max_tokens=min(request.max_tokens, model.context_tokens - len(ids)),
                         arrived_s=now, deadline_s=deadline, priority=prompt.priority)
         self._rate.record(now)
@@ -289,7 +290,7 @@ class LocalProvider(LLMProvider):
             raise Overloaded(refusal.reason, provider=self.name)
         loop = asyncio.get_running_loop()
         job = _Job(request=request, queued=queued, order=(prompt.priority, next(self._arrivals)),
-                   future=loop.create_future(), deltas=asyncio.Queue() if streaming else None)
+                   future=loop.create_future(), deltas=asyncio.Queue() if streaming else None, deadline=prompt.deadline)
         self._queue.add(job)
         assert self._wakeup is not None
         self._wakeup.set()
@@ -367,7 +368,11 @@ class LocalProvider(LLMProvider):
         return self._model
 
     def _time_left(self, job: _Job) -> float:
-        return max(0.0, job.queued.deadline_s - time.monotonic())
+        """The time left of the call's own timeout, and of the prompt's deadline asked on its own clock."""
+        left = job.queued.deadline_s - time.monotonic()
+        if job.deadline is not None:
+            left = min(left, job.deadline.left_s())
+        return max(0.0, left)
 
     def _timeout(self) -> ProviderTimeout:
         return ProviderTimeout(f"The local model gave no answer within {self._config.timeout_s} s "

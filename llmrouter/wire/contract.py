@@ -181,14 +181,27 @@ def result_record(
     request: Request, *, status: str, now_ms: int, dispatched_at_ms: int | None = None, **fields: Any,
 ) -> dict[str, Any]:
     """An LLMResult (as a dict for the codec) for ``request``."""
+    return _record(request.request_id, request.priority, status=status, started_at_ms=request.started_at_ms,
+                   now_ms=now_ms, dispatched_at_ms=dispatched_at_ms, **fields)
+
+
+def unparsed_result_record(request_id: str, *, priority: str, received_at_ms: int, now_ms: int, error_code: str,
+                           error_message: str) -> dict[str, Any]:
+    """The ``error`` LLMResult of a message that named a request_id but is no valid request (dead-lettered):
+    timed from when the router received it, as nothing else it says can be trusted."""
+    return _record(request_id, priority, status="error", started_at_ms=received_at_ms, now_ms=now_ms,
+                   error_code=error_code, error_message=error_message)
+
+
+def _record(request_id: str, priority: str, *, status: str, started_at_ms: int, now_ms: int,
+            dispatched_at_ms: int | None = None, **fields: Any) -> dict[str, Any]:
     assert status in STATUSES, status
-    started = request.started_at_ms
     record: dict[str, Any] = {
-        "request_id": request.request_id,
+        "request_id": request_id,
         "status": status,
-        "priority": request.priority,
-        "total_latency_ms": float(max(0, now_ms - started)),
-        "queue_latency_ms": float(max(0, (dispatched_at_ms or now_ms) - started)),
+        "priority": priority,
+        "total_latency_ms": float(max(0, now_ms - started_at_ms)),
+        "queue_latency_ms": float(max(0, (dispatched_at_ms or now_ms) - started_at_ms)),
         "completed_at_ms": now_ms,
     }
     record.update(fields)

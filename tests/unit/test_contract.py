@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llmrouter.wire.contract import Request, check_dispatch, check_reply_to, check_size, parse_request
+from llmrouter.wire.contract import (Request, check_dispatch, check_reply_to, check_size, parse_request, result_record,
+                                     unparsed_result_record)
 from llmrouter.errors import InvalidRequest
 
 SIZES = dict(max_prompt_chars=100, max_tokens=512)
@@ -95,3 +96,12 @@ def test_reply_to_must_be_an_allowed_topic_that_exists(reply_to, exists, code):
     refusal = check_reply_to(reply_to, allowed=("llm.results", "llm.replies.*"), exists=exists)
     assert (refusal.code if refusal else None) == code
     assert refusal is None or refusal.status == "rejected"
+
+
+def test_a_dead_lettered_request_s_result_has_the_fields_of_any_result():
+    """unparsed_result_record: the same keys as result_record, timed from when the router received the message."""
+    record = unparsed_result_record("r1", priority="low", received_at_ms=100, now_ms=130, error_code="invalid_request",
+                                    error_message="no prompt")
+    like = result_record(Request(request_id="r1", prompt="x", priority="low", received_at_ms=100), status="error",
+                         now_ms=130, error_code="invalid_request", error_message="no prompt")
+    assert record == like and record["total_latency_ms"] == 30.0

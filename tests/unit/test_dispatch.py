@@ -542,3 +542,34 @@ async def test_when_the_hedged_provider_fails_the_slow_first_one_may_still_answe
         PROMPT, ["hf", "together"], time_left_s=5, hedge_after_s=0.05)
     assert outcome.provider == "hf" and broken.calls == 1
     assert [(a.provider, a.outcome) for a in outcome.attempts] == [("hf", "ok"), ("together", "error")]
+
+
+class Recording(Scripted):
+    """Answers at once and keeps each prompt it was given."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.prompts: list[Prompt] = []
+
+    async def generate(self, prompt: Prompt) -> Generation:
+        self.prompts.append(prompt)
+        return await super().generate(prompt)
+
+
+async def test_the_provider_s_deadline_is_on_the_dispatcher_s_own_clock():
+    """The request's deadline (an absolute time on the dispatcher's clock) reaches the provider on that same clock
+    object, capped by the provider's timeout: moving the clock moves the provider's deadline too."""
+    clock, hf = SleepClock(), Recording("hf")
+    await dispatcher({"hf": hf}, clock=clock, timeouts_s={"hf": 3}).dispatch(PROMPT, ["hf"], deadline_s=110.0)
+    deadline = hf.prompts[0].deadline
+    assert deadline is not None and deadline.clock is clock
+    assert deadline.at_s == pytest.approx(103.0) and deadline.left_s() == pytest.approx(3.0)
+    clock.now += 2.5
+    assert deadline.left_s() == pytest.approx(0.5)
+
+
+async def test_a_deadline_already_passed_on_the_dispatcher_s_clock_calls_nothing():
+    """deadline_s before the clock's now: the provider is skipped with deadline_exceeded, never called."""
+    clock, hf = SleepClock(), Recording("hf")
+    outcome = await dispatcher({"hf": hf}, clock=clock).dispatch(PROMPT, ["hf"], deadline_s=99.0)
+    assert hf.calls == 0 and [a.error_code for a in outcome.attempts] == ["deadline_exceeded"]

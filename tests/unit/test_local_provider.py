@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from llmrouter.errors import ContextTooLong, Overloaded, ProviderTimeout, Provid
 from llmrouter.core.retry import RetryPolicy
 from llmrouter.localmodel.config import LocalModelConfig
 from llmrouter.localmodel.engine import GenerationRequest, LocalModel
-from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta
+from llmrouter.providers.base import Capabilities, Deadline, Generation, Health, LLMProvider, Prompt, StreamDelta
 from llmrouter.providers.local import LocalProvider
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")  # the provider serves on the loop it was started on
@@ -272,7 +271,7 @@ async def test_a_request_whose_deadline_cannot_be_met_behind_the_queue_is_refuse
         running = await hold_with_a_running_batch(provider, Prompt(text="first", max_tokens=8))
         queued = asyncio.ensure_future(provider.generate(Prompt(text="second", max_tokens=8)))
         await until(lambda: provider.batch_stats()["queued"] == 1)
-        hurried = Prompt(text="third", max_tokens=8, deadline_s=time.monotonic() + 1e-6)
+        hurried = Prompt(text="third", max_tokens=8, deadline=Deadline(1e-6, clock=lambda: 0.0))  # 1 µs left
         with pytest.raises(Overloaded, match="cannot answer in time"):
             await provider.generate(hurried)
         recorder(provider).released.set()
@@ -428,7 +427,9 @@ async def test_the_dispatcher_moves_an_overflowing_request_on_without_retrying_t
 
 async def test_the_dispatcher_gives_the_local_model_the_request_deadline(tiny_model_dir: Path) -> None:
     """The dispatcher puts the request's deadline on the prompt, so a request with too little time left for
-    the queue ahead is refused by the local model and served by the next provider well before its deadline."""
+    the queue ahead is refused by the local model and served by the next provider well before its deadline.
+    The dispatcher's clock stands still, so the local model is given exactly the time left the request had: the
+    same clock object carries the deadline from the dispatcher to the provider, and no margin is needed."""
     provider = await started(tiny_model_dir)
     standby = Standby()
     chain = {"local": ChainEntry(provider, timeout_s=10), "standby": ChainEntry(standby)}
@@ -437,10 +438,9 @@ async def test_the_dispatcher_gives_the_local_model_the_request_deadline(tiny_mo
         running = await hold_with_a_running_batch(provider, Prompt(text="running", max_tokens=8))
         queued = asyncio.ensure_future(provider.generate(Prompt(text="queued", max_tokens=8)))
         await until(lambda: provider.batch_stats()["queued"] == 1)
-        # 2 ms: less than one batch of its own (about 5 ms here), more than the dispatcher's own steps before the
-        # call (its guards), which took over 0.1 ms on a loaded machine and left nothing for the local model to judge
-        outcome = await Dispatcher(chain).dispatch(Prompt(text="hurried", max_tokens=8), ["local", "standby"],
-                                                   time_left_s=2e-3)
+        still = lambda: 100.0  # noqa: E731  the router's clock, stopped: 1 ms left, less than one batch (~5 ms)
+        outcome = await Dispatcher(chain, clock=still).dispatch(Prompt(text="hurried", max_tokens=8),
+                                                                ["local", "standby"], deadline_s=100.001)
         assert outcome.attempts[0].error_code == "overloaded" and "cannot answer in time" in outcome.attempts[0].error
         recorder(provider).released.set()
         await asyncio.gather(running, queued)

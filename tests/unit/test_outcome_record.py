@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmrouter.agents.answer import outcome_record
+from llmrouter.dispatch.serving import outcome_record
 from llmrouter.wire.contract import parse_request
 from llmrouter.dispatch.dispatcher import Attempt, Dispatched
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llmrouter.wire.contract import parse_request
-from llmrouter.core.routing import (Figures, assess, effective_chain, is_simple_task, order_equivalents, plan, plan_chain,
-                               route_of)
+from llmrouter.core.flag_state import FlagState, Mark, Override
+from llmrouter.core.routing import (Figures, RoutingRules, assess, choose, effective_chain, hedge_after_s, is_simple_task,
+                                   order_equivalents, plan, plan_chain, route_of)
 
 CHAIN = ["local", "huggingface", "together", "premium"]
 
@@ -111,3 +112,60 @@ def test_a_provider_that_failed_its_health_check_goes_after_the_healthy_ones():
 def test_an_unknown_strategy_is_refused():
     with pytest.raises(ValueError, match="not one of round_robin, latency, capacity"):
         order_equivalents(FULL_CHAIN, GROUP, {}, strategy="fastest", turn=0)
+
+
+# ---- choose: the whole routing choice in one pure call ------------------------------------------------------------
+
+RULES = RoutingRules(equivalent=(("huggingface", "together"),), strategy="round_robin")
+BOB = Mark("bob", 1_777_636_800_000, "maintenance")
+
+
+def test_choose_plans_orders_the_equivalents_by_turn_and_says_why():
+    """Round-robin among equivalents: turn 1 puts together before huggingface, and route_reason says so."""
+    route = choose(request(), CHAIN, figures={}, flags=FlagState(), rules=RULES, turn=1)
+    assert route.chain == ["local", "together", "huggingface", "premium"]
+    assert route.reason.endswith("local model first; together/huggingface by round-robin")
+    assert (route.skipped, route.refusal, route.hedge_after_s) == ((), None, None)
+
+
+def test_choose_puts_an_unhealthy_provider_last():
+    """A failed health check sends the provider behind the healthy ones."""
+    route = choose(request(), CHAIN, figures={"local": Figures(healthy=False)}, flags=FlagState(),
+                   rules=RoutingRules(), turn=0)
+    assert route.chain == ["huggingface", "together", "premium", "local"]
+
+
+def test_choose_leaves_out_what_the_flags_keep_out_with_their_codes():
+    """no_premium: the premium providers are skipped with degraded_no_premium, the rest keep their order."""
+    state = FlagState(flags={"no_premium": BOB})
+    route = choose(request(), CHAIN, figures={}, flags=state, rules=RoutingRules(), turn=0, premium={"premium"})
+    assert route.chain == ["local", "huggingface", "together"]
+    assert [(s.provider, s.code) for s in route.skipped] == [("premium", "degraded_no_premium")]
+
+
+def test_choose_refuses_when_no_provider_may_serve_and_hedges_nothing():
+    """A disabled only provider: a rejected refusal (degraded_no_provider), no chain, no hedge."""
+    state = FlagState(overrides={"local": Override("local", "disable", BOB)})
+    rules = RoutingRules(hedge_after_s=0.5, hedge_priorities=frozenset({"normal"}))
+    route = choose(request(providers=["local"]), CHAIN, figures={}, flags=state, rules=rules, turn=0)
+    assert route.chain == [] and route.refusal is not None and route.refusal.code == "degraded_no_provider"
+    assert route.hedge_after_s is None
+
+
+def test_choose_orders_emergency_providers_last_and_honours_a_forced_one():
+    """Emergency-only providers stay last; a forced provider still in the chain goes first."""
+    state = FlagState(overrides={"together": Override("together", "force", BOB)})
+    route = choose(request(), CHAIN, figures={}, flags=state, rules=RoutingRules(), turn=0, emergency={"local"})
+    assert route.chain == ["together", "huggingface", "premium", "local"]
+    assert "forced first: together" in route.reason
+
+
+def test_the_hedge_is_for_the_listed_priorities_and_never_for_a_stream():
+    """hedge_after_s: the delay for a hedged priority; None for another priority, a stream, or hedging off."""
+    rules = RoutingRules(hedge_after_s=0.25, hedge_priorities=frozenset({"normal"}))
+    assert hedge_after_s(request(), rules) == 0.25
+    assert hedge_after_s(request(stream=True), rules) is None
+    assert hedge_after_s(parse_request({"request_id": "r", "prompt": "p"}, priority="low", received_at_ms=0),
+                         rules) is None
+    assert hedge_after_s(request(), RoutingRules()) is None
+    assert choose(request(), CHAIN, figures={}, flags=FlagState(), rules=rules, turn=0).hedge_after_s == 0.25

@@ -1,0 +1,147 @@
+"""Delivering the answer stage's results, each write awaited before the next::
+
+    store the answer (delivered=no) ─► dead letter, if the chain was exhausted
+        ─► send the result ─► mark delivered (not awaited) ─► cache the answer ─► finish (count and log)
+
+and re-emitting a stored answer for a request delivered again. Only ``ok`` and
+``rejected`` answers are stored; ``error``/``timeout`` ones may be replayed
+from the DLQ. A failed write is retried (``write_attempts``); a result that
+cannot be delivered goes to the DLQ with an ``error`` result on
+``llm.results``. The mark is best effort: losing it costs one more copy
+without the replay header after a crash, never a lost or twice-paid request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+
+from llmrouter.cache.service import ResponseCache
+from llmrouter.core.stored import StoredAnswer
+from llmrouter.errors import RequestError
+from llmrouter.observability.finish import Finisher
+from llmrouter.runtime.publisher import Publisher
+from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
+from llmrouter.wire.contract import Request, result_record
+from llmrouter.wire.envelope import Origin
+
+log = structlog.get_logger("llmrouter.answer")
+STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
+CACHED_ROUTES = frozenset({"local", "cloud"})  # answers a provider gave (never a cached one stored again)
+
+
+class Decoder(Protocol):
+    def decode(self, name: str, data: bytes) -> dict[str, Any]: ...
+
+
+class Delivery:
+    """The answer stage's writes: the ``answered`` table, the result and DLQ topics, the cache, the counts."""
+
+    def __init__(self, *, answered: Any, publisher: Publisher, cache: ResponseCache, finish: Finisher,
+                 codec: Decoder, write_attempts: int, window_s: float, now_ms: Callable[[], int]) -> None:
+        self._answered = answered  # the faust table request_id -> StoredAnswer bytes
+        self._publisher = publisher
+        self._cache = cache
+        self._finish = finish
+        self._codec = codec  # reads a stored result back, to count its first delivery
+        self._attempts = write_attempts
+        self._window_s = window_s  # tables.idempotency_window_s
+        self._now_ms = now_ms
+
+    def stored(self, request_id: str) -> StoredAnswer | None:
+        """The answer stored for ``request_id`` within the idempotency window, or None."""
+        raw = self._answered.get(request_id.encode())
+        if raw is None:
+            return None
+        try:
+            stored = StoredAnswer.from_bytes(raw)
+        except ValueError as exc:
+            log.warning("stored_answer_unreadable", request_id=request_id, error=str(exc))
+            return None
+        if stored.expired(now_ms=self._now_ms(), window_s=self._window_s):
+            return None
+        return stored
+
+    async def re_emit(self, request: Request, stored: StoredAnswer) -> None:
+        """Send the stored result again, byte for byte; flagged as a replay once the first copy was delivered."""
+        await with_retries(lambda: self._publisher.send_result(request.request_id, stored.result,
+                                                               reply_to=request.reply_to, replay=stored.delivered),
+                           what="re-emit a stored result", attempts=self._attempts)
+        first_copy = not stored.delivered
+        if first_copy:
+            self._mark_delivered(request.request_id, stored)
+        self._finish.replayed("answer", priority=request.priority, status=stored.status, first_copy=first_copy,
+                              record=self._stored_record(stored) if first_copy else None)
+
+    async def deliver(self, request: Request, origin: Origin, record: dict[str, Any],
+                      dead_letter: Any | None) -> None:
+        """Store, dead-letter (``dead_letter``: a :class:`~llmrouter.dispatch.serving.DeadLetter`), send, mark,
+        cache, finish: in that order, each write awaited before the next."""
+        rid = request.request_id
+        data = self._publisher.encode_result(record)
+        stored = StoredAnswer(result=data, status=record["status"], stored_at_ms=self._now_ms())
+        if stored.status in STORED_STATUSES:
+            await with_retries(lambda: put_durably(self._answered, rid.encode(), stored.to_bytes()),
+                               what="store the answer", attempts=self._attempts)
+        if dead_letter is not None:
+            await with_retries(lambda: self._publisher.dead_letter(
+                reason=dead_letter.reason, code=dead_letter.code, origin=origin, request_id=rid,
+                attempts=dead_letter.attempts), what="dead-letter the request", attempts=self._attempts)
+        try:
+            await with_retries(lambda: self._publisher.send_result(rid, data, reply_to=request.reply_to),
+                               what=f"send the result to {request.reply_to or self._publisher.results_topic}",
+                               attempts=self._attempts)
+        except WriteFailed as exc:
+            await self._undeliverable(request, origin, exc)
+            return
+        if stored.status in STORED_STATUSES:
+            self._mark_delivered(rid, stored)
+        self.cache_answer(request, record)
+        self._finish.result("answer", record)
+
+    def cache_answer(self, request: Request, record: dict[str, Any]) -> bool:
+        """Keep a provider's good answer in the response cache, if the request's policy lets it be written."""
+        if record["status"] != "ok" or record.get("route") not in CACHED_ROUTES or not self._cache.decide(request).write:
+            return False
+        self._cache.store(request, record)
+        return True
+
+    async def last_resort(self, origin: Origin, request: Request | None, *, code: str, reason: str) -> None:
+        """A request the handler failed on: its dead letter and (when its request_id is known) an ``error``
+        result, each written until it is."""
+        request_id = request.request_id if request else None
+        await until_written(lambda: self._publisher.dead_letter(reason=reason, code=code, origin=origin,
+                                                                request_id=request_id), what="dead-letter")
+        if request is not None:
+            record = result_record(request, status="error", now_ms=self._now_ms(), error_code=code,
+                                   error_message=reason)
+            await until_written(lambda: self._publisher.result(record), what="send an error result")
+            self._finish.result("answer", record, request_id=request_id)
+
+    async def _undeliverable(self, request: Request, origin: Origin, exc: WriteFailed) -> None:
+        """The result could not be sent: keep the request for a replay (its answer stays stored and is
+        re-emitted then, not paid for again) and say so on llm.results."""
+        reason = f"the result could not be delivered: {exc}"
+        await until_written(lambda: self._publisher.dead_letter(reason=reason, code=exc.code, origin=origin,
+                                                                request_id=request.request_id), what="dead-letter")
+        record = result_record(request, status="error", now_ms=self._now_ms(), error_code=exc.code,
+                               error_message=reason)
+        await until_written(lambda: self._publisher.result(record), what="send an error result")
+        log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
+        self._finish.result("answer", record)
+
+    def _mark_delivered(self, request_id: str, stored: StoredAnswer) -> None:
+        """Best effort, not awaited: the result is out already, so losing the mark (a crash before
+        its changelog record is written, a failed send) only means a later copy goes without the
+        replay header (a duplicate), never that the request failed or is paid for again."""
+        put_soon(self._answered, request_id.encode(), stored.as_delivered().to_bytes(), what="delivered_mark")
+
+    def _stored_record(self, stored: StoredAnswer) -> dict[str, Any] | None:
+        """The record of a stored answer's bytes, to count its first delivery; None (a replay only) if unreadable."""
+        try:
+            return self._codec.decode("LLMResult", stored.result)
+        except RequestError as exc:
+            log.warning("stored_result_unreadable", error=str(exc))
+            return None
