@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -103,6 +103,35 @@ def label_values(samples: Scrape, name: str, label: str) -> set[str]:
     return {dict(ls)[label] for (n, ls), v in samples.items() if n == name and label in dict(ls)}
 
 
+GROWING = (("request_duration_seconds", "_count"), ("request_total", ""), ("cache_hits_total", ""),
+           ("llm_tokens_used", "_total"), ("provider_errors_total", ""), ("dlq_total", ""),
+           ("provider_cost_usd_total", ""))
+
+
+def growth(before: Scrape, after: Scrape) -> dict[str, float]:
+    """How much each counter of a load grew between two scrapes."""
+    return {name: total(after, f"llmrouter_{name}{suffix}") - total(before, f"llmrouter_{name}{suffix}")
+            for name, suffix in GROWING}
+
+
+def counted_and_sampled(before: Scrape, now: Scrape) -> bool:
+    """The load is in ``now``: every counter grew, all 150 results are counted, and the process gauges were
+    sampled again since ``before`` (once a second)."""
+    grew = growth(before, now)
+    memory = "llmrouter_memory_usage_bytes"
+    return (all(value > 0 for value in grew.values()) and grew["request_total"] >= 150
+            and grew["request_duration_seconds"] >= 150 and total(now, memory) != total(before, memory))
+
+
+def scrape_until(worker: WorkerProcess, condition: Callable[[Scrape], bool], *, timeout_s: float) -> Scrape:
+    """Scrape ``/metrics`` until ``condition`` holds of a scrape and return that one, or the last one after
+    ``timeout_s`` (the caller's assertions then say what is missing)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition(samples := scrape(worker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return samples
+
+
 def send_garbage(observed: Observed, count: int) -> None:
     async def send() -> None:
         async with RouterClient(observed.worker.settings) as client:
@@ -128,13 +157,9 @@ def test_every_metric_of_section_7_1_moves_under_a_mixed_load_with_its_labels(ob
         time.sleep(0.2)
     output = load.communicate()[0]
     assert load.returncode == 0, output
-    time.sleep(1.5)  # one more commit interval and process sample
-    after = scrape(worker)
+    after = scrape_until(worker, lambda now: counted_and_sampled(before, now), timeout_s=15)
 
-    grew = {name: total(after, f"llmrouter_{name}{suffix}") - total(before, f"llmrouter_{name}{suffix}")
-            for name, suffix in (("request_duration_seconds", "_count"), ("request_total", ""),
-                                 ("cache_hits_total", ""), ("llm_tokens_used", "_total"),
-                                 ("provider_errors_total", ""), ("dlq_total", ""), ("provider_cost_usd_total", ""))}
+    grew = growth(before, after)
     assert all(value > 0 for value in grew.values()), grew
     assert grew["request_total"] >= 150 and grew["request_duration_seconds"] >= 150
     assert {"l1", "local", "cloud"} <= label_values(after, "llmrouter_request_total", "path")
