@@ -9,20 +9,29 @@ test scrapes ``/metrics`` and reads the scrapes with prometheus_client's own
 text parser. A third provider has no API key: ``/health/`` must say it is
 down and why. The dashboard test opens ``/dashboard/`` in Debian's headless
 Chromium (driven by selenium through Debian's chromedriver) under a little
-load, waits on the page's own state until every chart has points, and saves
-a screenshot.
+load, waits on the page's own state until every chart has points, compares its
+alerts panel with ``/alerts/`` read by the test, and saves a screenshot; seen
+through a proxy that breaks one of its fetches, the page shows the failure.
+Without Chromium the browser tests skip, and fail under CI (``CI=true``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -32,6 +41,7 @@ from llmrouter.wire.client import RouterClient
 from llmrouter.simulator import SimProfile
 from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, sim_provider, start_worker
+from tests.required import missing
 
 pytestmark = pytest.mark.kafka
 
@@ -93,6 +103,35 @@ def label_values(samples: Scrape, name: str, label: str) -> set[str]:
     return {dict(ls)[label] for (n, ls), v in samples.items() if n == name and label in dict(ls)}
 
 
+GROWING = (("request_duration_seconds", "_count"), ("request_total", ""), ("cache_hits_total", ""),
+           ("llm_tokens_used", "_total"), ("provider_errors_total", ""), ("dlq_total", ""),
+           ("provider_cost_usd_total", ""))
+
+
+def growth(before: Scrape, after: Scrape) -> dict[str, float]:
+    """How much each counter of a load grew between two scrapes."""
+    return {name: total(after, f"llmrouter_{name}{suffix}") - total(before, f"llmrouter_{name}{suffix}")
+            for name, suffix in GROWING}
+
+
+def counted_and_sampled(before: Scrape, now: Scrape) -> bool:
+    """The load is in ``now``: every counter grew, all 150 results are counted, and the process gauges were
+    sampled again since ``before`` (once a second)."""
+    grew = growth(before, now)
+    memory = "llmrouter_memory_usage_bytes"
+    return (all(value > 0 for value in grew.values()) and grew["request_total"] >= 150
+            and grew["request_duration_seconds"] >= 150 and total(now, memory) != total(before, memory))
+
+
+def scrape_until(worker: WorkerProcess, condition: Callable[[Scrape], bool], *, timeout_s: float) -> Scrape:
+    """Scrape ``/metrics`` until ``condition`` holds of a scrape and return that one, or the last one after
+    ``timeout_s`` (the caller's assertions then say what is missing)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition(samples := scrape(worker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return samples
+
+
 def send_garbage(observed: Observed, count: int) -> None:
     async def send() -> None:
         async with RouterClient(observed.worker.settings) as client:
@@ -118,13 +157,9 @@ def test_every_metric_of_section_7_1_moves_under_a_mixed_load_with_its_labels(ob
         time.sleep(0.2)
     output = load.communicate()[0]
     assert load.returncode == 0, output
-    time.sleep(1.5)  # one more commit interval and process sample
-    after = scrape(worker)
+    after = scrape_until(worker, lambda now: counted_and_sampled(before, now), timeout_s=15)
 
-    grew = {name: total(after, f"llmrouter_{name}{suffix}") - total(before, f"llmrouter_{name}{suffix}")
-            for name, suffix in (("request_duration_seconds", "_count"), ("request_total", ""),
-                                 ("cache_hits_total", ""), ("llm_tokens_used", "_total"),
-                                 ("provider_errors_total", ""), ("dlq_total", ""), ("provider_cost_usd_total", ""))}
+    grew = growth(before, after)
     assert all(value > 0 for value in grew.values()), grew
     assert grew["request_total"] >= 150 and grew["request_duration_seconds"] >= 150
     assert {"l1", "local", "cloud"} <= label_values(after, "llmrouter_request_total", "path")
@@ -185,9 +220,10 @@ def test_health_reports_each_dependency_with_its_status_and_what_it_rests_on(obs
 def test_the_dashboard_fills_its_charts_in_a_real_browser_and_a_screenshot_is_saved(observed, tmp_path):
     """Headless Chromium opens /dashboard/ while a little load runs; the page's own state says every chart has
     points (throughput, cache hit rate, latency of cache, local and cloud, spend, breakers) and its latest point
-    shows the load, uPlot drew a canvas in each, the alerts panel names each alert the worker's /alerts/ has firing
-    (the load's cache hit rate is under the rule's 70 %, so some may be), reads the firing ones from each shape
-    /alerts/ may answer, and the screenshot is written."""
+    shows the load, uPlot drew a canvas in each, the alerts panel names exactly the alerts the worker's /alerts/
+    has firing, as the test reads /alerts/ itself (the load's cache hit rate is under the rule's 70 %, so some may
+    be; none firing must read "none"), the page reads the firing ones from each shape /alerts/ may answer, and
+    the screenshot is written."""
     driver = headless_chromium(tmp_path)
     load = start_loadtest(observed, "--rate", "10", "--count", "150", "--complex-share", "0.5",
                           "--repeat-share", "0.5", "--pool-size", "4", "--max-tokens", "4", "--drain-s", "10")
@@ -196,7 +232,7 @@ def test_the_dashboard_fills_its_charts_in_a_real_browser_and_a_screenshot_is_sa
         wait_until(driver, FILLED, timeout_s=60)
         state = driver.execute_script("return window.dashboard;")
         canvases = driver.execute_script("return document.querySelectorAll('.chart canvas').length;")
-        alerts = driver.find_element("id", "alerts").text
+        firing, panel = panel_agrees_with_alerts(driver, observed.worker, timeout_s=30)
         shapes = driver.execute_script(ALERT_SHAPES)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(SCREENSHOT))
@@ -204,13 +240,126 @@ def test_the_dashboard_fills_its_charts_in_a_real_browser_and_a_screenshot_is_sa
         driver.quit()
         load.terminate()
         load.communicate(timeout=30)
-    print(f"dashboard screenshot: {SCREENSHOT}")
+    print(f"dashboard screenshot: {SCREENSHOT}; firing: {firing or 'none'}")
     assert state["chartsAvailable"] and state["error"] is None and canvases == 7
     assert all(count >= 3 for count in state["filled"].values()), state["filled"]
-    firing = [alert["rule"] for alert in state["alerts"]["firing"]]  # the worker's own /alerts/ (issue 10's rules)
-    assert alerts.startswith("none") if not firing else all(rule in alerts for rule in firing), (firing, alerts)
+    assert not panel.failed and panel.named == firing and (panel.text == "none") == (not firing), panel
     assert shapes == [["high_latency"], ["high_latency"], ["high_latency", "error_rate"]]
     assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("broken, answer", [("/alerts/", 500), ("/alerts/", None), ("/dashboard/data/", 503)],
+                         ids=["alerts-500", "alerts-connection-dropped", "data-503"])
+def test_the_dashboard_shows_a_failed_fetch_as_an_error_never_as_none(observed, tmp_path, broken, answer):
+    """Seen through a proxy that breaks one of the page's fetches (answers an error status, or drops the
+    connection unanswered) and forwards the rest to the worker: the header turns red naming what failed, and the
+    alerts panel, whose contents are then unknown, is marked failed and says why instead of "none"."""
+    driver = headless_chromium(tmp_path)
+    try:
+        with BreakingProxy(observed.worker.base_url, broken=broken, answer=answer) as proxy:
+            driver.get(f"{proxy.url}/dashboard/")
+            wait_until(driver, "return document.getElementById('alerts-panel').classList.contains('failed');",
+                       timeout_s=30, what="mark its alerts panel failed")
+            panel = read_panel(driver)
+            status = driver.find_element("id", "status")
+            header, header_class = status.text, status.get_attribute("class")
+            state = driver.execute_script("return window.dashboard;")
+    finally:
+        driver.quit()
+    why = f"{broken} answered {answer}" if answer else f"could not reach {broken}"
+    assert panel.failed and not panel.text.startswith("none") and panel.named == [], panel
+    assert why in panel.text and why in header and "error" in header_class.split(), (panel, header)
+    assert (state["error"] is None) == (broken == "/alerts/"), state["error"]
+    assert (state["alerts"]["error"] is not None) and state["alerts"]["firing"] == []
+
+
+@dataclass(frozen=True)
+class Panel:
+    """The alerts panel as a reader sees it: its text, the alert each entry names, and whether it is marked failed."""
+    text: str
+    named: list[str]
+    failed: bool
+
+
+ALERT_NAME = re.compile(r"\S+( \([^)]*\))?")  # an entry starts with the rule, then its subject in brackets
+
+
+def read_panel(driver) -> Panel:
+    text, entries, failed = driver.execute_script(
+        "const box = document.getElementById('alerts');"
+        "return [box.innerText.trim(), [...box.querySelectorAll('.alert')].map((e) => e.innerText.trim()),"
+        "        document.getElementById('alerts-panel').classList.contains('failed')];")
+    return Panel(text, [ALERT_NAME.match(entry).group(0) for entry in entries], failed)
+
+
+def firing_names(body: dict) -> list[str]:
+    """The firing alerts of a /alerts/ answer as the panel names them: the rule, then its subject in brackets."""
+    return [f"{alert['rule']} ({alert['subject']})" if alert.get("subject") else alert["rule"]
+            for alert in body["firing"]]
+
+
+def panel_agrees_with_alerts(driver, worker: WorkerProcess, *, timeout_s: float) -> tuple[list[str], Panel]:
+    """Until the panel names the alerts that the worker's /alerts/, fetched here, has firing: the panel read
+    before and after the fetch, so that it did not move in between (alerts may change state under load); fail,
+    with both, if they never agree."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        before = read_panel(driver)
+        status, body = worker.get_json("/alerts/")
+        assert status == 200, (status, body)
+        firing, after = firing_names(body), read_panel(driver)
+        if before == after and not after.failed and after.named == firing:
+            return firing, after
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the alerts panel never named what /alerts/ has firing: {firing} vs {after}")
+        time.sleep(0.25)
+
+
+class BreakingProxy:
+    """The worker's web server seen through a proxy that breaks one path: it answers that path with the status
+    ``answer`` (or, with None, closes the connection without an answer) and forwards every other request to the
+    worker unchanged."""
+
+    def __init__(self, target: str, *, broken: str, answer: int | None) -> None:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                proxy.forward(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.target, self.broken, self.answer = target, broken, answer
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        if urllib.parse.urlsplit(handler.path).path == self.broken:
+            if self.answer is None:
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)
+                return
+            status, body, content_type = self.answer, b'{"error": "broken by the test"}', "application/json"
+        else:
+            try:
+                with urllib.request.urlopen(self.target + handler.path, timeout=10) as reply:
+                    status, body, content_type = reply.status, reply.read(), reply.headers["Content-Type"]
+            except urllib.error.HTTPError as exc:
+                status, body, content_type = exc.code, exc.read(), exc.headers["Content-Type"]
+        handler.send_response(status)
+        handler.send_header("Content-Type", content_type or "application/octet-stream")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def __enter__(self) -> BreakingProxy:
+        threading.Thread(target=self.server.serve_forever, name="breaking-proxy", daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 ALERT_SHAPES = """
@@ -234,8 +383,8 @@ def headless_chromium(profile_dir: Path):
     the flags this closed network needs; selenium is told both paths, so its manager never downloads one."""
     chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
     if chromium is None or chromedriver is None:
-        pytest.skip("Debian's chromium and chromium-driver are not installed (infra/bootstrap.sh installs them "
-                    "with apt; it could not here)")
+        missing("Debian's chromium and chromium-driver are not installed (infra/bootstrap.sh installs them "
+                "with apt; it could not here)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -248,7 +397,7 @@ def headless_chromium(profile_dir: Path):
     return webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
 
 
-def wait_until(driver, script: str, *, timeout_s: float) -> None:
+def wait_until(driver, script: str, *, timeout_s: float, what: str = "fill") -> None:
     """Until ``script`` returns true in the page; fail with the page's state if it never does."""
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -257,4 +406,4 @@ def wait_until(driver, script: str, *, timeout_s: float) -> None:
     except Exception as exc:
         state = driver.execute_script("return window.dashboard && {filled: window.dashboard.filled, "
                                       "error: window.dashboard.error, polls: window.dashboard.polls};")
-        raise AssertionError(f"the dashboard did not fill within {timeout_s}s: {state}") from exc
+        raise AssertionError(f"the dashboard did not {what} within {timeout_s}s: {state}") from exc

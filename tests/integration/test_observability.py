@@ -28,7 +28,7 @@ from llmrouter.wire.client import RouterClient
 from llmrouter.wire.codec import Codec
 from llmrouter.config.settings import Settings
 from llmrouter.simulator import SimProfile
-from llmrouter.topics import DLQ, EVENTS, STREAM
+from llmrouter.topics import DLQ, EVENTS, RESULTS, STREAM
 from llmrouter.testing.worker_process import WorkerProcess
 from tests.conftest import SimulatorThread, isolated_settings, read_topic_to_end, start_worker
 
@@ -41,8 +41,14 @@ PRODUCER_SPAN = "b7ad6b7169203331"
 
 
 class Observed:
-    def __init__(self, worker: WorkerProcess, settings: Settings, path: Path, env: dict[str, str]) -> None:
-        self.worker, self.settings, self.path, self.env = worker, settings, path, env
+    def __init__(self, worker: WorkerProcess, settings: Settings, path: Path, env: dict[str, str],
+                 sims: SimulatorThread) -> None:
+        self.worker, self.settings, self.path, self.env, self.sims = worker, settings, path, env, sims
+
+    def paid_calls(self) -> int:
+        """The generation requests the simulated provider itself counted since the worker started."""
+        (sim,) = self.sims.sims
+        return self.sims.call(sim.stats)["requests"]["openai"]
 
     def log(self) -> list[dict]:
         """The worker's log, every line parsed as JSON (a line that is not fails the test)."""
@@ -76,7 +82,7 @@ def observed(kafka_and_redis, tmp_path_factory) -> Iterator[Observed]:
         env = {"OPENAI_API_KEY": "sk-sim-observed"}
         worker = start_worker(path, settings, directory / "worker.log", env=env)
         try:
-            yield Observed(worker, settings, path, env)
+            yield Observed(worker, settings, path, env, sims)
         finally:
             worker.stop()
 
@@ -148,8 +154,10 @@ async def test_a_producers_trace_runs_through_the_router_to_its_result_and_every
 
 async def test_the_bookings_on_llm_events_rebuild_the_live_ledger_exactly_and_a_spent_budget_says_so_once(observed):
     """Paid requests until the budget is spent: `llmrouter events replay --table ledger` finds a booking for
-    every paid call and totals equal to the live ledger's to the last bit; the many refusals are one
-    budget_exceeded event per share of the budget; each request has one canonical line."""
+    every paid call and totals equal to the live ledger's to the last bit; both count as many calls as the
+    simulated provider itself served, and spent what the tokens it reported for them cost at the configured
+    price; the many refusals are one budget_exceeded event per share of the budget; each request has one
+    canonical line."""
     settings = observed.settings
     async with RouterClient(settings) as client:
         ids = [await client.send({"prompt": f"pay {i} {uuid.uuid4()}", "max_tokens": 16}) for i in range(24)]
@@ -173,6 +181,18 @@ async def test_the_bookings_on_llm_events_rebuild_the_live_ledger_exactly_and_a_
     month = next(n for n in report["live"] if n.startswith("provider:openai:"))
     assert report["rebuilt"][month]["spent_usd"] >= sum(r["cost_usd"] for r in records if r["status"] == "ok")
     assert report["bookings"] == report["rebuilt"][month]["calls"]  # every paid call: one booking
+
+    # the provider's side of the books: every call it served since the worker started (this module's other
+    # tests' too), and the price of the tokens it said it used, read back from every result on llm.results
+    served = observed.paid_calls()
+    assert served > 0 and report["live"][month]["calls"] == report["rebuilt"][month]["calls"] == served
+    results = await read_topic_to_end(settings.topic(RESULTS), settings.kafka.partitions, want=set(), timeout_s=10)
+    paid = [record for messages in results.values() for m in messages
+            if (record := Codec().decode("LLMResult", m.value))["status"] == "ok" and record["provider"] == "openai"]
+    assert len(paid) == served
+    implied_usd = sum(r["prompt_tokens"] + r["completion_tokens"] for r in paid) * PRICE_PER_1K / 1000
+    assert implied_usd > 0
+    assert report["live"][month]["spent_usd"] == report["rebuilt"][month]["spent_usd"] == pytest.approx(implied_usd)
 
     events = await read_topic_to_end(settings.topic(EVENTS), settings.kafka.partitions, want=set(), timeout_s=10)
     exceeded = [Codec().decode("Event", m.value) for m in events.get("budget:premium", [])]

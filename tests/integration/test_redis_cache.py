@@ -20,9 +20,11 @@ import redis
 from llmrouter.cache.l2 import RedisCache
 from llmrouter.infra.redis import ScratchRedis
 from tests.conftest import free_port
+from tests.required import missing
 
-pytestmark = [pytest.mark.redis,
-              pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")]
+pytestmark = pytest.mark.redis
+if shutil.which("redis-server") is None:
+    missing("redis-server is not installed (infra/bootstrap.sh installs it with apt)")
 
 
 class RedisServer(ScratchRedis):

@@ -1,10 +1,18 @@
 """infra/prometheus: the alert rules and the Grafana dashboard parse, name only metrics llmrouter/observability/metrics.py
-defines, and say the same thresholds as the router's own rules (the `alerts` settings' defaults)."""
+defines, and say the same thresholds as the router's own rules (the `alerts` settings' defaults).
+
+Prometheus' own ``promtool`` (Debian's ``prometheus`` package, which infra/bootstrap.sh installs) checks the rules
+too: ``check rules`` parses them as Prometheus does, ``test rules`` runs infra/prometheus/alerts_test.yml, where
+each rule fires on a series over its threshold and stays quiet under it. Without promtool those tests skip, and
+fail under CI (tests/required.py).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +24,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from llmrouter.observability.metrics import Metrics
 from llmrouter.config.settings import load_settings
+from tests.required import missing
 
 INFRA = Path(__file__).resolve().parents[2] / "infra" / "prometheus"
 METRIC = re.compile(r"\bllmrouter_[a-z0-9_]+")
@@ -86,6 +95,43 @@ def test_there_is_one_rule_per_alert_condition_of_the_specification_with_the_rou
         assert _seconds(rule.get("for", "0s")) == ours.for_s, name
         assert rule["labels"]["severity"] == ours.severity in SEVERITIES
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    path = shutil.which("promtool")
+    if path is None:
+        missing("promtool is not installed (Debian's prometheus package: infra/bootstrap.sh installs it)")
+    return subprocess.run([path, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_promtool_reads_every_rule_as_prometheus_would():
+    """`promtool check rules`: every expression is PromQL Prometheus accepts, every template parses, and it
+    finds as many rules as these tests read."""
+    checked = promtool("check", "rules", str(INFRA / "alerts.yml"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in checked.stdout, checked.stdout
+
+
+def test_promtool_rejects_a_rule_whose_expression_does_not_parse(tmp_path):
+    """The check above can fail: the same file with one parenthesis missing is refused, naming the rule."""
+    broken = (INFRA / "alerts.yml").read_text().replace("> 1.8e9", "> (1.8e9")
+    assert broken != (INFRA / "alerts.yml").read_text()
+    (tmp_path / "alerts.yml").write_text(broken)
+    checked = promtool("check", "rules", str(tmp_path / "alerts.yml"))
+    assert checked.returncode != 0 and "LLMRouterMemoryHigh" in checked.stdout + checked.stderr
+
+
+def test_each_rule_fires_on_a_series_over_its_threshold_and_stays_quiet_under_it():
+    """`promtool test rules` on alerts_test.yml passes, and that file makes every rule fire at least once (with
+    its labels and annotations) and holds each rule with a `for:` quiet before its time."""
+    tested = promtool("test", "rules", str(INFRA / "alerts_test.yml"))
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    cases = [case for test in yaml.safe_load((INFRA / "alerts_test.yml").read_text())["tests"]
+             for case in test.get("alert_rule_test", [])]
+    fired = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    assert fired == {rule["alert"] for rule in rules()}
+    assert {rule["alert"] for rule in rules() if "for" in rule} <= quiet
 
 
 def test_the_dashboard_parses_and_every_panel_queries_metrics_the_router_defines():

@@ -4,11 +4,13 @@
   points: throughput by path, latency percentiles per path, cache hit rate,
   errors, spend;
 * :mod:`.history` samples them once a second on the worker;
-* :mod:`.views` serves the page (``static/``), the chart library (npm's uPlot,
+* :mod:`.pages` serves the page (``static/``), the chart library (npm's uPlot,
   :mod:`.assets`) and ``/dashboard/data/``.
 
 Firing alerts are read by the page from ``/alerts/`` when the worker has that
-view; without it the page shows none and says why.
+view (``alerts_url`` in the data); without it the page shows none and says why.
+A fetch that fails turns the page's header red, and the alerts panel too when
+it is ``/alerts/``'s: a failure never reads as "none".
 """
 
 from llmrouter.views.dashboard.pages import register

@@ -5,7 +5,8 @@
 * ``/dashboard/vendor/{name}`` — the chart library, from the npm install (:mod:`.assets`);
 * ``/dashboard/data/`` — the history's points (``?since=T``: only those after
   ``T``, what a polling page asks for), the breakers now, spend and budgets,
-  and whether the chart library is installed.
+  whether the chart library is installed, and where the alerts are
+  (``alerts_url``; null when the worker's windows are off and it has none).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from llmrouter.views.dashboard.assets import charts_installed, static_file, vend
 from llmrouter.views.dashboard.history import DashboardHistory, registry_samples
 from llmrouter.observability.state import breaker_states
 from llmrouter.router import Router
+
+ALERTS_URL = "/alerts/"  # the alerting stage's view (llmrouter/views/alerts.py): declared only with windows on
 
 
 def register(router: Router) -> DashboardHistory:
@@ -70,6 +73,7 @@ def dashboard_data(router: Router, history: DashboardHistory, *, since: float) -
     return {
         "worker": router.providers.worker_id, "now_s": round(time.time(), 3), "interval_s": history.interval_s,
         "charts_installed": charts_installed(), "points": points, "breakers": breaker_states(router),
+        "alerts_url": ALERTS_URL if router.settings.windows.enabled else None,
         "spend": {"usd_since_start": latest["spend_usd"] if latest else 0.0,
                   "by_provider_usd": {name: round(stats.cost_usd, 6) for name, stats in router.providers.stats.items()},
                   "budgets": {name: total for name, total in totals.items() if name.startswith("budget:")},

@@ -1,4 +1,5 @@
 // The worker's dashboard: polls /dashboard/data/ (and /alerts/ when the worker has it) and draws uPlot charts.
+// A fetch that fails turns the header (and the alerts panel, for /alerts/) red with what went wrong.
 //
 // Everything it shows is computed on the worker (llmrouter/views/dashboard/series.py); the page only keeps the
 // points it was sent and draws them. window.dashboard is its state, for a person in the console and for the
@@ -11,7 +12,7 @@ const PALETTE = ["#2f6fde", "#e07b00", "#1b9e5a", "#b3261e", "#7b3fc4", "#00838f
 const BREAKER_LEVEL = { closed: 0, half_open: 1, open: 2 };
 
 const dashboard = (window.dashboard = {
-  polls: 0, points: [], breakers: {}, spend: null, alerts: { source: null, firing: [], note: "" },
+  polls: 0, points: [], breakers: {}, spend: null, alerts: { source: null, firing: [], note: "", error: null },
   filled: {}, error: null, chartsAvailable: typeof window.uPlot === "function",
 });
 const charts = {};
@@ -137,27 +138,54 @@ function renderTables(point) {
   }
 }
 
-// /alerts/ belongs to the alerting stage; read whatever shape it has, and never fail the page over it.
+// /alerts/ belongs to the alerting stage; read whatever shape it has. A fetch that fails is shown as a failure,
+// never as "none": an empty panel must mean that nothing fires.
 function firingAlerts(body) {
   const list = Array.isArray(body) ? body : body.firing || body.alerts || [];
   return list.filter((a) => a && (a.state == null || a.state === "firing"));
 }
 
-async function pollAlerts() {
+// Throws, with what went wrong, unless the worker answered 2xx with JSON.
+async function fetchJson(url) {
+  const path = url.split("?")[0];
+  let reply;
   try {
-    const reply = await fetch("/alerts/", { cache: "no-store" });
-    if (reply.status === 404) {
-      dashboard.alerts = { source: null, firing: [], note: "this worker has no /alerts/ view" };
-    } else if (!reply.ok) {
-      dashboard.alerts = { source: "/alerts/", firing: [], note: `/alerts/ answered ${reply.status}` };
-    } else {
-      dashboard.alerts = { source: "/alerts/", firing: firingAlerts(await reply.json()), note: "" };
-    }
+    reply = await fetch(url, { cache: "no-store" });
   } catch (error) {
-    dashboard.alerts = { source: null, firing: [], note: `could not read /alerts/: ${error}` };
+    throw new Error(`could not reach ${path}: ${error.message || error}`);
   }
+  if (!reply.ok) throw new Error(`${path} answered ${reply.status}`);
+  try {
+    return await reply.json();
+  } catch (error) {
+    throw new Error(`${path} answered something that is not JSON`);
+  }
+}
+
+// The worker says where its alerts are (null: its windows are off, so it has no /alerts/ view).
+async function pollAlerts(url) {
+  if (url == null) {
+    dashboard.alerts = { source: null, firing: [], note: "alerts are off on this worker (windows.enabled)", error: null };
+    return;
+  }
+  try {
+    dashboard.alerts = { source: url, firing: firingAlerts(await fetchJson(url)), note: "", error: null };
+  } catch (error) {
+    dashboard.alerts = { source: url, firing: [], note: "", error: error.message };
+  }
+}
+
+function renderAlerts() {
   const box = el("alerts");
   box.textContent = "";
+  el("alerts-panel").classList.toggle("failed", dashboard.alerts.error != null);
+  if (dashboard.alerts.error != null) {
+    const p = document.createElement("p");
+    p.className = "error";
+    p.textContent = `unknown: ${dashboard.alerts.error}`;
+    box.appendChild(p);
+    return;
+  }
   for (const alert of dashboard.alerts.firing) {
     const div = document.createElement("div");
     div.className = "alert";
@@ -175,35 +203,53 @@ async function pollAlerts() {
   }
 }
 
-async function poll() {
-  const since = dashboard.points.length ? last(dashboard.points).t : "-inf";
-  try {
-    const reply = await fetch(`/dashboard/data/?since=${since}`, { cache: "no-store" });
-    if (!reply.ok) throw new Error(`/dashboard/data/ answered ${reply.status}`);
-    const data = await reply.json();
-    dashboard.points = dashboard.points.concat(data.points).slice(-KEEP_POINTS);
-    dashboard.breakers = data.breakers;
-    dashboard.spend = data.spend;
-    dashboard.polls += 1;
-    dashboard.error = null;
-    el("worker").textContent = `worker ${data.worker}`;
-    el("status").textContent = `updated ${new Date(data.now_s * 1000).toLocaleTimeString()}`;
-    el("status").className = "status";
-    if (!dashboard.chartsAvailable || !data.charts_installed) {
-      const notice = el("notice");
-      notice.hidden = false;
-      notice.textContent = "The chart library is not installed on this worker (run infra/bootstrap.sh, or set "
-        + "LLMROUTER_WEB_MODULES): figures are shown as text only.";
-    }
-    render();
-    await pollAlerts();
-    setTimeout(poll, Math.max(500, (data.interval_s || 1) * 1000));
-  } catch (error) {
-    dashboard.error = String(error);
-    el("status").textContent = `cannot reach the worker: ${error}`;
-    el("status").className = "status error";
-    setTimeout(poll, 3000);
+function renderStatus(data) {
+  const status = el("status");
+  const failed = dashboard.error != null || dashboard.alerts.error != null;
+  status.className = failed ? "status error" : "status";
+  if (dashboard.error != null) {
+    status.textContent = `cannot reach the worker: ${dashboard.error}`;
+  } else {
+    const updated = `updated ${new Date(data.now_s * 1000).toLocaleTimeString()}`;
+    status.textContent = failed ? `${updated}; ${dashboard.alerts.error}` : updated;
   }
+}
+
+// Reads the next points and draws them; returns what the worker sent (throws what went wrong).
+async function pollData() {
+  const since = dashboard.points.length ? last(dashboard.points).t : "-inf";
+  const data = await fetchJson(`/dashboard/data/?since=${since}`);
+  dashboard.points = dashboard.points.concat(data.points).slice(-KEEP_POINTS);
+  dashboard.breakers = data.breakers;
+  dashboard.spend = data.spend;
+  dashboard.polls += 1;
+  dashboard.error = null;
+  el("worker").textContent = `worker ${data.worker}`;
+  if (!dashboard.chartsAvailable || !data.charts_installed) {
+    const notice = el("notice");
+    notice.hidden = false;
+    notice.textContent = "The chart library is not installed on this worker (run infra/bootstrap.sh, or set "
+      + "LLMROUTER_WEB_MODULES): figures are shown as text only.";
+  }
+  render();
+  return data;
+}
+
+async function poll() {
+  let data = null;
+  try {
+    data = await pollData();
+  } catch (error) {
+    dashboard.error = String(error.message || error);
+  }
+  if (data) {
+    await pollAlerts(data.alerts_url);
+  } else {  // the alerts live on the same worker: unknown now, not "none"
+    dashboard.alerts = { ...dashboard.alerts, firing: [], error: `not read (${dashboard.error})` };
+  }
+  renderAlerts();
+  renderStatus(data);
+  setTimeout(poll, data ? Math.max(500, (data.interval_s || 1) * 1000) : 3000);
 }
 
 poll();
