@@ -9,6 +9,7 @@ import io
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import avro.io
 import avro.schema
@@ -19,10 +20,13 @@ from llmrouter.wire.client import RouterClient
 from llmrouter.wire.codec import Codec
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.schemas import raw as raw_schema
-from tests.conftest import read_configs, read_topic_to_end
+from llmrouter.simulator import SimProfile
+from llmrouter.testing.worker_process import WorkerProcess
+from tests.conftest import SimulatorThread, isolated_settings, read_configs, read_topic_to_end, sim_provider, start_worker
 
 pytestmark = pytest.mark.kafka
 BOOTSTRAP = "127.0.0.1:9092"
+WINDOW_S = 5.0  # the forgetful worker's idempotency window: long enough to re-emit within it on a loaded machine
 
 
 def avro_single_object(record: dict) -> bytes:
@@ -201,9 +205,10 @@ async def test_the_work_view_shows_each_partition_the_agents_read(worker):
     assert all(p["stalled_looks"] == 0 for p in work["partitions"])
 
 
-async def test_the_answered_changelog_forgets_after_the_idempotency_window(worker):
-    """The `answered` changelog is compacted and deleted after `tables.idempotency_window_s`, so a
-    recovery never brings back answers older than the window."""
+async def test_the_answered_changelog_is_compacted_and_deleted_after_the_idempotency_window(worker):
+    """The `answered` changelog's topic config: compacted and deleted after `tables.idempotency_window_s` (the
+    default, 7 days, here), so a recovery never brings back answers older than the window; the forgetting
+    itself is shown below (test_the_answered_changelog_forgets_after_the_idempotency_window)."""
     changelog = f"{worker.settings.worker.app_id}-answered-changelog"
     configs = (await read_configs([changelog]))[changelog]
     window_ms = int(worker.settings.tables.idempotency_window_s * 1000)
@@ -233,3 +238,60 @@ async def test_stored_results_are_changelogged_in_the_partition_of_their_request
             assert message.partition == partition_of(rid.encode(), list(range(count)), list(range(count)))
         first, last = StoredAnswer.from_bytes(stored.value), StoredAnswer.from_bytes(delivered.value)
         assert (first.delivered, last.delivered, first.result) == (False, True, last.result)
+
+
+@pytest.fixture
+def forgetful(kafka_and_redis, tmp_path_factory) -> Iterator[tuple[WorkerProcess, SimulatorThread]]:
+    """A worker whose idempotency window is WINDOW_S, answering from a simulated provider that counts its own
+    calls, with the answer cache off (a cache hit would spare a call too, and hide what the window does); stopped
+    after its one test, so the module's other tests share the machine with one worker only."""
+    directory = tmp_path_factory.mktemp("forgetful")
+    with SimulatorThread(SimProfile(latency_ms=10, token_delay_ms=0)) as sims:
+        settings, path = isolated_settings(directory, directory / "no-model", local_config={"enabled": False},
+                                           providers={"sim": sim_provider(sims.sims[0])}, fallback_chain=["sim"],
+                                           tables={"idempotency_window_s": WINDOW_S}, cache={"enabled": False})
+        worker = start_worker(path, settings, directory / "worker.log")
+        try:
+            yield worker, sims
+        finally:
+            worker.stop()
+
+
+async def test_the_answered_changelog_forgets_after_the_idempotency_window(forgetful):
+    """With a window of a few seconds: a request_id sent again within the window gets its stored result
+    re-emitted (same bytes, a replay) and the provider sees no second call; sent again once its stored answer
+    is older than the window, it is served anew (one more call counted by the provider, a fresh result, a new
+    stored answer). The `answered` changelog is compacted and deleted after the same window, so a recovery
+    never brings back answers older than it."""
+    worker, sims = forgetful
+    (sim,) = sims.sims
+
+    def calls() -> int:
+        return sims.call(sim.stats)["requests"]["openai"]
+
+    request = {"request_id": f"window-{uuid.uuid4()}", "prompt": "remember me briefly", "max_tokens": 6}
+    async with RouterClient(worker.settings) as client:
+        await client.send(request)
+        await client.wait_for([request["request_id"]], timeout_s=60)
+        status, stored = worker.get_json(f"/requests/{request['request_id']}/")
+        assert status == 200 and calls() == 1
+        await client.send(request)
+        await client.wait_for([request["request_id"]], timeout_s=60, results_each=2)
+        re_emitted_after_s = time.time() - stored["stored_at_ms"] / 1000
+        deadline = time.monotonic() + WINDOW_S + 30
+        while time.time() * 1000 - stored["stored_at_ms"] <= WINDOW_S * 1000:  # the stored answer's age, by the
+            assert time.monotonic() < deadline                                  # clock the worker judges it by
+            await asyncio.sleep(0.1)
+        await client.send(request)
+        await client.wait_for([request["request_id"]], timeout_s=60, results_each=3)
+    first, again, anew = client.collected.results[request["request_id"]]
+    assert re_emitted_after_s < WINDOW_S, "too slow to show the window: the second copy came after it"
+    assert again.replay and again.raw == first.raw
+    assert not anew.replay and anew.raw != first.raw and anew.record["status"] == "ok"
+    assert calls() == 2
+    status, stored_anew = worker.get_json(f"/requests/{request['request_id']}/")
+    assert status == 200 and stored_anew["stored_at_ms"] > stored["stored_at_ms"] + WINDOW_S * 1000
+
+    changelog = f"{worker.settings.worker.app_id}-answered-changelog"
+    configs = (await read_configs([changelog]))[changelog]
+    assert (configs["cleanup.policy"][0], configs["retention.ms"][0]) == ("compact,delete", str(int(WINDOW_S * 1000)))
