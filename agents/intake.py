@@ -31,7 +31,8 @@ from llmrouter.wire.contract import (PRIORITIES, Refusal, Request, check_reply_t
 from llmrouter.wire.envelope import Origin, normalize_headers
 from llmrouter.errors import RequestError
 from llmrouter.observability.finish import Finisher
-from llmrouter.runtime.publisher import Publisher, now_ms
+from llmrouter.runtime.clock import wall_ms
+from llmrouter.runtime.publisher import Publisher
 from llmrouter.runtime.inflight import InFlight, Job
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.runtime.writes import until_written, with_retries
@@ -117,7 +118,7 @@ class Intake:
                                                              answer.provider),
                                what="send a cached stream chunk", attempts=self._attempts)
         record = result_record(
-            request, status="ok", now_ms=now_ms(), text=answer.text, provider=answer.provider or None,
+            request, status="ok", now_ms=wall_ms(), text=answer.text, provider=answer.provider or None,
             model=answer.model or None, route="cache", cache_level=hit.level, route_reason=_hit_reason(hit),
             finish_reason=answer.finish_reason or None,
             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, cost_usd=0.0)
@@ -152,7 +153,7 @@ class Intake:
         return check_reply_to(reply_to, allowed=allowed, exists=await self._directory.exists(reply_to))
 
     async def _refuse(self, request: Request, refusal: Refusal) -> None:
-        record = refusal_record(request, refusal, now_ms=now_ms())
+        record = refusal_record(request, refusal, now_ms=wall_ms())
         reply_to = None if refusal.code.startswith("reply_to") else request.reply_to
         await with_retries(lambda: self._publisher.result(record, reply_to=reply_to),
                            what="send a refusal", attempts=self._attempts)
@@ -177,14 +178,14 @@ class Intake:
             if reply_to is not None and await self._check_reply_to(reply_to) is not None:
                 reply_to = None
             record = unparsed_result_record(request_id, priority=priority, received_at_ms=origin.received_at_ms,
-                                            now_ms=now_ms(), error_code=code, error_message=reason)
+                                            now_ms=wall_ms(), error_code=code, error_message=reason)
             await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
             self._finish.result("intake", record, request_id=request_id)
 
 
 def origin_of(message: faust.types.Message) -> Origin:
     return Origin(topic=message.topic, partition=message.partition, offset=message.offset, key=message.key,
-                  value=message.value, headers=normalize_headers(message.headers), received_at_ms=now_ms())
+                  value=message.value, headers=normalize_headers(message.headers), received_at_ms=wall_ms())
 
 
 def _usable_request_id(decoded: dict[str, Any]) -> str | None:

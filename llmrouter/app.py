@@ -31,7 +31,8 @@ from llmrouter.observability.logs import configure_logging
 from llmrouter.observability.finish import Finisher
 from llmrouter.observability.metrics import Metrics
 from llmrouter.observability.gauges import StateGauges
-from llmrouter.runtime.publisher import Publisher, now_ms
+from llmrouter.runtime.clock import wall_ms
+from llmrouter.runtime.publisher import Publisher
 from llmrouter.registry import ProviderRegistry
 from llmrouter.runtime.backpressure import Backpressure, sample_load
 from llmrouter.router import Router
@@ -110,12 +111,12 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
         tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
     ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],
-                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=now_ms,
+                    partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=wall_ms,
                     events=LedgerEvents(publisher.event, write_attempts=worker.write_attempts))
 
     cache = app.add_dependency(ResponseCache(
         settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,
-        publish=lambda key, value: topics.cache.send_soon(key=key, value=value), now_ms=now_ms,
+        publish=lambda key, value: topics.cache.send_soon(key=key, value=value), now_ms=wall_ms,
         loop=app.loop, beacon=app.beacon))
 
     outcomes = wire_windows(app, settings, topics, tables, publisher, worker=providers.worker_id)  # F025
@@ -172,12 +173,12 @@ def _answer_stage(settings: Settings, topics: Topics, tables: Tables, codec: Cod
                       rules=routing_rules(settings.routing), default_timeout_s=settings.limits.default_timeout_s)
     delivery = Delivery(answered=tables.answered, publisher=publisher, cache=cache, finish=finish, codec=codec,
                         write_attempts=settings.worker.write_attempts,
-                        window_s=settings.tables.idempotency_window_s, now_ms=now_ms)
+                        window_s=settings.tables.idempotency_window_s, now_ms=wall_ms)
     quota = QuotaGate(quotas, counted=lambda priority: metrics.quota_exceeded_total.labels(priority).inc(),
                       clock=time.monotonic)
     return answer.Answer(codec=codec, priority_of={topics.accepted[p].get_topic_name(): p for p in PRIORITIES},
                          serving=serving, delivery=delivery, ledger=ledger, quota=quota, tracing=tracing,
-                         now_ms=now_ms)
+                         now_ms=wall_ms)
 
 
 def _user_quotas(app: RouterApp, settings: Settings, topics: Topics) -> UserQuotas | None:

@@ -40,7 +40,7 @@ import structlog
 from faust.types import TP
 
 from llmrouter.core.windows import Batch, Deltas
-from llmrouter.dispatch.dispatcher import Dispatched
+from llmrouter.dispatch.attempts import Dispatched
 from llmrouter.runtime.clock import wall_ms
 
 log = structlog.get_logger("llmrouter.windows")

@@ -60,8 +60,7 @@ from llmrouter.dispatch.call import Call
 from llmrouter.errors import ProviderError, ProviderTimeout
 from llmrouter.providers.base import Clock, LLMProvider, Prompt
 
-__all__ = ["Attempt", "ChainEntry", "Dispatched", "Dispatcher", "Guard", "Limiter", "OnDelta", "Spend",
-           "Unavailable", "estimated_cost_usd"]  # the records and guards live in attempts.py, named here too
+__all__ = ["Dispatcher"]  # its records and guards: llmrouter.dispatch.attempts
 
 _Admitted = tuple[str, "ChainEntry", LLMProvider, Admission]  # a provider cleared to be called
 MAX_WAITS = 10  # rounds of the chain a request waits for when every provider is shut for a while

@@ -24,7 +24,8 @@ import structlog
 from llmrouter.core.flag_state import FlagState
 from llmrouter.core.quota import UserQuotas
 from llmrouter.core.routing import Figures, Route, RoutingRules, choose, route_of
-from llmrouter.dispatch.dispatcher import Attempt, Dispatched, Dispatcher, OnDelta, Spend
+from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.attempts import Attempt, Dispatched, OnDelta, Spend
 from llmrouter.observability.finish import Finisher
 from llmrouter.runtime.inflight import Fenced
 from llmrouter.wire.contract import PRIORITIES, Refusal, Request, check_dispatch, refusal_record, result_record

@@ -41,7 +41,7 @@ from llmrouter.observability.metrics import Metrics
 from llmrouter.observability.request_log import request_answered
 
 if TYPE_CHECKING:
-    from llmrouter.dispatch.dispatcher import Dispatched
+    from llmrouter.dispatch.attempts import Dispatched
 
 
 class Windows(Protocol):

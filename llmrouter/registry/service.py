@@ -30,7 +30,7 @@ import structlog
 
 from llmrouter.dispatch.bulkhead import PriorityBulkhead
 from llmrouter.wire.codec import Codec
-from llmrouter.dispatch.dispatcher import ChainEntry, Dispatched, Unavailable
+from llmrouter.dispatch.attempts import ChainEntry, Dispatched, Unavailable
 from llmrouter.errors import ConfigError, ModelLoadError, RequestError
 from llmrouter.localmodel.config import LocalModelConfig, parse_size
 from llmrouter.observability.metrics import Metrics

@@ -66,7 +66,7 @@ class Publisher:
         record: dict[str, Any] = {
             "request_id": request_id, "source_topic": "", "source_partition": -1, "source_offset": -1,
             "original_key": None, "original_value": None, "headers": [], "reason": reason,
-            "error_code": code, "attempts": attempts, "failed_at_ms": now_ms(),
+            "error_code": code, "attempts": attempts, "failed_at_ms": wall_ms(),
         }
         if origin is not None:
             record.update(
@@ -85,7 +85,7 @@ class Publisher:
 
     async def event(self, entity: str, kind: str, data: dict[str, str]) -> None:
         """An audit-trail entry on llm.events, keyed by entity."""
-        record = {"entity": entity, "kind": kind, "data": data, "at_ms": now_ms()}
+        record = {"entity": entity, "kind": kind, "data": data, "at_ms": wall_ms()}
         await self._send(self._topics.events.get_topic_name(), entity.encode(), self._codec.encode("Event", record))
 
     async def alert(self, record: dict[str, Any]) -> None:
@@ -100,4 +100,3 @@ class Publisher:
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)
 
 
-now_ms = wall_ms  # the old name, kept importable: new code imports wall_ms from llmrouter.runtime.clock

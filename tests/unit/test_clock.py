@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-from llmrouter.runtime import publisher
 from llmrouter.runtime.clock import wall_ms
 
 
@@ -13,8 +12,3 @@ def test_wall_ms_is_now_in_whole_milliseconds_since_the_epoch():
     before = int(time.time() * 1000)
     now = wall_ms()
     assert isinstance(now, int) and before <= now <= int(time.time() * 1000)
-
-
-def test_the_publishers_now_ms_is_the_same_function():
-    """Branches that import now_ms from llmrouter.runtime.publisher keep working, on the one clock."""
-    assert publisher.now_ms is wall_ms

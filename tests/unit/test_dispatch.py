@@ -18,7 +18,8 @@ import pytest
 from llmrouter.dispatch.breakers import LocalBreakers
 from llmrouter.dispatch.bulkhead import PriorityBulkhead
 from llmrouter.core.breaker import BreakerConfig
-from llmrouter.dispatch.dispatcher import ChainEntry, Dispatcher, Unavailable, estimated_cost_usd
+from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.attempts import ChainEntry, Unavailable, estimated_cost_usd
 from llmrouter.errors import AuthError, BadRequest, ContextTooLong, MalformedReply, ProviderUnavailable, RateLimited
 from llmrouter.providers.base import Capabilities, Generation, Health, LLMProvider, Prompt, StreamDelta
 from llmrouter.core.retry import RetryPolicy

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llmrouter.dispatch.dispatcher import ChainEntry, Dispatcher
+from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.attempts import ChainEntry
 from llmrouter.errors import ContextTooLong, Overloaded, ProviderTimeout, ProviderUnavailable
 from llmrouter.core.retry import RetryPolicy
 from llmrouter.localmodel.config import LocalModelConfig

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmrouter.dispatch.serving import outcome_record
 from llmrouter.wire.contract import parse_request
-from llmrouter.dispatch.dispatcher import Attempt, Dispatched
+from llmrouter.dispatch.attempts import Attempt, Dispatched
 
 REQUEST = parse_request({"request_id": "r", "prompt": "p", "created_at_ms": 1_000}, priority="high",
                         received_at_ms=1_000)

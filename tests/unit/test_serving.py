@@ -6,7 +6,8 @@ from typing import Any
 
 from llmrouter.core.flag_state import FlagState, Mark
 from llmrouter.core.routing import RoutingRules
-from llmrouter.dispatch.dispatcher import ChainEntry, Dispatched, Dispatcher
+from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.attempts import ChainEntry, Dispatched
 from llmrouter.dispatch.serving import Serving
 from llmrouter.errors import ProviderUnavailable
 from llmrouter.observability.finish import Finisher

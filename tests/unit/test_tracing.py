@@ -13,7 +13,8 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from llmrouter.dispatch.dispatcher import ChainEntry, Dispatcher
+from llmrouter.dispatch.dispatcher import Dispatcher
+from llmrouter.dispatch.attempts import ChainEntry
 from llmrouter.wire.envelope import TRACE, Origin, origin_of_forwarded
 from llmrouter.errors import ConfigError, ProviderUnavailable
 from llmrouter.providers.base import Prompt
