@@ -143,11 +143,12 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
                     note="read and validated, but no stage acts on them yet")
     router = Router(app=app, settings=settings, topics=topics, tables=tables, providers=providers, metrics=metrics,
                     in_flight=in_flight, stall_watch=stall_watch, cache=cache, breakers=breakers, limits=limits,
-                    shared=shared, ledger=ledger, flags=flags, backpressure=backpressure, quotas=quotas)
+                    shared=shared, ledger=ledger, flags=flags, backpressure=backpressure, quotas=quotas,
+                    admin_key=secrets.get(admin.ADMIN_KEY_ENV))
     views.register(router)
     metrics.on_render(StateGauges(router).refresh)  # breakers, buckets, lag, calls in flight: read at each scrape
     dashboard.register(router)
-    admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=secrets.get(admin.ADMIN_KEY_ENV),
+    admin.register(app, flags, publisher, topic=settings.topic(FLAGS), admin_key=router.admin_key,
                    worker_id=providers.worker_id)
 
     @app.timer(PROCESS_SAMPLE_INTERVAL_S)

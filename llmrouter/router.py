@@ -53,3 +53,4 @@ class Router:
     flags: FlagsService
     backpressure: Backpressure | None = None
     quotas: UserQuotas | None = None
+    admin_key: str | None = None  # LLMROUTER_ADMIN_KEY (a secret): /admin/flags/ changes, /ledger/, /requests/{id}/

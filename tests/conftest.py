@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from llmrouter import infra
+from llmrouter.config.secrets import ADMIN_KEY_ENV
 from llmrouter.config.settings import Settings, load_settings
 from llmrouter.simulator import SimProfile, Simulator
 from llmrouter.testing.ports import free_port
@@ -32,6 +33,8 @@ from llmrouter.testing.worker_process import WorkerProcess, isolated_env
 
 from llmrouter.localmodel.build_tiny import build_tiny_model
 from llmrouter.localmodel.quantize import quantize_model
+
+TEST_ADMIN_KEY = "test-admin-key-0"  # every test worker's admin key, unless its test sets another
 
 
 @pytest.fixture(scope="session")
@@ -104,8 +107,11 @@ def start_worker(settings_path: Path, settings: Settings, log_path: Path, *, con
 
 def worker_process(settings_path: Path, settings: Settings, log_path: Path, *,
                    env: dict[str, str] | None = None) -> WorkerProcess:
-    """A worker not started yet; API keys only from ``env`` (a developer's own keys never leak into tests)."""
-    return WorkerProcess(settings, log_path=log_path, env=isolated_env(settings_path, env))
+    """A worker not started yet; API keys only from ``env`` (a developer's own keys never leak into tests).
+    It has the admin key :data:`TEST_ADMIN_KEY` unless ``env`` sets another (``""``: none), and
+    :meth:`WorkerProcess.get_json` sends it, so tests read /ledger/ and /requests/{id}/ as an operator would."""
+    return WorkerProcess(settings, log_path=log_path, env=isolated_env(settings_path, {ADMIN_KEY_ENV: TEST_ADMIN_KEY,
+                                                                                       **(env or {})}))
 
 
 class SimulatorThread:

@@ -6,7 +6,9 @@ the worker of the settings, ``worker.web_host``:``worker.web_port``, or
 it came. A worker's ``/ledger/`` covers only the partitions it owns;
 ``llmrouter ledger --all`` needs no worker: it reads the ledger table's
 changelog whole (the last record of each key) and sums every partition of
-the group.
+the group. ``/ledger/`` names users and their spend, so ``llmrouter ledger``
+sends the admin key (``LLMROUTER_ADMIN_KEY``, from the environment or the
+secrets file) in the ``X-Admin-Key`` header.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from llmrouter.core.ledger_totals import cost_hints, ledger_totals
 from llmrouter.dispatch.budgets import read_all_accounts
+from llmrouter.config.secrets import ADMIN_KEY_ENV, ADMIN_KEY_HEADER, Secrets
 from llmrouter.config.settings import Settings
 from llmrouter.topics import LEDGER_CHANGELOG
 
@@ -49,8 +52,8 @@ def limits_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.all:
-        return _show(args, settings, "/ledger/", format_ledger)
+    if not args.all:  # the view names users and their spend: it wants the admin key
+        return _show(args, settings, "/ledger/", format_ledger, admin_key=Secrets.load().get(ADMIN_KEY_ENV))
     changelog = LEDGER_CHANGELOG.format(app_id=settings.worker.app_id)
     accounts = asyncio.run(read_all_accounts(settings.kafka.bootstrap_servers, changelog))
     totals = ledger_totals(accounts)
@@ -60,16 +63,27 @@ def ledger_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _show(args: argparse.Namespace, settings: Settings, path: str,
-          formatter: Callable[[dict[str, Any]], str]) -> int:
+          formatter: Callable[[dict[str, Any]], str], *, admin_key: str | None = None) -> int:
     url = (args.url or f"http://{settings.worker.web_host}:{settings.worker.web_port}").rstrip("/") + path
+    request = urllib.request.Request(url, headers={ADMIN_KEY_HEADER: admin_key} if admin_key else {})
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             view = json.load(response)
+    except urllib.error.HTTPError as exc:  # 401/403 from a view behind the admin key says what it needs
+        print(f"llmrouter: {url} answered {exc.code}: {_error_of(exc)}", file=sys.stderr)
+        return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
         print(f"llmrouter: no worker answered at {url}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(view, indent=2) if args.json else formatter(view))
     return 0
+
+
+def _error_of(reply: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.load(reply).get("error") or reply.reason)
+    except (ValueError, AttributeError, OSError):
+        return str(reply.reason)
 
 
 def format_breakers(view: dict[str, Any], *, now_s: float | None = None) -> str:

@@ -17,6 +17,8 @@ import yaml
 from llmrouter.errors import ConfigError
 
 SECRETS_FILE_ENV = "LLMROUTER_SECRETS_FILE"
+ADMIN_KEY_ENV = "LLMROUTER_ADMIN_KEY"  # the operators' key: admin views and changes (llmrouter.views.admin)
+ADMIN_KEY_HEADER = "X-Admin-Key"  # where a caller sends it
 
 
 class Secrets:

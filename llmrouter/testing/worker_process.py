@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from llmrouter.config.settings import Settings
 from llmrouter.errors import RouterError
 from llmrouter.infra.process import Child, tail
+from llmrouter.config.secrets import ADMIN_KEY_ENV, ADMIN_KEY_HEADER
 from llmrouter.providers.spec import DEFAULT_KEY_ENV
 
 
@@ -81,9 +82,13 @@ class WorkerProcess:
         except urllib.error.HTTPError as exc:  # 503 when not ready still carries the body
             return json.load(exc)
 
-    def get_json(self, path: str) -> tuple[int, dict]:
+    def get_json(self, path: str, *, admin_key: bool = True) -> tuple[int, dict]:
+        """GET ``path``; with the worker's admin key (``LLMROUTER_ADMIN_KEY`` of its environment) in the
+        ``X-Admin-Key`` header when it has one, unless ``admin_key`` is False."""
+        key = self._env.get(ADMIN_KEY_ENV) if admin_key else None
+        request = urllib.request.Request(f"{self.base_url}{path}", headers={ADMIN_KEY_HEADER: key} if key else {})
         try:
-            with urllib.request.urlopen(f"{self.base_url}{path}", timeout=5) as reply:
+            with urllib.request.urlopen(request, timeout=5) as reply:
                 return reply.status, json.load(reply)
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)

@@ -32,6 +32,7 @@ import faust
 import structlog
 from faust.web import Request, Response, View
 
+from llmrouter.config.secrets import ADMIN_KEY_ENV, ADMIN_KEY_HEADER
 from llmrouter.core.flag_state import OVERRIDE_PREFIX, Mark
 from llmrouter.errors import ConfigError
 from llmrouter.dispatch.flags import FlagsService, write_change
@@ -40,8 +41,7 @@ from llmrouter.runtime.publisher import Publisher
 
 log = structlog.get_logger("llmrouter.admin")
 
-ADMIN_KEY_ENV = "LLMROUTER_ADMIN_KEY"
-KEY_HEADER = "X-Admin-Key"
+KEY_HEADER = ADMIN_KEY_HEADER
 READ_BACK_TIMEOUT_S = 5.0
 NO_KEY = (f"no admin key is configured on this worker: set {ADMIN_KEY_ENV} in its environment (or in the secrets "
           f"file named by LLMROUTER_SECRETS_FILE) and restart it, then send the key in the {KEY_HEADER} header")

@@ -30,16 +30,29 @@
 * ``/ledger/`` — the cost ledger's accounts in the partitions this worker
   owns, their sums per account over those partitions and cost hints;
   ``/ledger/?all=1``: every partition of the group, read from the changelog
-  (any worker answers for every account);
+  (any worker answers for every account). Only with the admin key (it names
+  users and what they spent);
 * ``/admin/flags/`` — the degradation flags and overrides (:mod:`llmrouter.views.admin`:
   anyone may read them, a change needs the admin key);
 * ``/requests/{request_id}/`` — the stored result of a request, answered by
-  the worker that owns the key (``table_route``).
+  the worker that owns the key (``table_route``). Only with the admin key (it
+  is the whole answer).
+
+The two views that show what users asked and spent need the admin key in the
+``X-Admin-Key`` header, as a change on ``/admin/flags/`` does (401 without it,
+403 on a worker with none configured: :func:`llmrouter.views.admin.key_refusal`).
+Every other view shows the router's own state and is open to whoever reaches
+the port (bound to loopback by default). Roles come with the gateway.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import redis.asyncio as aioredis
+import structlog
 from faust.web import Request, Response, View
 
 from llmrouter.wire.codec import Codec
@@ -49,12 +62,32 @@ from llmrouter.core.stored import StoredAnswer
 from llmrouter.observability import dependencies
 from llmrouter.topics import LEDGER_CHANGELOG
 from llmrouter.router import Router
+from llmrouter.views.admin import KEY_HEADER, key_refusal
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4"  # aiohttp adds the charset itself
+
+log = structlog.get_logger("llmrouter.views")
 
 
 def register(router: Router) -> None:
     app, answered = router.app, router.tables.answered
+
+    def _refused(web: View, request: Request) -> Response | None:
+        """The 401/403 answer when ``request`` lacks this worker's admin key (checked before a request is routed
+        to the key's owner, and again there: faust forwards the headers)."""
+        refusal = key_refusal(router.admin_key, request.headers.get(KEY_HEADER))
+        if refusal is None:
+            return None
+        status, reason = refusal
+        log.warning("view_refused", path=request.path, status=status)
+        return web.json({"error": reason}, status=status)
+
+    def _admin_only(view: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        @functools.wraps(view)
+        async def guarded(web: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+            refused = _refused(web, request)
+            return refused if refused is not None else await view(web, request, *args, **kwargs)
+        return guarded
     redis_client = aioredis.from_url(router.settings.redis.url, socket_connect_timeout=0.5, socket_timeout=0.5)
     codec = Codec()
 
@@ -158,6 +191,8 @@ def register(router: Router) -> None:
     class Ledger(View):
         async def get(self, request: Request) -> Response:
             """The partitions this worker owns; ``?all=1``: every partition, read from the changelog."""
+            if (refused := _refused(self, request)) is not None:
+                return refused
             if request.query.get("all") in ("1", "true"):
                 accounts = await read_all_accounts(router.settings.kafka.bootstrap_servers,
                                                    LEDGER_CHANGELOG.format(app_id=router.settings.worker.app_id))
@@ -168,6 +203,7 @@ def register(router: Router) -> None:
                               "accounts": accounts, "totals": totals, "hints": cost_hints(totals)})
 
     @app.page("/requests/{request_id}/")
+    @_admin_only
     @app.table_route(table=answered, match_info="request_id")
     async def stored_result(web: View, request: Request, request_id: str) -> Response:
         raw = answered.get(request_id.encode())

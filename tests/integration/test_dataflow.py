@@ -8,6 +8,8 @@ import asyncio
 import io
 import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -112,6 +114,31 @@ async def test_a_request_delivered_again_re_emits_the_stored_result_without_a_mo
     assert worker.metric("llmrouter_provider_calls_total", provider="local", outcome="ok") == calls_before + 1
     status, stored = worker.get_json(f"/requests/{request['request_id']}/")
     assert status == 200 and stored["text"] == first.record["text"]
+
+
+async def test_stored_answers_and_the_ledger_are_shown_only_with_the_admin_key(worker):
+    """/requests/{id}/ is a user's whole answer and /ledger/ names users and their spend (issue 19): without the
+    admin key, or with another, 401 and nothing of either; with it, the stored answer and the accounts. The views
+    that show the router's own state stay open."""
+    request = {"request_id": f"keyed-{uuid.uuid4()}", "prompt": "a private question", "max_tokens": 6,
+               "user_id": "alice"}
+    async with RouterClient(worker.settings) as client:
+        await client.send(request, priority="high")
+        await client.wait_for([request["request_id"]], timeout_s=60)
+    answer = client.collected.results[request["request_id"]][0].record["text"]
+    for path in (f"/requests/{request['request_id']}/", "/ledger/", "/ledger/?all=1"):
+        status, reply = worker.get_json(path, admin_key=False)
+        assert status == 401 and "X-Admin-Key" in reply["error"], (path, status, reply)
+        assert set(reply) == {"error"} and "alice" not in json.dumps(reply)
+        wrong = urllib.request.Request(f"{worker.base_url}{path}", headers={"X-Admin-Key": "not-the-key"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(wrong, timeout=5)
+        assert refused.value.code == 401
+    status, stored = worker.get_json(f"/requests/{request['request_id']}/")
+    assert status == 200 and stored["text"] == answer
+    status, ledger = worker.get_json("/ledger/")
+    assert status == 200 and "accounts" in ledger
+    assert worker.get_json("/providers/", admin_key=False)[0] == 200
 
 
 async def test_copies_of_a_request_arriving_together_call_the_model_once(worker):

@@ -226,7 +226,7 @@ async def test_a_worker_that_joins_knows_the_flags_and_one_without_a_key_takes_n
     await setup.change("override:spare", "disable", note="before the second worker")
     settings, path = sibling_settings(setup.settings, setup.path, setup.directory / "second")
     second = await asyncio.to_thread(start_worker, path, settings, setup.directory / "second" / "worker.log",
-                                     env={"OPENAI_API_KEY": "sk-sim-degradation"})
+                                     env={"OPENAI_API_KEY": "sk-sim-degradation", "LLMROUTER_ADMIN_KEY": ""})
     try:
         assert second.get_json("/admin/flags/")[1]["overrides"]["spare"]["note"] == "before the second worker"
         status, reply = post(second, {"flag": "cache_only", "on": True}, ADMIN_KEY)
@@ -238,10 +238,17 @@ async def test_a_worker_that_joins_knows_the_flags_and_one_without_a_key_takes_n
         await asyncio.to_thread(second.stop)
 
 
-def test_the_table_commands_print_a_workers_breakers_limits_and_its_ledger_or_the_groups(setup: Setup, capsys):
+def test_the_table_commands_print_a_workers_breakers_limits_and_its_ledger_or_the_groups(setup: Setup, capsys,
+                                                                                         monkeypatch):
     """`llmrouter breakers|limits|ledger` read the worker's views; `ledger --all` reads the changelog: openai's
-    account counts every call the premium simulator got."""
+    account counts every call the premium simulator got. `ledger` sends the admin key of its environment (the
+    view names users): without one it fails and says what the worker wants."""
     url = setup.worker.base_url
+    monkeypatch.delenv("LLMROUTER_ADMIN_KEY", raising=False)
+    monkeypatch.delenv("LLMROUTER_SECRETS_FILE", raising=False)
+    assert tablescmd.ledger_command(argparse.Namespace(url=url, json=False, all=False), setup.settings) == 1
+    assert "answered 401" in (err := capsys.readouterr().err) and "X-Admin-Key" in err
+    monkeypatch.setenv("LLMROUTER_ADMIN_KEY", ADMIN_KEY)
     for command, heading in ((tablescmd.breakers_command, "PROVIDER  HERE"),
                              (tablescmd.limits_command, "rate limits off"),
                              (tablescmd.ledger_command, "the partitions it owns")):
