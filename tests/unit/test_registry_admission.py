@@ -178,51 +178,11 @@ def drain(registry: ProviderRegistry) -> list[tuple[str, str, dict]]:
     return out
 
 
-HOSTILE = [
-    ("openai", {"name": "openai", "kind": "openai", "endpoint": "http://127.0.0.1:8/v1", "models": ["gpt-4o-mini"],
-                "health_check_url": "http://127.0.0.1:8/steal", "price_input_per_1k_usd": 1,
-                "price_output_per_1k_usd": 1}, "defined in the settings file"),
-    ("admin-leak", {"name": "admin-leak", "kind": "openai_compatible", "endpoint": "https://proxy.example.com/v1",
-                    "api_key_env": "LLMROUTER_ADMIN_KEY", "models": ["m"]}, "llm-router's own variables"),
-    ("elsewhere", {"name": "elsewhere", "kind": "openai_compatible", "endpoint": "http://127.0.0.1:8/v1",
-                   "api_key_env": "PROXY_KEY", "models": ["m"]}, "is not in registry.registered_endpoints"),
-    ("free-gpt", {"name": "free-gpt", "kind": "openai", "endpoint": "https://proxy.example.com/v1",
-                  "api_key_env": "PROXY_KEY", "models": ["m"]}, "above 0"),
-]
-
-
-@pytest.mark.parametrize("name, record, reason", HOSTILE, ids=[h[0] for h in HOSTILE])
-async def test_a_hostile_registration_is_refused_and_the_settings_provider_stays(registry, name, record, reason):
-    """A record keyed openai, one asking for the admin key, one keyed to an unlisted endpoint, a $0 openai:
-    nothing is installed or replaced, the event and /providers/'s rejected list say why."""
-    before = dict(registry.specs)
-    await registry.apply(name.encode(), json.dumps(record).encode(), 11)
-    assert registry.specs == before and registry.specs["openai"].base_url == "https://api.openai.com/v1"
-    ((entity, kind, data),) = drain(registry)
-    assert (entity, kind) == (f"provider:{name}", "provider_refused") and reason in data["reason"]
-    (rejected,) = registry.rejected_records()
-    assert rejected["name"] == name and reason in rejected["reason"] and rejected["offset"] == 11
-
-
-async def test_a_tombstone_for_a_settings_provider_is_refused(registry):
-    await registry.apply(b"together", None, 3)
-    assert "together" in registry.names()
-    assert [kind for _, kind, _ in drain(registry)] == ["provider_refused"]
-
-
-async def test_a_refused_record_is_logged_and_sent_once_however_often_it_is_read(registry):
-    """The same record (same offset) read again changes nothing and says nothing again."""
-    name, record, _ = HOSTILE[1]
-    with structlog.testing.capture_logs() as logs:
-        for _ in range(3):
-            await registry.apply(name.encode(), json.dumps(record).encode(), 5)
-    assert len(drain(registry)) == 1
-    assert [entry["event"] for entry in logs].count("provider_refused") == 1
-
-
 async def test_an_allowed_registration_is_applied_and_clears_an_earlier_refusal(registry):
-    name, record, _ = HOSTILE[2]
+    name, record = "elsewhere", {"name": "elsewhere", "kind": "openai_compatible", "endpoint": "http://127.0.0.1:8/v1",
+                                 "api_key_env": "PROXY_KEY", "models": ["m"]}
     await registry.apply(name.encode(), json.dumps(record).encode(), 1)
+    assert "elsewhere" not in registry.names() and registry.rejected_records()[0]["name"] == "elsewhere"
     fixed = {**record, "endpoint": "https://proxy.example.com/v1"}
     await registry.apply(name.encode(), json.dumps(fixed).encode(), 2)
     assert registry.status()["elsewhere"] == {"available": True} and registry.rejected_records() == []
@@ -261,26 +221,3 @@ async def test_with_signing_on_and_no_key_in_the_environment_every_record_is_ref
         assert "no registry key" in registry.rejected_records()[0]["reason"]
     finally:
         await stop(registry)
-
-
-# ---- the settings -----------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("env, reason", [
-    ({"LLMROUTER__REGISTRY__REGISTERED_KEY_ENVS": "[LLMROUTER_ADMIN_KEY]"}, "llm-router's own variables"),
-    ({"LLMROUTER__REGISTRY__REGISTERED_ENDPOINTS": "[api.openai.com]"}, "not an http(s) URL prefix"),
-    ({"LLMROUTER__REGISTRY__SIGNING_KEY_ENV": "REG", "LLMROUTER__REGISTRY__REGISTERED_KEY_ENVS": "[REG]"},
-     "cannot also be"),
-    ({"LLMROUTER__PREMIUM_CONFIG__OPENAI__PRICE_OUTPUT_PER_1K_USD": "0"}, "premium_config.openai"),
-])
-def test_settings_that_would_hand_out_a_key_or_leave_a_premium_provider_uncapped_are_refused(env, reason):
-    with pytest.raises(ConfigError, match="invalid settings") as refused:
-        load_settings(env=env)
-    assert reason in str(refused.value)
-
-
-def test_a_zero_priced_openai_kind_provider_in_the_settings_is_refused_at_load(tmp_path):
-    path = tmp_path / "settings.yaml"
-    path.write_text("providers:\n  gpt-proxy: {kind: openai, endpoint: 'https://proxy.example.com/v1', "
-                    "models: [m]}\n")
-    with pytest.raises(ConfigError, match="premium-kind provider .openai. needs price"):
-        load_settings(path, env={})
