@@ -184,16 +184,17 @@ async def test_no_record_on_the_topic_gets_our_keys_and_each_refusal_is_shown(gu
                for name in [*hostile, "good-proxy"]]
         ids.append(await client.send({"prompt": "anyone?", "max_tokens": 4}))
         results = (await client.wait_for(ids, timeout_s=60)).results
+    checks = len([r for r in allowed.requests if r["method"] == "GET"])
+    wait_until(lambda: len([r for r in allowed.requests if r["method"] == "GET"]) >= checks + 2,
+               "two more health checks of good-proxy")  # health checks ran well after every hostile record
+    leaked = [name for name, secret in zip(("OPENAI_API_KEY", "LLMROUTER_ADMIN_KEY"), SECRETS)
+              if secret in attacker.seen()]
+    assert leaked == [], f"{leaked} reached the capture server in {len(attacker.requests)} requests"
+    assert attacker.requests == [], attacker.requests[:3]
     records = [results[rid][0].record for rid in ids]
     assert records[-2]["status"] == "ok" and records[-2]["provider"] == "good-proxy"
     assert records[0]["status"] == "error"  # the settings' openai, at its own address (which refuses)
     assert {r["error_code"] for r in records[1:4]} == {"unknown_provider"}  # never installed
-
-    checks = len([r for r in allowed.requests if r["method"] == "GET"])
-    wait_until(lambda: len([r for r in allowed.requests if r["method"] == "GET"]) >= checks + 2,
-               "two more health checks of good-proxy")  # health checks ran well after every hostile record
-    assert attacker.requests == [], attacker.requests[:3]
-    assert not any(secret in attacker.seen() for secret in SECRETS)
     assert f"Bearer {KEYS['PROXY_KEY']}" in allowed.seen()  # the allowed one got the key meant for it ...
     assert not any(secret in allowed.seen() for secret in SECRETS)  # ... and never ours
 
