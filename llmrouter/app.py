@@ -110,7 +110,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     dispatcher = Dispatcher(providers.entries, guard=breakers, limiter=limits, tracer=tracing.tracer, clock=time.time)
     provider_state.register(app, topics.health, provider_state.ProviderStateOwner(
         tables.provider_state, settings.breaker.to_config(), publisher, write_attempts=worker.write_attempts))
-    ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS)],
+    ledger = Ledger(tables.ledger, [Budget.parse(PREMIUM, settings.premium_config.usage_limit, PREMIUM_KINDS,
+                                                 emergency_only=True)], spec_of=providers.specs.get,
                     partitions=settings.kafka.partitions, write_attempts=worker.write_attempts, now_ms=wall_ms,
                     events=LedgerEvents(publisher.event, write_attempts=worker.write_attempts))
 

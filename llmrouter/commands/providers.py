@@ -2,8 +2,12 @@
 
 ``register`` and ``remove`` produce to the compacted ``llm.providers`` topic
 (key: the provider name; a null value removes), which every worker follows;
-``register`` checks the config first and refuses a bad one with every problem
-named, so nothing invalid is produced. ``list`` asks a running worker's
+``register`` checks the config first, against the same rules the workers
+apply (:mod:`llmrouter.registry.admission`), and refuses a bad one with every
+problem named, so nothing invalid is produced. With
+``registry.signing_key_env`` set, ``register`` and ``remove`` sign each
+record with the registry key from that variable
+(:mod:`llmrouter.registry.signing`) and refuse to run without it. ``list`` asks a running worker's
 ``/providers/`` view (health, latency, error rate, cost); with no worker it
 shows what the settings file and the topic configure.
 """
@@ -24,7 +28,11 @@ from llmrouter.wire.codec import Codec
 from llmrouter.errors import ConfigError
 from llmrouter.runtime.kafka_admin import ensure_topics
 from llmrouter.providers.spec import KINDS, ProviderSpec, spec_from_record
+from llmrouter.registry.admission import check_admission, removal_problem
 from llmrouter.registry.reader import CompactedTopicReader
+from llmrouter.registry.service import admission_rules
+from llmrouter.registry.signing import SIGNATURE_HEADER, key_problem, sign
+from llmrouter.config.secrets import Secrets
 from llmrouter.config.settings import Settings
 from llmrouter.topics import PROVIDERS
 
@@ -64,6 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def register_command(args: argparse.Namespace, settings: Settings) -> int:
     record = registration_record(args)
     spec = spec_from_record(record)  # ConfigError -> exit 2 with every problem
+    check_admission(spec, admission_rules(settings))  # what the workers would refuse, refused here first
     asyncio.run(produce_registration(settings, spec.name, spec))
     where = spec.base_url or "(the vendor's API)"
     print(f"registered {spec.name} ({spec.kind} at {where}); running workers apply it within seconds")
@@ -71,6 +80,9 @@ def register_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def remove_command(args: argparse.Namespace, settings: Settings) -> int:
+    problem = removal_problem(args.name, admission_rules(settings))
+    if problem:
+        raise ConfigError(problem)
     asyncio.run(produce_registration(settings, args.name, None))
     print(f"removed {args.name}; running workers stop sending it traffic within seconds")
     return 0
@@ -86,6 +98,8 @@ def list_command(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(view, indent=2))
     else:
         print(format_table(view["providers"]))
+        for item in view.get("rejected") or []:  # records of llm.providers the worker refused
+            print(f"rejected record {item['name']} (offset {item['offset']}): {item['reason']}")
     return 0
 
 
@@ -130,16 +144,35 @@ def format_table(providers: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows)
 
 
-async def produce_registration(settings: Settings, name: str, spec: ProviderSpec | None) -> None:
-    """Register (or, with None, remove) ``name`` on every worker: one record on llm.providers."""
+async def produce_registration(settings: Settings, name: str, spec: ProviderSpec | None, *,
+                               secrets: Secrets | None = None) -> None:
+    """Register (or, with None, remove) ``name`` on every worker: one record on llm.providers, signed when the
+    settings ask for signatures."""
     value = Codec().encode_avro("ProviderConfig", spec.to_record()) if spec is not None else None
+    headers = registration_headers(settings, secrets or Secrets.load(), name.encode(), value)
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic(PROVIDERS), value, key=name.encode())
+        await producer.send_and_wait(settings.topic(PROVIDERS), value, key=name.encode(), headers=headers or None)
     finally:
         await producer.stop()
+
+
+def registration_headers(settings: Settings, secrets: Secrets, key: bytes,
+                         value: bytes | None) -> list[tuple[str, bytes]]:
+    """The record's signature header, or none when the settings do not ask for signed registrations."""
+    variable = settings.registry.signing_key_env
+    if variable is None:
+        return []
+    secret = secrets.get(variable)
+    if secret is None:
+        raise ConfigError(f"registry.signing_key_env is {variable}: set {variable} (the registry key) in this "
+                          f"shell's environment or the secrets file to sign the record; the workers refuse unsigned ones")
+    problem = key_problem(secret)
+    if problem:
+        raise ConfigError(f"{variable}: {problem}")
+    return [(SIGNATURE_HEADER, sign(secret, key, value))]
 
 
 async def _worker_view(url: str) -> dict[str, Any] | None:
@@ -157,18 +190,21 @@ async def _configured(settings: Settings) -> list[dict[str, Any]]:
     """Settings providers, overlaid with what llm.providers registers or removes."""
     configured = {name: {**spec.to_record(), "source": "settings", "available": None}
                   for name, spec in settings.provider_specs().items()}
-    codec = Codec()
+    codec, rules = Codec(), admission_rules(settings)
 
     async def apply(key: bytes | None, value: bytes | None, offset: int) -> None:
         name = (key or b"").decode("utf-8", "replace")
         if value is None:
-            configured.pop(name, None)
+            if removal_problem(name, rules) is None:
+                configured.pop(name, None)
             return
         try:
             spec = spec_from_record(codec.decode("ProviderConfig", value))
+            check_admission(spec, rules)
         except Exception as exc:  # a refused record is shown as such, never applied
-            configured[name] = {"name": name, "kind": "?", "source": "topic", "available": False,
-                                "reason": f"refused: {exc}"}
+            if name not in configured or configured[name].get("source") != "settings":
+                configured[name] = {"name": name, "kind": "?", "source": "topic", "available": False,
+                                    "reason": f"refused: {exc}"}
             return
         configured[name] = {**spec.to_record(), "source": "topic", "available": None}
 

@@ -6,12 +6,22 @@ Parts of :class:`~llmrouter.config.settings.Settings`, which turns them into
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
+
+from llmrouter.core.endpoints import EndpointPrefix
 
 from llmrouter.config.types import MoneyText, RateText, Section, SizeText
+
+
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The vendors' own APIs: where a registered provider may send a key the settings let it take (and nowhere else
+# unless registry.registered_endpoints says so).
+_VENDOR_APIS = ("https://api-inference.huggingface.co", "https://api.together.xyz/v1", "https://api.openai.com/v1",
+                "https://api.anthropic.com")
 
 
 class LocalConfig(Section):
@@ -64,8 +74,9 @@ class PremiumConfig(Section):
 
     usage_limit: MoneyText = "$10/month"
     emergency_only: bool = True
-    openai: PremiumVendorConfig = PremiumVendorConfig()
-    anthropic: PremiumVendorConfig = PremiumVendorConfig()
+    # priced as in default_settings.yaml: a premium provider at $0 would never be capped (and is refused)
+    openai: PremiumVendorConfig = PremiumVendorConfig(price_input_per_1k_usd=0.00015, price_output_per_1k_usd=0.0006)
+    anthropic: PremiumVendorConfig = PremiumVendorConfig(price_input_per_1k_usd=0.0008, price_output_per_1k_usd=0.004)
 
 
 class ProviderLimits(Section):
@@ -85,5 +96,43 @@ class RegistrySettings(Section):
     stats_window: int = Field(100, ge=1, description="recent calls behind the latency and error-rate figures")
     report_interval_s: float = Field(0.1, gt=0, le=10, description="how often each worker tells the providers' "
                                      "owners what its calls showed (llmrouter/dispatch/fleet.py)")
+    registered_key_envs: list[str] = Field([], description="variables a provider registered on llm.providers may "
+                                           "take its key from; empty: registered providers get no key")
+    registered_endpoints: list[str] = Field(list(_VENDOR_APIS), description="URL prefixes where a registered "
+                                            "provider with a key may be (llmrouter/core/endpoints.py)")
+    signing_key_env: str | None = Field(None, description="variable holding the registry key; set: every "
+                                        "llm.providers record must carry a valid HMAC signature")
+
+    @field_validator("registered_key_envs")
+    @classmethod
+    def _key_envs(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _ENV.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.upper().startswith("LLMROUTER_"):
+                raise ValueError(f"{name} is one of llm-router's own variables (the admin key, the secrets file, "
+                                 f"the registry key); a registered provider never gets it")
+        return names
+
+    @field_validator("registered_endpoints")
+    @classmethod
+    def _endpoints(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            EndpointPrefix.parse(url)  # ValueError names the entry
+        return urls
+
+    @field_validator("signing_key_env")
+    @classmethod
+    def _signing_key_env(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        return name
+
+    @model_validator(mode="after")
+    def _signing_key_is_no_provider_key(self) -> RegistrySettings:
+        if self.signing_key_env and self.signing_key_env in self.registered_key_envs:
+            raise ValueError(f"{self.signing_key_env} holds the registry key (signing_key_env); it cannot also be "
+                             f"a registered provider's key (registered_key_envs)")
+        return self
 
 

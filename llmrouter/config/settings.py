@@ -48,7 +48,7 @@ from llmrouter.config.providers import (CloudConfig, HuggingFaceConfig, LocalCon
 from llmrouter.config.types import Section, parse_rate
 from llmrouter.errors import ConfigError
 from llmrouter.localmodel.config import parse_size
-from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_record
+from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, premium_price_problem, spec_from_record
 
 __all__ = [
     "Settings", "load_settings", "parse_rate", "BUILTIN_PROVIDERS", "PREMIUM", "REBALANCE_TIMEOUT_S",
@@ -98,6 +98,11 @@ class Settings(Section):
                 spec_from_record({**fields, "name": name}, source="settings")
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
+        for kind in PREMIUM_KINDS:
+            vendor = getattr(self.premium_config, kind)
+            problem = premium_price_problem(kind, vendor.price_input_per_1k_usd, vendor.price_output_per_1k_usd)
+            if problem:
+                raise ValueError(f"premium_config.{kind}: {problem}")
         known = list(BUILTIN_PROVIDERS) + list(self.providers) + [PREMIUM]
         unknown = [name for name in self.fallback_chain if name not in known]
         if unknown:

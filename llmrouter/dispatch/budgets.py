@@ -2,7 +2,9 @@
 
 Each paid call is booked in the month's accounts: the provider's, the user's,
 and the budget's that covers the provider (``premium_config.usage_limit``:
-"$10/month" for openai and anthropic together). A budget refuses a call
+"$10/month" for every openai- and anthropic-kind provider and every
+emergency-only one together, whatever their names: :meth:`Budget.covers`
+reads the provider's spec). A budget refuses a call
 *before* it is made: the call's estimated cost is reserved (durably, in the
 table) and the reservation is settled with the real cost after the call, so
 concurrent requests cannot overspend between the check and the booking.
@@ -47,6 +49,7 @@ import faust
 from llmrouter.core.ledger import Account, BudgetExceeded
 from llmrouter.core.ledger_replay import Booking
 from llmrouter.dispatch.ledger_audit import LedgerEvents
+from llmrouter.providers.spec import ProviderSpec
 from llmrouter.registry.reader import read_whole
 from llmrouter.runtime.writes import WriteFailed, put_durably, with_retries, write_now
 
@@ -57,18 +60,27 @@ _PERIOD_FORMAT = {"month": "%Y-%m", "day": "%Y-%m-%d"}
 
 @dataclass(frozen=True)
 class Budget:
+    """A spending limit over every provider of some kinds (and, for the premium budget, every emergency-only
+    provider), whatever the provider is named: a budget follows what a provider *is* (its spec), so an
+    openai-kind provider registered as ``gpt-proxy`` is capped like ``openai``."""
+
     name: str  # "premium"
     usd: float  # per period, for the whole group of workers
     period: str  # "month" | "day"
-    providers: frozenset[str]
+    kinds: frozenset[str]  # provider kinds it covers, e.g. openai, anthropic
+    emergency_only: bool = False  # it also covers every emergency-only provider
 
     @classmethod
-    def parse(cls, name: str, limit: str, providers: Iterable[str]) -> Budget:
-        """``"$10/month"`` over ``providers``."""
+    def parse(cls, name: str, limit: str, kinds: Iterable[str], *, emergency_only: bool = False) -> Budget:
+        """``"$10/month"`` over the providers of ``kinds`` (and the emergency-only ones, if asked)."""
         match = _MONEY.match(limit)
         if not match:
             raise ValueError(f"{limit!r} is not a budget; write it like '$10/month'")
-        return cls(name, float(match.group(1)), match.group(2), frozenset(providers))
+        return cls(name, float(match.group(1)), match.group(2), frozenset(kinds), emergency_only)
+
+    def covers(self, spec: ProviderSpec) -> bool:
+        """Whether calls to the provider of ``spec`` are paid from this budget."""
+        return spec.kind in self.kinds or (self.emergency_only and spec.emergency_only)
 
 
 def period_of(period: str, at_ms: int) -> str:
@@ -77,11 +89,14 @@ def period_of(period: str, at_ms: int) -> str:
 
 
 class Ledger:
-    def __init__(self, table: faust.Table, budgets: Iterable[Budget], *, partitions: int, write_attempts: int,
-                 now_ms: Callable[[], int], events: LedgerEvents | None = None) -> None:
+    def __init__(self, table: faust.Table, budgets: Iterable[Budget], *, spec_of: Callable[[str], ProviderSpec | None],
+                 partitions: int, write_attempts: int, now_ms: Callable[[], int],
+                 events: LedgerEvents | None = None) -> None:
         self._table = table
         self._events = events
-        self._budgets = {provider: budget for budget in budgets for provider in budget.providers}
+        self._budgets = tuple(budgets)
+        self._spec_of = spec_of  # the registry's current spec of a provider name
+        self._last_budget: dict[str, Budget | None] = {}  # by name: what covered it when it last had a spec
         self._partitions = partitions
         self._attempts = write_attempts
         self._now_ms = now_ms
@@ -97,7 +112,16 @@ class Ledger:
     # -- used by LedgerSpend -------------------------------------------------------------------
 
     def budget_of(self, provider: str) -> Budget | None:
-        return self._budgets.get(provider)
+        """The budget that pays for calls to ``provider``, judged by its spec (kind, emergency_only), not its name.
+
+        A provider removed from the registry while its call was under way keeps the budget it had, so the
+        call it was reserved for is still settled against it."""
+        spec = self._spec_of(provider)
+        if spec is None:
+            return self._last_budget.get(provider)
+        budget = next((b for b in self._budgets if b.covers(spec)), None)
+        self._last_budget[provider] = budget
+        return budget
 
     def key(self, scope: str, name: str, period: str, partition: int) -> bytes:
         return f"{scope}:{name}:{period_of(period, self._now_ms())}:p{partition}".encode()

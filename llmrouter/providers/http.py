@@ -220,7 +220,7 @@ class HttpProvider(LLMProvider):
         if self._session is None:
             raise ProviderUnavailable(f"{self._label()}: not started; call start() first", provider=self.name)
         all_headers = {**self._auth_headers(), **(headers or {})}
-        options: dict[str, Any] = {"headers": all_headers}
+        options: dict[str, Any] = {"headers": all_headers, "allow_redirects": False}  # a key never follows one
         if body is not None:
             options["json"] = body
         if timeout is not None:
@@ -229,6 +229,9 @@ class HttpProvider(LLMProvider):
             async with self._session.request(method, url, **options) as response:
                 if response.status >= 400:
                     raise await self._status_error(response)
+                if response.status >= 300:  # aiohttp would send x-api-key to wherever it points
+                    raise self._malformed(f"HTTP {response.status} redirect to "
+                                          f"{_quote(response.headers.get('Location', '?'))!r}, not followed")
                 yield response
         except ProviderError:
             raise

@@ -138,6 +138,10 @@ def spec_from_record(record: Any, *, source: str = "topic") -> ProviderSpec:
         # never echo the value: a key pasted here by mistake must not reach a message
         problems.append("api_key_env must name an environment variable such as OPENAI_API_KEY "
                         "(the key itself never goes here; the value given is not shown)")
+    price_problem = premium_price_problem(kind, record.get("price_input_per_1k_usd", 0.0),
+                                          record.get("price_output_per_1k_usd", 0.0))
+    if price_problem:
+        problems.append(price_problem)
     rate = record.get("rate_limit")
     if rate is not None and not (isinstance(rate, str) and _RATE.match(rate)):
         problems.append(f"rate_limit {rate!r} must look like '1000/minute'")
@@ -165,6 +169,18 @@ def spec_from_record(record: Any, *, source: str = "topic") -> ProviderSpec:
     if "api_key_env" in record and record["api_key_env"] is None:
         fields.pop("api_key_env", None)
     return ProviderSpec(**fields, source=source)
+
+
+def premium_price_problem(kind: Any, price_input: Any, price_output: Any) -> str | None:
+    """Why a premium-kind provider's prices are refused, or None: the premium budget caps a provider by its
+    estimated and real cost, so an openai or anthropic provider priced at $0 would never be capped."""
+    if kind not in PREMIUM_KINDS:
+        return None
+    prices = (price_input, price_output)
+    if all(isinstance(p, (int, float)) and not isinstance(p, bool) and p > 0 for p in prices):
+        return None
+    return (f"a premium-kind provider ({kind}) needs price_input_per_1k_usd and price_output_per_1k_usd above 0 (the premium "
+            f"budget caps it by its cost; at $0 it would never be capped), not {price_input!r} and {price_output!r}")
 
 
 def _is_http_url(value: Any) -> bool:

@@ -17,12 +17,15 @@ from aiokafka.errors import ConsumerStoppedError
 log = structlog.get_logger("llmrouter.registry")
 
 Handler = Callable[[bytes | None, bytes | None, int], Awaitable[None]]  # (key, value, offset)
+# with_headers=True: (key, value, offset, headers), headers as (name, value) pairs (the registry's signatures)
+HeadersHandler = Callable[[bytes | None, bytes | None, int, tuple[tuple[str, bytes | None], ...]], Awaitable[None]]
 
 
 class CompactedTopicReader:
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, bootstrap_servers: str, topic: str, *, with_headers: bool = False) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._topic = topic
+        self._with_headers = with_headers
         self._consumer: AIOKafkaConsumer | None = None  # made in start(): aiokafka wants a running loop
         self._partitions: list[TopicPartition] = []
 
@@ -46,7 +49,7 @@ class CompactedTopicReader:
         if self._consumer is not None:
             await self._consumer.stop()
 
-    async def read_to_end(self, handler: Handler, *, timeout_s: float) -> bool:
+    async def read_to_end(self, handler: Handler | HeadersHandler, *, timeout_s: float) -> bool:
         """Hand every record up to the current end to ``handler``; False if that took over ``timeout_s``."""
         if not self._partitions:
             return True
@@ -65,7 +68,7 @@ class CompactedTopicReader:
                 return True
         return False
 
-    async def follow(self, handler: Handler) -> None:
+    async def follow(self, handler: Handler | HeadersHandler) -> None:
         """Hand on every new record, until cancelled or stopped."""
         try:
             while True:
@@ -73,11 +76,14 @@ class CompactedTopicReader:
         except ConsumerStoppedError:
             return
 
-    async def _read_batch(self, handler: Handler) -> None:
+    async def _read_batch(self, handler: Handler | HeadersHandler) -> None:
         batches = await self._consumer.getmany(timeout_ms=500)
         for records in batches.values():
             for record in records:
-                await handler(record.key, record.value, record.offset)
+                if self._with_headers:
+                    await handler(record.key, record.value, record.offset, tuple(record.headers or ()))
+                else:
+                    await handler(record.key, record.value, record.offset)
 
 
 async def read_whole(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -> dict[bytes, bytes]:

@@ -4,8 +4,13 @@ Providers come from the settings file and from the compacted ``llm.providers``
 topic (key: provider name; value: a ``ProviderConfig``; a null value removes
 the provider). A starting worker reads the topic to its end before it serves
 (``registry.catch_up_timeout_s``), then follows it, so a registration reaches
-every worker within about a second. A record that fails validation is refused
-with its reason on ``llm.events`` and never applied.
+every worker within about a second. A record that fails validation, or that
+the settings do not allow (:mod:`.admission`: no settings provider replaced or
+removed, keys only from ``registry.registered_key_envs`` and only to
+``registry.registered_endpoints``; :mod:`.signing`: a valid HMAC when
+``registry.signing_key_env`` is set), is refused and never applied: logged
+once, an event ``provider_refused`` on ``llm.events``, and listed with its
+reason under ``rejected`` on ``/providers/``.
 
 An entry that cannot take traffic stays in the registry as
 :class:`~llmrouter.dispatch.dispatcher.Unavailable` with its reason (no API key, model
@@ -36,12 +41,14 @@ from llmrouter.localmodel.config import LocalModelConfig, parse_size
 from llmrouter.observability.metrics import Metrics
 from llmrouter.providers.base import LLMProvider
 from llmrouter.providers.spec import PREMIUM_KINDS, ProviderSpec, spec_from_record
+from llmrouter.registry.admission import AdmissionRules, check_admission, removal_problem
 from llmrouter.registry.reader import CompactedTopicReader
+from llmrouter.registry.signing import key_problem, signature_problem
 from llmrouter.registry.stats import ProviderStats
 from llmrouter.core.retry import RetryPolicy
 from llmrouter.core.routing import Figures, effective_chain
 from llmrouter.config.secrets import Secrets
-from llmrouter.config.settings import Settings
+from llmrouter.config.settings import PREMIUM, Settings
 
 log = structlog.get_logger("llmrouter.registry")
 
@@ -59,12 +66,15 @@ class ProviderRegistry(mode.Service):
         self._secrets = secrets
         self._metrics = metrics
         self._codec = Codec()
-        self._reader = CompactedTopicReader(settings.kafka.bootstrap_servers, providers_topic)
+        self._reader = CompactedTopicReader(settings.kafka.bootstrap_servers, providers_topic, with_headers=True)
+        self._rules = admission_rules(settings)
+        self._signing_key = _signing_key(settings, secrets)
         self.worker_id = worker_id or f"{socket.gethostname()}:{settings.worker.web_port}"
         self.entries: dict[str, ChainEntry] = {}  # read by the dispatcher at every request
         self.specs: dict[str, ProviderSpec] = {}
         self.stats: dict[str, ProviderStats] = {}
         self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.rejected: dict[str, dict[str, Any]] = {}  # name -> reason and offset of the record refused last
         self._retiring: set[asyncio.Task] = set()
         self.live = False  # False while replaying the topic at start-up
         self.on_health: Callable[[str, bool], None] | None = None  # each health check's answer (the breakers)
@@ -79,6 +89,9 @@ class ProviderRegistry(mode.Service):
         if not caught_up:
             log.warning("registry_catch_up_incomplete", timeout_s=self._settings.registry.catch_up_timeout_s)
         self.live = True
+        for name, item in self.rejected.items():  # a record refused before this worker ran is still worth an event
+            self._event(name, "provider_refused", {"offset": str(item["offset"]), "worker": self.worker_id,
+                                                   "reason": item["reason"], "replayed": "true"})
         log.info("registry_ready", providers={name: self._state(name) for name in self.entries})
 
     async def on_shutdown(self) -> None:
@@ -178,31 +191,36 @@ class ProviderRegistry(mode.Service):
 
     # -- changes -----------------------------------------------------------------------------------
 
-    async def apply(self, key: bytes | None, value: bytes | None, offset: int) -> None:
-        """Apply one ``llm.providers`` record: register, update or (null value) remove."""
+    async def apply(self, key: bytes | None, value: bytes | None, offset: int,
+                    headers: tuple[tuple[str, bytes | None], ...] = ()) -> None:
+        """Apply one ``llm.providers`` record: register, update or (null value) remove, if the rules let it
+        (:mod:`.admission`, :mod:`.signing`); a refused record changes nothing and is kept in :attr:`rejected`."""
         name = key.decode("utf-8", "replace") if key else ""
         where = {"offset": str(offset), "worker": self.worker_id}
-        if value is None:
-            if name in self.entries and name != "local":
-                await self._remove(name)
-                self._event(name, "provider_removed", where)
-            return
         try:
-            if not name:
-                raise ConfigError("a provider record needs its provider name as the key")
-            spec = spec_from_record(self._codec.decode("ProviderConfig", value), source="topic")
-            if spec.name != name:
-                raise ConfigError(f"the record's name {spec.name!r} differs from its key {name!r}")
-            if name == "local":
-                raise ConfigError("the local provider is configured in the settings file (local_config)")
+            self._check_signature(key or b"", value, headers)
+            if value is None:
+                problem = removal_problem(name, self._rules)
+                if problem:
+                    raise ConfigError(problem)
+                self.rejected.pop(name, None)
+                if name in self.entries:
+                    await self._remove(name)
+                    self._event(name, "provider_removed", where)
+                return
+            spec = self._admitted(name, value)
         except (ConfigError, RequestError) as exc:
-            log.warning("provider_refused", provider=name, reason=str(exc), offset=offset)
-            self._event(name or "?", "provider_refused", {**where, "reason": str(exc)})
+            self._refuse(name, str(exc), offset, where)
             return
+        self.rejected.pop(name, None)
         kind = "provider_updated" if name in self.entries else "provider_registered"
         await self._install(spec)
         self._event(name, kind, {**where, "kind": spec.kind, "endpoint": spec.base_url,
                                  "available": str(self._state(name)["available"]).lower()})
+
+    def rejected_records(self) -> list[dict[str, Any]]:
+        """The records of llm.providers this worker refused and still holds (for /providers/), by name."""
+        return [{"name": name, **item} for name, item in sorted(self.rejected.items())]
 
     async def check_health(self) -> None:
         """Ask every available provider whether it can take traffic; keep the answers."""
@@ -310,6 +328,55 @@ class ProviderRegistry(mode.Service):
             return {"available": True}
         return {"available": False, "reason": provider.reason}
 
+    def _check_signature(self, key: bytes, value: bytes | None, headers: tuple[tuple[str, bytes | None], ...]) -> None:
+        if self._settings.registry.signing_key_env is None:
+            return
+        problem = signature_problem(self._signing_key, key, value, headers)
+        if problem:
+            raise ConfigError(problem)
+
+    def _admitted(self, name: str, value: bytes) -> ProviderSpec:
+        """The spec of a registration the rules let in; :class:`ConfigError` naming every reason if not."""
+        if not name:
+            raise ConfigError("a provider record needs its provider name as the key")
+        spec = spec_from_record(self._codec.decode("ProviderConfig", value), source="topic")
+        if spec.name != name:
+            raise ConfigError(f"the record's name {spec.name!r} differs from its key {name!r}")
+        check_admission(spec, self._rules)
+        return spec
+
+    def _refuse(self, name: str, reason: str, offset: int, where: dict[str, str]) -> None:
+        """Keep a refused record's reason (shown on /providers/); log it and send its event once per record,
+        however often the topic is read again."""
+        label = name or "?"
+        seen = self.rejected.get(label)
+        self.rejected[label] = {"reason": reason, "offset": offset}
+        if seen is not None and seen["offset"] == offset:
+            return
+        log.warning("provider_refused", provider=label, reason=reason, offset=offset)
+        self._event(label, "provider_refused", {**where, "reason": reason})
+
     def _event(self, name: str, kind: str, data: dict[str, str]) -> None:
         if self.live:
             self.events.put_nowait((f"provider:{name}", kind, data))
+
+
+def admission_rules(settings: Settings) -> AdmissionRules:
+    """What the settings let a record on llm.providers do (:mod:`.admission`)."""
+    registry = settings.registry
+    return AdmissionRules.build(settings_providers=set(settings.provider_specs()) | {PREMIUM},
+                                key_envs=registry.registered_key_envs, endpoints=registry.registered_endpoints,
+                                signing_key_env=registry.signing_key_env)
+
+
+def _signing_key(settings: Settings, secrets: Secrets) -> str | None:
+    """The registry key when signing is on and the key is usable; None otherwise (then every record is refused)."""
+    name = settings.registry.signing_key_env
+    secret = secrets.get(name) if name else None
+    problem = key_problem(secret)
+    if problem:
+        log.error("registry_key_refused", variable=name, reason=problem)
+        return None
+    if name and secret is None:
+        log.error("registry_key_missing", variable=name, effect="every llm.providers record is refused")
+    return secret

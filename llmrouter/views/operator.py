@@ -15,6 +15,7 @@
 * ``/dashboard/`` — live charts (:mod:`llmrouter.views.dashboard`, which declares its views);
 * ``/providers/`` — the registry: each provider's configuration (never a
   key), availability, capabilities, health, latency, error rate and cost;
+  ``rejected``: the llm.providers records refused, each with its reason;
 * ``/work/`` — this worker's jobs under way (partition, offset, phase) and
   each partition its agents read (committed offset, end, last read, busy,
   queued, looks stalled);
@@ -167,7 +168,8 @@ def register(router: Router) -> None:
     @app.page("/providers/")
     class Providers(View):
         async def get(self, request: Request) -> Response:
-            return self.json({"worker": router.providers.worker_id, "providers": router.providers.describe()})
+            return self.json({"worker": router.providers.worker_id, "providers": router.providers.describe(),
+                              "rejected": router.providers.rejected_records()})
 
     @app.page("/breakers/")
     class Breakers(View):

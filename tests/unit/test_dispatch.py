@@ -207,7 +207,8 @@ async def test_the_budget_sees_the_estimate_and_can_skip_a_provider():
     wallet = Wallet(budget_usd=2.0)
     outcome = await dispatcher({"premium": paid, "local": free}).dispatch(
         PROMPT, ["premium", "local"], time_left_s=5, spend=wallet)
-    assert wallet.log[0] == ("reserve", "premium", estimated_cost_usd(paid, PROMPT)) == ("reserve", "premium", 2.5)
+    # "hi" is estimated at 2 tokens (a start token and a token per 3 letters): (2 + 4) x $0.5 / 1k x 1000
+    assert wallet.log[0] == ("reserve", "premium", estimated_cost_usd(paid, PROMPT)) == ("reserve", "premium", 3.0)
     assert paid.calls == 0 and outcome.provider == "local"
     assert (outcome.attempts[0].outcome, outcome.attempts[0].error_code) == ("skipped", "budget_exceeded")
 
@@ -230,7 +231,7 @@ async def test_a_timed_out_call_books_its_estimate():
     wallet = Wallet(budget_usd=10.0)
     await dispatcher({"premium": slow}, timeouts_s={"premium": 0.05}).dispatch(PROMPT, ["premium"], time_left_s=5,
                                                                                spend=wallet)
-    assert wallet.log == [("reserve", "premium", pytest.approx(0.5)), ("settle", "premium", pytest.approx(0.5))]
+    assert wallet.log == [("reserve", "premium", pytest.approx(0.6)), ("settle", "premium", pytest.approx(0.6))]
 
 
 async def test_a_request_only_an_over_budget_provider_could_serve_is_budget_exceeded():
@@ -525,8 +526,8 @@ async def test_a_slow_first_provider_is_hedged_the_first_good_answer_wins_and_bo
     assert outcome.provider == "together" and slow.cancelled and quick.calls == 1
     assert [(a.provider, a.outcome, a.error_code) for a in outcome.attempts] == [
         ("hf", "cancelled", "hedge_lost"), ("together", "ok", None)]
-    assert outcome.cost_usd == pytest.approx(0.5 + 0.5)  # together's 5 tokens and hf's estimate (1 + 4 tokens)
-    assert ("settle", "hf", pytest.approx(0.5)) in wallet.log and ("settle", "together", pytest.approx(0.5)) in wallet.log
+    assert outcome.cost_usd == pytest.approx(0.5 + 0.6)  # together's 5 tokens and hf's estimate (2 + 4 tokens)
+    assert ("settle", "hf", pytest.approx(0.6)) in wallet.log and ("settle", "together", pytest.approx(0.5)) in wallet.log
 
 
 async def test_a_first_provider_that_answers_in_time_is_not_hedged():

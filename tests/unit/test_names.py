@@ -26,7 +26,8 @@ def test_anything_else_does_not_name_a_provider(name):
 def test_a_provider_config_and_a_flag_override_follow_the_same_rule(name):
     """A name a provider config may carry is one an override may target, and the other way round."""
     try:
-        spec_from_record({"name": name, "kind": "openai", "models": ["gpt-4o-mini"]}, source="topic")
+        spec_from_record({"name": name, "kind": "openai", "models": ["gpt-4o-mini"], "price_input_per_1k_usd": 0.1,
+                          "price_output_per_1k_usd": 0.1}, source="topic")
         config_ok = True
     except ConfigError:
         config_ok = False

@@ -53,7 +53,7 @@ def test_the_local_kind_cannot_be_registered_at_run_time():
 def test_a_spec_round_trips_through_the_avro_schema():
     """to_record() is a valid ProviderConfig; decoding it gives the same spec back."""
     spec = ProviderSpec(name="anthropic-eu", kind="anthropic", models=("claude-x",), price_input_per_1k_usd=0.8,
-                        emergency_only=True, context_tokens=100_000)
+                        price_output_per_1k_usd=4.0, emergency_only=True, context_tokens=100_000)
     codec = Codec()
     decoded = codec.decode("ProviderConfig", codec.encode_avro("ProviderConfig", spec.to_record()))
     assert spec_from_record(decoded) == spec

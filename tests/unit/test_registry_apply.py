@@ -22,7 +22,9 @@ VLLM = {"name": "vllm", "kind": "openai_compatible", "endpoint": "http://127.0.0
 
 @pytest.fixture
 async def registry():
-    settings = load_settings(env={"LLMROUTER__LOCAL_CONFIG__ENABLED": "false"})
+    settings = load_settings(env={"LLMROUTER__LOCAL_CONFIG__ENABLED": "false",  # MY_KEY may go to 127.0.0.1:9
+                                  "LLMROUTER__REGISTRY__REGISTERED_KEY_ENVS": "[MY_KEY]",
+                                  "LLMROUTER__REGISTRY__REGISTERED_ENDPOINTS": "['http://127.0.0.1:9/v1']"})
     registry = ProviderRegistry(settings, Secrets.load({"TOGETHER_API_KEY": "tk", "MY_KEY": "mk"}), Metrics(),
                                 providers_topic="llm.providers", worker_id="w1")
     for spec in settings.provider_specs().values():
