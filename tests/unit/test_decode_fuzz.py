@@ -18,6 +18,7 @@ from llmrouter.core.outcomes import Refusal
 from llmrouter.errors import InvalidRequest, UndecodableRequest
 from llmrouter.wire.codec import MAGIC, Codec
 from llmrouter.wire.contract import Request, refusal_record, unparsed_result_record
+from llmrouter.wire.dead_letters import WireLetters
 from llmrouter.wire.reading import read_request
 
 CODEC = Codec()
@@ -186,7 +187,8 @@ def test_any_mutated_avro_request_ends_in_one_outcome(value: bytes) -> None:
 def test_the_named_poisons_each_end_in_their_classified_error():
     """A 5,000-digit integer and 100,000-deep nesting are undecodable (they were a ValueError and a
     RecursionError); a lone-surrogate user_id, an out-of-range long and an integer temperature no double
-    holds are invalid requests; a cut Avro body is undecodable."""
+    holds are invalid requests; a cut Avro body, and lengths or counts far past the bytes there, are
+    undecodable at once (nothing is allocated for them)."""
     valid = CODEC.encode_avro("LLMRequest", {"request_id": "r", "prompt": "p"})
     cases = {
         b'{"request_id": "r", "prompt": "p", "max_tokens": ' + b"9" * 5_000 + b"}": "undecodable",
@@ -195,9 +197,19 @@ def test_the_named_poisons_each_end_in_their_classified_error():
         b'{"request_id": "r", "prompt": "p", "created_at_ms": -' + b"9" * 400 + b"}": "invalid_request",
         b'{"request_id": "r", "prompt": "p", "temperature": ' + b"9" * 400 + b"}": "invalid_request",
         valid[:-3]: "undecodable",
+        valid[:10] + zigzag(2**50) + b"r": "undecodable",  # a request_id said to be a petabyte long
+        valid[:10] + b"\x02r\x00" + zigzag(2**40): "undecodable",  # a trillion chat messages, none there
         valid: "request",
     }
     assert {value[:60]: outcome(value) for value in cases} == {value[:60]: code for value, code in cases.items()}
+
+
+def zigzag(n: int) -> bytes:
+    """``n`` as Avro writes a long: zigzag, then base-128 varint."""
+    n, out = (n << 1) ^ (n >> 63), b""
+    while n > 0x7F:
+        out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+    return out + bytes([n])
 
 
 def test_a_lone_surrogate_is_named_where_it_is():
@@ -208,3 +220,14 @@ def test_a_lone_surrogate_is_named_where_it_is():
         reading = read_request(CODEC, value, priority="normal", received_at_ms=NOW_MS)
         assert isinstance(reading.error, InvalidRequest) and str(reading.error).startswith(f"{where} is not valid")
         assert reading.decoded["request_id"] == "r"  # kept: the requester is told
+
+
+def test_dlq_replay_judges_a_request_as_intake_does():
+    """`llmrouter dlq replay` skips what intake would dead-letter again: a lone-surrogate user_id and a
+    5,000-digit integer too (the first it took for a request, the second raised)."""
+    letters = WireLetters(CODEC)
+    assert letters.request_problem(b'{"request_id": "r", "prompt": "p", "user_id": "\\ud800"}').startswith(
+        "invalid_request: user_id is not valid Unicode text")
+    assert letters.request_problem(b'{"request_id": "r", "prompt": "p", "seed": ' + b"9" * 5_000 + b"}").startswith(
+        "undecodable: invalid JSON: ValueError")
+    assert letters.request_problem(b'{"request_id": "r", "prompt": "p"}') is None
