@@ -7,8 +7,8 @@ came from in headers (:mod:`llmrouter.wire.envelope`). Before that, every size
 limit and the ``reply_to`` topic are checked, so nothing unservable takes a
 slot downstream: such a request gets a ``rejected`` result at once. The
 ``reply_to`` check comes before every send, a recent answer's re-emit
-included: a sender may not have a result written into a topic of its choosing. A request
-whose answer is in the response cache (and may be read from it,
+included: a sender may not have a result written into a topic of its
+choosing. A request whose answer is in the response cache (and may be read from it,
 :mod:`llmrouter.cache.policy`) is answered here, the fast path: no hop
 through the accepted topic, no table write, no provider. A bad one
 goes to the DLQ with its original bytes and the reason; when it names a
