@@ -5,8 +5,10 @@ request_id onto the internal accepted topic of its priority (so the
 idempotency table is written from a stream grouped by its key), with where it
 came from in headers (:mod:`llmrouter.wire.envelope`). Before that, every size
 limit and the ``reply_to`` topic are checked, so nothing unservable takes a
-slot downstream: such a request gets a ``rejected`` result at once. A request
-whose answer is in the response cache (and may be read from it,
+slot downstream: such a request gets a ``rejected`` result at once. The
+``reply_to`` check comes before every send, a recent answer's re-emit
+included: a sender may not have a result written into a topic of its
+choosing. A request whose answer is in the response cache (and may be read from it,
 :mod:`llmrouter.cache.policy`) is answered here, the fast path: no hop
 through the accepted topic, no table write, no provider. A bad one
 goes to the DLQ with its original bytes and the reason; when it names a
@@ -16,20 +18,22 @@ acked only once its outcome is durable; the stream never stops on bad input.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import structlog
+from aiokafka.errors import BrokerResponseError
 
 from llmrouter.cache.recent import RecentAnswers
 from llmrouter.cache.service import ResponseCache
 from llmrouter.cache.tiers import Hit
 from llmrouter.wire.codec import Codec
-from llmrouter.wire.contract import (PRIORITIES, Refusal, Request, check_reply_to, check_size, parse_request,
-                                     refusal_record, result_record, unparsed_result_record)
+from llmrouter.wire.contract import (PRIORITIES, Refusal, Request, check_reply_to, check_size, refusal_record,
+                                     result_record, unparsed_result_record)
 from llmrouter.wire.envelope import Origin, normalize_headers
-from llmrouter.errors import RequestError
+from llmrouter.wire.reading import read_request
 from llmrouter.observability.finish import Finisher
 from llmrouter.runtime.clock import wall_ms
 from llmrouter.runtime.publisher import Publisher
@@ -75,23 +79,23 @@ class Intake:
         """The decision for one upstream message: dead letter, the recent answer again, a refusal, a cache hit
         answered here, or forwarded to the answer stage; each outcome durable before the job is done."""
         priority = self._priority_of[origin.topic]
-        decoded: dict[str, Any] = {}
-        try:
-            decoded = self._codec.decode("LLMRequest", origin.value)
-            request = parse_request(decoded, priority=priority, received_at_ms=origin.received_at_ms)
-            bind_request(request.request_id)
-        except RequestError as exc:
+        reading = read_request(self._codec, origin.value, priority=priority, received_at_ms=origin.received_at_ms)
+        if reading.error is not None:
             job.start_delivery()
-            await self._dead_letter(origin, decoded, priority, code=exc.code, reason=str(exc))
+            await self._dead_letter(origin, reading.decoded, priority, code=reading.error.code,
+                                    reason=str(reading.error))
             return
-        if (earlier := self._recent.get(request.request_id)) is not None:
+        request = reading.request
+        bind_request(request.request_id)
+        refused_reply_to = await self._check_reply_to(request.reply_to)  # before any send, the re-emit's too
+        if refused_reply_to is None and (earlier := self._recent.get(request.request_id)) is not None:
             job.start_delivery()
             await with_retries(lambda: self._publisher.send_result(request.request_id, earlier,
                                                                    reply_to=request.reply_to, replay=True),
                                what="re-emit a cached result", attempts=self._attempts)
             self._finish.replayed("intake", priority=request.priority, route="cache")
             return
-        refusal = await self._check_reply_to(request.reply_to) or self._check_size(request, origin)
+        refusal = refused_reply_to or self._check_size(request, origin)
         hit = None
         if refusal is None and self._cache.decide(request).read:
             with self._tracing.span("cache.lookup") as span:
@@ -129,12 +133,39 @@ class Intake:
         self._finish.result("intake", record)
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
-        """The last resort for a message intake failed on: dead letter (and error result) until written."""
+        """The last resort for a message intake failed on: dead letter (and error result) until written.
+
+        It never raises (but for cancellation: the message is then delivered again): if its own path
+        fails, a bare dead letter is written instead (:meth:`_bare_dead_letter`), and the lane acks."""
         origin = origin_of(event.message)
-        decoded = _decoded_or_empty(self._codec, origin.value)
-        with self._tracing.consuming("intake.failed", event.message):
-            await self._dead_letter(origin, decoded, self._priority_of[origin.topic], code=getattr(exc, "code",
-                                    "internal_error"), reason=f"intake failed: {exc}", last_resort=True)
+        code = getattr(exc, "code", "internal_error")
+        try:
+            priority = self._priority_of[origin.topic]
+            decoded = read_request(self._codec, origin.value, priority=priority,
+                                   received_at_ms=origin.received_at_ms).decoded
+            with self._tracing.consuming("intake.failed", event.message):
+                await self._dead_letter(origin, decoded, priority, code=code, reason=f"intake failed: {exc}",
+                                        last_resort=True)
+        except Exception as failed:  # the failure path failed: no decoding, no result, only the bytes kept
+            log.exception("dead_letter_path_failed", topic=origin.topic, partition=origin.partition,
+                          offset=origin.offset)
+            await self._bare_dead_letter(origin, code=code,
+                                         reason=f"intake failed: {exc!r}; its dead-letter path failed: {failed!r}")
+
+    async def _bare_dead_letter(self, origin: Origin, *, code: str, reason: str) -> None:
+        """A dead letter that needs nothing decoded: the original key, bytes and coordinates and the reason
+        (no request_id, no headers, no error result). Tried until written while its failures are
+        retriable; one no retry can help is logged as ``dead_letter_lost`` and given up (the caller acks)."""
+        bare = dataclasses.replace(origin, headers=())
+        safe_reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+        try:
+            await _written_unless_refused(lambda: self._publisher.dead_letter(reason=safe_reason, code=code,
+                                                                              origin=bare),
+                                          what="write a bare dead letter")
+        except Exception as refused:
+            log.error("dead_letter_lost", topic=origin.topic, partition=origin.partition, offset=origin.offset,
+                      value_bytes=len(origin.value or b""), reason=safe_reason, error=repr(refused),
+                      kept="the message stays at this offset of its source topic until the topic's retention")
 
     def _check_size(self, request: Request, origin: Origin) -> Refusal | None:
         limits = self._settings.limits
@@ -162,10 +193,12 @@ class Intake:
     async def _dead_letter(self, origin: Origin, decoded: dict[str, Any], priority: str, *, code: str,
                            reason: str, last_resort: bool = False) -> None:
         """DLQ entry, then an ``error`` result when the request names a usable request_id (to its
-        reply_to when that is a valid one). ``last_resort``: retry until written, not a few times."""
+        reply_to when that is a valid one). ``last_resort``: retry until written, not a few times, but a
+        write no retry can help raises at once; the error result is then only logged if it cannot be sent
+        (the letter, written first, is what must not be lost, and a second one must not follow it)."""
         def persist(write: Callable[[], Awaitable[None]], what: str) -> Awaitable[None]:
             if last_resort:
-                return until_written(write, what=what)
+                return _written_unless_refused(write, what=what)
             return with_retries(write, what=what, attempts=self._attempts)
 
         request_id = _usable_request_id(decoded)
@@ -173,14 +206,27 @@ class Intake:
                                                           request_id=request_id), "dead-letter a bad request")
         log.warning("request_dead_lettered", request_id=request_id, code=code, reason=reason,
                     topic=origin.topic, partition=origin.partition, offset=origin.offset)
-        if request_id:
-            reply_to = decoded.get("reply_to") if isinstance(decoded.get("reply_to"), str) else None
-            if reply_to is not None and await self._check_reply_to(reply_to) is not None:
-                reply_to = None
-            record = unparsed_result_record(request_id, priority=priority, received_at_ms=origin.received_at_ms,
-                                            now_ms=wall_ms(), error_code=code, error_message=reason)
-            await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
-            self._finish.result("intake", record, request_id=request_id)
+        if request_id is None:
+            return
+        try:
+            await self._tell_requester(origin, decoded, request_id, priority, code=code, reason=reason,
+                                       persist=persist)
+        except Exception:
+            if not last_resort:
+                raise
+            log.exception("error_result_lost", request_id=request_id, code=code)
+
+    async def _tell_requester(self, origin: Origin, decoded: dict[str, Any], request_id: str, priority: str, *,
+                              code: str, reason: str,
+                              persist: Callable[[Callable[[], Awaitable[None]], str], Awaitable[None]]) -> None:
+        """The ``error`` result of a dead-lettered request, to its reply_to when that is a valid one."""
+        reply_to = decoded.get("reply_to") if isinstance(decoded.get("reply_to"), str) else None
+        if reply_to is not None and await self._check_reply_to(reply_to) is not None:
+            reply_to = None
+        record = unparsed_result_record(request_id, priority=priority, received_at_ms=origin.received_at_ms,
+                                        now_ms=wall_ms(), error_code=code, error_message=reason)
+        await persist(lambda: self._publisher.result(record, reply_to=reply_to), "send an error result")
+        self._finish.result("intake", record, request_id=request_id)
 
 
 def origin_of(message: faust.types.Message) -> Origin:
@@ -200,11 +246,33 @@ def _usable_request_id(decoded: dict[str, Any]) -> str | None:
     return request_id
 
 
-def _decoded_or_empty(codec: Codec, value: bytes) -> dict[str, Any]:
-    try:
-        return codec.decode("LLMRequest", value)
-    except RequestError:
-        return {}
+async def _written_unless_refused(write: Callable[[], Awaitable[None]], *, what: str) -> None:
+    """:func:`until_written`, except that a failure no retry can help (:func:`_retriable`) is raised at
+    once instead of tried for ever (which would hold the message, and its partition's commit, for good)."""
+    async def attempt() -> BaseException | None:
+        try:
+            await write()
+        except Exception as exc:
+            if _retriable(exc):
+                raise
+            return exc
+        return None
+
+    refused = await until_written(attempt, what=what)
+    if refused is not None:
+        raise refused
+
+
+def _retriable(exc: BaseException) -> bool:
+    """Whether writing the same record again could succeed. Not when the record itself is at fault: it
+    cannot be encoded (ValueError, TypeError, OverflowError) or the broker refused it for good (a
+    non-retriable broker response, e.g. too large). Anything else (a timeout, no broker, the producer
+    stopping) is tried again: a letter is not given up on while the broker may come back."""
+    if isinstance(exc, ValueError | TypeError | OverflowError):
+        return False
+    if isinstance(exc, BrokerResponseError):
+        return bool(exc.retriable)
+    return True
 
 
 def _hit_reason(hit: Hit) -> str:

@@ -40,6 +40,8 @@ log = structlog.get_logger("llmrouter.codec")
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
 LEGACY_WRITERS = "llm-router 0.1.0 and older"
+MAX_JSON_DEPTH = 8  # levels of objects and arrays below the record; an LLMRequest has 2 (messages[i].role)
+_INT_RANGES = {"int": (-2**31, 2**31 - 1), "long": (-2**63, 2**63 - 1)}
 
 
 def schema_fingerprint(parsed: dict[str, Any]) -> bytes:
@@ -162,6 +164,25 @@ class Codec:
             f"value is neither Avro single-object encoding (starts {data[:2].hex()!r}, want 'c301') nor a JSON object"
         )
 
+    def misfit(self, name: str, record: dict[str, Any]) -> str | None:
+        """Why ``record`` (decoded from JSON) is not something the Avro form of record ``name`` could carry, or None.
+
+        A JSON value may hold what Avro cannot: a lone surrogate (``"\\ud800"``), which no UTF-8 encoder
+        takes (every key built from the field, a ledger's or the cache's, and every record that echoes it
+        would raise, after the provider was paid); an integer past its field's 32 or 64 bits, or one no
+        double can hold; nesting deeper than any field has. What Avro decoding returns never misfits.
+        """
+        problem = _text_problem(record)
+        if problem is not None:
+            return problem
+        for field in self.store.reader(name)["fields"]:
+            value = record.get(field["name"])
+            if isinstance(value, int) and not isinstance(value, bool):
+                problem = _number_problem(field["name"], value, _branches(field["type"]))
+                if problem is not None:
+                    return problem
+        return None
+
     def _decode_avro(self, name: str, data: bytes) -> dict[str, Any]:
         if len(data) < HEADER_LEN:
             raise UndecodableRequest(f"Avro single-object header truncated: {len(data)} bytes, need at least {HEADER_LEN}")
@@ -175,8 +196,8 @@ class Codec:
         try:  # the same schema on both sides needs no resolution (most messages)
             record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer,
                                                 None if writer is reader else reader)
-        except Exception as exc:  # fastavro raises many types for a corrupt body
-            raise UndecodableRequest(f"Avro body does not match its schema: {exc}") from exc
+        except Exception as exc:  # fastavro raises many types for a corrupt body (EOFError, IndexError, ...)
+            raise UndecodableRequest(f"Avro body does not match its schema: {_name(exc)}") from exc
         return record
 
     def _legacy_writer(self, fp: bytes) -> dict[str, Any] | None:
@@ -206,10 +227,86 @@ def _json_default(value: Any) -> Any:
 
 
 def _decode_json(data: bytes) -> dict[str, Any]:
+    """Every way ``json.loads`` can refuse a value is an :class:`UndecodableRequest`: not UTF-8, not JSON
+    (both ValueErrors), an integer over Python's 4,300 digits (a plain ValueError), nesting deeper than the
+    interpreter's recursion limit (RecursionError), a value too large to hold (MemoryError)."""
     try:
         value = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UndecodableRequest(f"invalid JSON: {exc}") from exc
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise UndecodableRequest(f"invalid JSON: {_name(exc)}") from exc
     if not isinstance(value, dict):
         raise UndecodableRequest(f"JSON value is a {type(value).__name__}, not an object")
     return value
+
+
+def _name(exc: BaseException) -> str:
+    """``exc`` for a reason: its type and message, the message cut short and safe to encode as UTF-8."""
+    text = str(exc)[:300].encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def is_avro(data: bytes) -> bool:
+    """Whether ``data`` starts like Avro single-object encoding (else the codec reads it as JSON)."""
+    return data[:2] == MAGIC
+
+
+def _text_problem(record: dict[str, Any]) -> str | None:
+    """The first string (value or key) in ``record`` that is not valid Unicode, or nesting past
+    :data:`MAX_JSON_DEPTH`; walked without recursion, whatever the depth."""
+    pending: list[tuple[Any, str, int]] = [(record, "", 0)]
+    while pending:
+        value, path, depth = pending.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                return (f"{path} is not valid Unicode text: it holds a lone surrogate (as JSON's \\ud800 escape "
+                        f"writes it), which no UTF-8 record or key can carry")
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return f"{path} is nested more than {MAX_JSON_DEPTH} levels deep; no field of the record is"
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in reversed(list(items)):
+                if isinstance(key, str) and not _is_text(key):
+                    return f"a key of {path or 'the record'} is not valid Unicode text (a lone surrogate)"
+                where = f"{path}[{key}]" if isinstance(key, int) else f"{path}.{_shown(key)}" if path else _shown(key)
+                pending.append((item, where, depth + 1))
+    return None
+
+
+def _is_text(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(key: str) -> str:
+    return key if len(key) <= 40 else key[:40] + "..."
+
+
+def _branches(avro_type: Any) -> set[str]:
+    """The primitive type names a field's schema allows (a union's branches, or the type itself)."""
+    types = avro_type if isinstance(avro_type, list) else [avro_type]
+    return {t for t in types if isinstance(t, str)}
+
+
+def _number_problem(name: str, value: int, types: set[str]) -> str | None:
+    for kind in ("int", "long"):
+        if kind in types:
+            low, high = _INT_RANGES[kind]
+            if low <= value <= high:
+                return None
+            return f"{name} is out of range: an Avro {kind} holds {low} to {high}, not {_digits(value)}"
+    if types & {"double", "float"}:
+        try:
+            float(value)
+        except OverflowError:
+            return f"{name} is too large for a number (a double): {_digits(value)}"
+    return None
+
+
+def _digits(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else f"an integer of {len(text.lstrip('-'))} digits"

@@ -12,9 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from llmrouter.core.dlq import fresh_deadline
-from llmrouter.errors import RequestError
 from llmrouter.wire.codec import MAGIC, Codec, encode_json
-from llmrouter.wire.contract import parse_request
+from llmrouter.wire.reading import read_request
 
 
 class WireLetters:
@@ -29,11 +28,8 @@ class WireLetters:
 
     def request_problem(self, value: bytes) -> str | None:
         """Why ``value`` is not a valid LLMRequest (what intake would say), or None."""
-        try:
-            parse_request(self._codec.decode("LLMRequest", value), priority="normal", received_at_ms=0)
-        except RequestError as exc:
-            return f"{exc.code}: {exc}"
-        return None
+        error = read_request(self._codec, value, priority="normal", received_at_ms=0).error
+        return None if error is None else f"{error.code}: {error}"
 
     def encoding(self, value: bytes) -> str:
         """``"avro"`` for Avro single-object encoding, else ``"json"``."""
