@@ -214,6 +214,42 @@ async def test_cache_clear_reaches_the_worker(cached_worker, cached_setup, sim):
     assert record["route"] == "cloud"
 
 
+async def test_cache_clear_by_tenant_clears_its_users_in_every_level_and_no_other_tenant(cached_worker, cached_setup,
+                                                                                          sim):
+    """`cache clear --version 1 --tenant T`: T's own entry and T's user 42's go (on the worker and in Redis);
+    user 42 of tenant TT, whose name starts with T's, keeps its entry."""
+    settings, path = cached_setup
+    tenant = f"T{uuid.uuid4().hex[:8]}"
+    prompt = f"Clear my tenant {uuid.uuid4()}"
+    askers = {"own": {"metadata": {"tenant": tenant}}, "user": {"user_id": "42", "metadata": {"tenant": tenant}},
+              "other": {"user_id": "42", "metadata": {"tenant": tenant + "T"}}}
+    for who in askers.values():
+        await ask(settings, {"prompt": prompt, "max_tokens": 8, **who})
+        assert (await ask(settings, {"prompt": prompt, "max_tokens": 8, **who}))["route"] == "cache"
+    client = redis.Redis.from_url(settings.redis.url)
+    namespace = f"{settings.worker.app_id}/llm:v1:"
+
+    def in_redis(pattern: str) -> list[bytes]:
+        return client.keys(namespace + pattern)
+
+    deadline = time.monotonic() + 10
+    while cached_worker.get_json("/cache/")[1]["l2"]["queued_writes"]:  # each hit above: its Redis write queued
+        assert time.monotonic() < deadline, "the answers never reached Redis"
+        await asyncio.sleep(0.05)
+    clear = subprocess.run([sys.executable, "-m", "llmrouter", "--settings", str(path), "cache", "clear",
+                            "--version", "1", "--tenant", tenant], capture_output=True, text=True, timeout=60)
+    assert clear.returncode == 0, clear.stderr
+    assert in_redis(f"t.{tenant}:*") == in_redis(f"t.{tenant}.u.*") == []
+    for who in ("own", "user"):
+        deadline = time.monotonic() + 20
+        while (record := await ask(settings, {"prompt": prompt, "max_tokens": 8, **askers[who]}))["route"] == "cache":
+            assert time.monotonic() < deadline, f"the clear never reached tenant {tenant}'s {who} entry"
+            await asyncio.sleep(0.2)
+        assert record["route"] == "cloud"
+    assert (await ask(settings, {"prompt": prompt, "max_tokens": 8, **askers["other"]}))["route"] == "cache"
+    assert in_redis(f"t.{tenant}T.u.42:*")  # and its Redis entry stays
+
+
 async def test_l3_fills_a_fresh_worker_from_the_cache_topic_and_redis_comes_back_without_a_restart(
         kafka_and_redis, tiny_model_dir, sim, tmp_path):
     """Redis is down from the start (nothing listens on its port): answers are cached in L1 and L3 and
