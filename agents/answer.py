@@ -31,6 +31,7 @@ from dataclasses import replace
 
 import faust
 
+from llmrouter.cache.policy import refresh_request
 from llmrouter.dispatch.budgets import FreeOnly, Ledger
 from llmrouter.dispatch.serving import QuotaGate, Serving
 from llmrouter.errors import RequestError
@@ -103,14 +104,15 @@ class Answer:
         finally:  # a duplicate waiting on this request now finds the stored result
             self._in_flight.pop(rid).set_result(None)
 
-    async def refresh_cached(self, raw: bytes) -> bool:
-        """Ask the chain again for a popular cached request and store the new answer: the cache warmer's
-        refresh ahead. Off the request path: no result is sent and no table written. True if stored."""
+    async def refresh_cached(self, raw: bytes, provider: str) -> bool:
+        """Ask ``provider`` (the one whose answer the entry holds) again for a popular cached request and store the
+        new answer: the cache warmer's refresh ahead. Off the request path: no result, no stream, no table written,
+        only free calls. True if stored."""
         request = replace(parse_request(self._codec.decode("LLMRequest", raw), priority="low",
-                                        received_at_ms=self._now_ms()),
-                          cache_policy="refresh", deadline_ms=None, created_at_ms=None, timeout_ms=None)
-        served = await self._serving.serve(request, before_call=lambda: None, spend=FreeOnly())
-        return self._delivery.cache_answer(request, served.record)
+                                        received_at_ms=self._now_ms()), cache_policy="refresh")
+        served = await self._serving.serve(refresh_request(request, provider), before_call=lambda: None,
+                                           spend=FreeOnly())
+        return served.record.get("provider") == provider and self._delivery.cache_answer(request, served.record)
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a request the handler failed on: a dead letter and an ``error``

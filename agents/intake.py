@@ -123,7 +123,7 @@ class Intake:
                                what="send a cached stream chunk", attempts=self._attempts)
         record = result_record(
             request, status="ok", now_ms=wall_ms(), text=answer.text, provider=answer.provider or None,
-            model=answer.model or None, route="cache", cache_level=hit.level, route_reason=_hit_reason(hit),
+            model=answer.model or None, route="cache", cache_level=hit.level, route_reason=hit.route_reason(wall_ms()),
             finish_reason=answer.finish_reason or None,
             prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens, cost_usd=0.0)
         data = self._publisher.encode_result(record)
@@ -274,12 +274,3 @@ def _retriable(exc: BaseException) -> bool:
         return bool(exc.retriable)
     return True
 
-
-def _hit_reason(hit: Hit) -> str:
-    """``route_reason`` of a cache hit: the level, whose answer it is, and the similarity of a semantic hit."""
-    answer = hit.answer
-    whose = f"the answer {answer.provider or 'a provider'} gave to {answer.request_id or 'an earlier request'}"
-    reason = f"cache hit at {hit.level}: {whose}"
-    if hit.similarity is not None:
-        reason += f", a paraphrase (similarity {hit.similarity:.3f})"
-    return reason

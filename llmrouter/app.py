@@ -17,6 +17,7 @@ from llmrouter.agents import answer, intake, provider_state
 from llmrouter.alerting.wiring import wire_windows
 from llmrouter.dispatch.breakers import LocalBreakers
 from llmrouter.dispatch.budgets import Budget, Ledger
+from llmrouter.cache.policy import AnswerSources, disabled_providers
 from llmrouter.cache.service import ResponseCache
 from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import PRIORITIES
@@ -118,6 +119,8 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
     cache = app.add_dependency(ResponseCache(
         settings, datadir=Path(worker.datadir), cache_topic=topics.cache.get_topic_name(), metrics=metrics,
         publish=lambda key, value: topics.cache.send_soon(key=key, value=value), now_ms=wall_ms,
+        sources=AnswerSources(kind_of=lambda name: getattr(providers.specs.get(name), "kind", None),
+                              disabled=lambda: disabled_providers(flags.current)),
         loop=app.loop, beacon=app.beacon))
 
     outcomes = wire_windows(app, settings, topics, tables, publisher, worker=providers.worker_id)  # F025

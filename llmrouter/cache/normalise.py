@@ -4,9 +4,11 @@ Two steps, both pure:
 
 * :func:`normalise` removes differences that cannot change an answer: Unicode
   composition (NFC, so ``"é"`` typed as one code point or as ``e`` plus a
-  combining accent is the same text), leading and trailing whitespace, and
-  runs of whitespace (collapsed to one space). Case is kept: ``"US"`` and
-  ``"us"`` may get different answers.
+  combining accent is the same text), line endings (``\\r\\n`` and ``\\r``
+  become ``\\n``) and leading and trailing whitespace. Whitespace inside the
+  text is kept as it is: indentation is meaning in code and YAML, so two
+  prompts that differ only in it get different keys. Case is kept too:
+  ``"US"`` and ``"us"`` may get different answers.
 
 * :class:`Templates` replaces what an operator has declared volatile, for
   example a ``Current time: 2024-05-01T10:00Z`` line that a client puts in
@@ -18,12 +20,12 @@ Two steps, both pure:
   pattern only for text the model's answer does not depend on.
 
 Templates are applied after :func:`normalise`, so a pattern is written against
-text with single spaces. Literal ``<`` and ``\\`` in the text are always escaped
-(``\\<``, ``\\\\``), templates or not, so a prompt that really contains
-``<date>`` is never the same as one whose date was stripped, even between two
-workers configured differently during a rolling change. Patterns are compiled
-once, when the settings are loaded; an invalid one is refused there with its
-name.
+text with ``\\n`` line endings and no surrounding whitespace. Literal ``<`` and
+``\\`` in the text are always escaped (``\\<``, ``\\\\``), templates or not, so
+a prompt that really contains ``<date>`` is never the same as one whose date
+was stripped, even between two workers configured differently during a
+rolling change. Patterns are compiled once, when the settings are loaded; an
+invalid one is refused there with its name.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def normalise(text: str) -> str:
-    """NFC, stripped, every whitespace run one space; case kept."""
-    return " ".join(unicodedata.normalize("NFC", text).split())  # split(): runs of str.isspace(), as regex \s
+    """NFC, line endings ``\\n``, stripped at both ends; whitespace inside and case kept."""
+    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
 class Templates:

@@ -4,7 +4,9 @@ Intake asks :meth:`ResponseCache.decide` whether a request may be read from
 the cache, and :meth:`ResponseCache.lookup` for its answer; the answer stage
 calls :meth:`ResponseCache.store` with every result a provider gave that may
 be written. Levels (``cache.l1_enabled`` …) and the TTL, size and compression
-of ``cache_config`` (§5.2) come from the settings.
+of ``cache_config`` (§5.2) come from the settings; what it must know of the
+providers (their kinds, the ones an override disables) comes through
+:class:`~llmrouter.cache.policy.AnswerSources`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from llmrouter.cache.keys import cache_key
 from llmrouter.cache.l1 import L1Cache
 from llmrouter.cache.l2 import RedisCache
 from llmrouter.cache.l3 import L3Store
-from llmrouter.cache.policy import CacheDecision, decide
+from llmrouter.cache.policy import AnswerSources, CacheDecision, decide, may_store
 from llmrouter.cache.sync import CacheApplier, CacheFollower, Clears
 from llmrouter.cache.tiers import CacheTiers, Hit
 from llmrouter.cache.warm import CacheWarmer
@@ -44,8 +46,10 @@ def l2_namespace(settings: Settings) -> str:
 
 class ResponseCache(mode.Service):
     def __init__(self, settings: Settings, *, datadir: Path, cache_topic: str, metrics: Metrics,
-                 publish: Callable[[bytes, bytes], object], now_ms: Callable[[], int], **kwargs: Any) -> None:
+                 publish: Callable[[bytes, bytes], object], now_ms: Callable[[], int],
+                 sources: AnswerSources = AnswerSources(), **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._sources = sources
         cache, config = settings.cache, settings.cache_config
         self.enabled = cache.enabled and config.ttl_default > 0
         self._settings = settings
@@ -106,7 +110,7 @@ class ResponseCache(mode.Service):
         as upstream sent it, kept with the popular keys for a refresh."""
         key = self.key(request)
         self.hot.touch(key, raw)
-        hit = await self.tiers.lookup(key)
+        hit = await self.tiers.lookup(key, self._usable())
         if self.semantic is not None:
             hit = hit or await self._semantic_lookup(request)
             if hit is not None and hit.similarity is None:
@@ -121,23 +125,36 @@ class ResponseCache(mode.Service):
         match = self.semantic.nearest(request)
         if match is None:
             return None
-        hit = await self.tiers.lookup(match.cache_key)
-        if hit is None:
+        usable = self._usable()
+        hit = await self.tiers.lookup(match.cache_key, usable)
+        if hit is None and usable is None:
             self.semantic.discard(match.cache_key)  # expired or cleared since it was indexed
             return None
         return replace(hit, similarity=match.similarity)
 
-    def store(self, request: Request, record: dict[str, Any]) -> None:
-        """Keep an ``ok`` result a provider gave (text, who, tokens, what it cost then) for ``cache_config.ttl_default``."""
+    def _usable(self) -> Callable[[CachedAnswer], bool] | None:
+        """What a hit must pass now: not the answer of a provider an override disables (None: nothing to refuse)."""
+        disabled = self._sources.disabled()
+        return (lambda answer: answer.provider not in disabled) if disabled else None
+
+    def store(self, request: Request, record: dict[str, Any]) -> bool:
+        """Keep an ``ok`` result a provider gave (text, who, tokens, what it cost then) for
+        ``cache_config.ttl_default``, unless it is a sampled answer the provider could not make repeatable
+        (:func:`~llmrouter.cache.policy.may_store`); True if stored."""
+        provider = record.get("provider") or ""
+        if not may_store(request, kind=self._sources.kind_of(provider),
+                         cache_nondeterministic=self._settings.cache.cache_nondeterministic):
+            return False
         now = self._now_ms()
         key = self.key(request)
         self.tiers.store(key, CachedAnswer(
-            text=record.get("text") or "", provider=record.get("provider") or "", model=record.get("model") or "",
+            text=record.get("text") or "", provider=provider, model=record.get("model") or "",
             finish_reason=record.get("finish_reason") or "", prompt_tokens=record.get("prompt_tokens", 0),
             completion_tokens=record.get("completion_tokens", 0), cost_usd=record.get("cost_usd", 0.0),
             stored_at_ms=now, expires_at_ms=now + self._ttl_ms, request_id=request.request_id))
         if self.semantic is not None:
             self.semantic.add(request, key)
+        return True
 
     def status(self) -> dict[str, str]:
         """Per level: ``ok``, ``off`` or ``down: <reason>`` (Redis): what /health/ shows."""

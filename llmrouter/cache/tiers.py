@@ -31,6 +31,14 @@ class Hit:
     answer: CachedAnswer
     similarity: float | None = None  # set when the semantic index found it for a request worded differently
 
+    def route_reason(self, now_ms: int) -> str:
+        """``cache hit (l1, stored 12.3 s ago)``: the level and the entry's age, never whose request paid for
+        it (in the ``anon`` and ``shared`` scopes that is another user's request id)."""
+        reason = f"cache hit ({self.level}, stored {max(0, now_ms - self.answer.stored_at_ms) / 1000:.1f} s ago)"
+        if self.similarity is not None:
+            reason += f", a paraphrase (similarity {self.similarity:.3f})"
+        return reason
+
 
 class CacheTiers:
     def __init__(self, *, l1: L1Cache | None, l2: RedisCache | None, l3: L3Store | None,
@@ -48,17 +56,20 @@ class CacheTiers:
         self.misses = 0
         self.stores = 0
 
-    async def lookup(self, key: str) -> Hit | None:
+    async def lookup(self, key: str, usable: Callable[[CachedAnswer], bool] | None = None) -> Hit | None:
+        """The live entry of ``key`` from the highest level that has one; ``usable`` may refuse an entry
+        (a disabled provider's answer): it is then a miss in every level, left where it is."""
         now = self._now_ms()
-        if self._l1 is not None and (answer := self._live(key, self._l1.get(key), now)) is not None:
+        if self._l1 is not None and (answer := self._live(key, self._l1.get(key), now, usable)) is not None:
             return self._hit("l1", answer)
         if self._l2 is not None and self._l2.available:
             raw = await self._l2.get(self._l2_namespace + key)
-            if (answer := self._live(key, raw, now)) is not None:
+            if (answer := self._live(key, raw, now, usable)) is not None:
                 self._put_l1(key, raw, answer)
                 return self._hit("l2", answer)
         answer = self._l3.get(key.encode(), now_ms=now) if self._l3 is not None else None
-        if answer is not None and not self._clears.covers(key, answer.stored_at_ms):
+        if answer is not None and not self._clears.covers(key, answer.stored_at_ms) and (
+                usable is None or usable(answer)):
             raw = answer.to_bytes(compress=self._compress)
             self._put_l1(key, raw, answer)
             self._put_l2(key, raw, answer, now)
@@ -92,8 +103,10 @@ class CacheTiers:
         return {"lookups": lookups, "hits": dict(self.hits), "misses": self.misses, "stores": self.stores,
                 "hit_rate": round(sum(self.hits.values()) / lookups, 4) if lookups else None}
 
-    def _live(self, key: str, raw: bytes | None, now_ms: int) -> CachedAnswer | None:
-        """The entry in ``raw`` unless it is absent, unreadable, expired or cleared since it was stored."""
+    def _live(self, key: str, raw: bytes | None, now_ms: int,
+              usable: Callable[[CachedAnswer], bool] | None = None) -> CachedAnswer | None:
+        """The entry in ``raw`` unless it is absent, unreadable, expired, cleared since it was stored or not
+        ``usable``."""
         if raw is None:
             return None
         try:
@@ -102,7 +115,7 @@ class CacheTiers:
             return None
         if answer.expired(now_ms) or self._clears.covers(key, answer.stored_at_ms):
             return None
-        return answer
+        return answer if usable is None or usable(answer) else None
 
     def _hit(self, level: str, answer: CachedAnswer) -> Hit:
         self.hits[level] += 1

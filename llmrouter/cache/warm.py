@@ -7,8 +7,11 @@ popular keys (:class:`~llmrouter.cache.hot.HotKeys`, touched by every lookup):
   request for it does not pay the lower level;
 * **refresh ahead**: a key whose entry expires within ``cache.refresh_ahead_s``
   is asked again (``refresh``, the request that last looked it up, at low
-  priority, through the same chain) and the new answer replaces the entry
-  before anyone misses it;
+  priority, not streamed) of the provider whose answer the entry holds, and of
+  no other: the new answer replaces the entry before anyone misses it. When
+  that provider may not be asked now (it costs money, an override disables
+  it, it is gone) nothing is refreshed and the entry expires; an entry that
+  names no provider is not refreshed;
 * **snapshot**: the popular keys are written beside L3, so a restarted worker
   warms its empty L1 with them at once.
 """
@@ -32,7 +35,7 @@ SNAPSHOT = "hot_keys"
 class CacheWarmer(mode.Service):
     def __init__(self, *, hot: HotKeys, tiers: CacheTiers, l3: L3Store | None, top_k: int, interval_s: float,
                  refresh_ahead_ms: int, now_ms: Callable[[], int],
-                 refresh: Callable[[bytes], Awaitable[bool]] | None = None, **kwargs: Any) -> None:
+                 refresh: Callable[[bytes, str], Awaitable[bool]] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._hot = hot
         self._tiers = tiers
@@ -41,7 +44,7 @@ class CacheWarmer(mode.Service):
         self._interval_s = interval_s
         self._refresh_ahead_ms = refresh_ahead_ms
         self._now_ms = now_ms
-        self.refresh = refresh  # set by the app once the answer stage exists
+        self.refresh = refresh  # (request bytes, provider) -> stored?; set by the app once the answer stage exists
         self.warmed = 0
         self.refreshed = 0
         self.refresh_failures = 0
@@ -70,14 +73,15 @@ class CacheWarmer(mode.Service):
             if answer is None:
                 continue
             self.warmed += 1
-            if self.refresh is not None and self._refresh_ahead_ms and answer.expires_at_ms - now <= self._refresh_ahead_ms:
-                await self._refresh(key, request)
+            if (self.refresh is not None and self._refresh_ahead_ms and answer.provider
+                    and answer.expires_at_ms - now <= self._refresh_ahead_ms):
+                await self._refresh(key, request, answer.provider)
         if self._l3 is not None:
             self._l3.put_meta(SNAPSHOT, self._hot.to_bytes())
 
-    async def _refresh(self, key: str, request: bytes) -> None:
+    async def _refresh(self, key: str, request: bytes, provider: str) -> None:
         try:
-            ok = await self.refresh(request)
+            ok = await self.refresh(request, provider)
         except Exception as exc:  # a refresh is a nicety: the entry still serves until it expires
             ok = False
             log.warning("cache_refresh_failed", key=key[:40], error=repr(exc))

@@ -4,7 +4,8 @@
 from then on, serves nothing under the prefix that was stored before it, whichever level holds it; see
 :mod:`llmrouter.cache.sync`), then deletes the prefix from Redis once, since L2 is shared.
 Which entries: ``--all`` (every namespace version), ``--version N`` (one namespace version), plus
-``--user U`` or ``--tenant T`` (one tenant's entries of that version), or a raw ``--prefix``.
+``--tenant T`` (that tenant's entries of that version, its users' included: two prefixes, two clear
+records), ``--user U`` (a user with no tenant) or both (that user of that tenant), or a raw ``--prefix``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import urllib.request
 
 from aiokafka import AIOKafkaProducer
 
-from llmrouter.cache.keys import KEY_ROOT, key_prefix, tenant_scope
+from llmrouter.cache.keys import KEY_ROOT, clear_prefixes, key_prefix
 from llmrouter.cache.l2 import RedisCache
 from llmrouter.cache.service import l2_namespace
 from llmrouter.cache.sync import clear_record
@@ -35,32 +36,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--all", action="store_true", help="every cached answer, every namespace version")
     which.add_argument("--version", type=int, help="one namespace version (with --user/--tenant: one tenant's)")
     which.add_argument("--prefix", help="every key starting with this (keys look like llm:v1:u.alice:<sha256>)")
-    p.add_argument("--user", help="with --version: only this user_id's entries")
-    p.add_argument("--tenant", help="with --version: only this tenant's entries (metadata.tenant)")
+    p.add_argument("--user", help="with --version: only this user_id's entries (of --tenant's, when given)")
+    p.add_argument("--tenant", help="with --version: only this tenant's entries (metadata.tenant), its users' too")
     p.set_defaults(func=clear_command)
     p = cache.add_parser("stats", help="a running worker's cache figures (levels, hits, misses)")
     p.add_argument("--worker", help="worker web URL (default: from the settings, http://HOST:PORT)")
     p.set_defaults(func=stats_command)
 
 
-def clear_prefix(args: argparse.Namespace) -> str:
-    """The key prefix the arguments name."""
+def clear_prefix_list(args: argparse.Namespace) -> list[str]:
+    """The key prefixes the arguments name (a tenant's own scope and its users' are two)."""
     if (args.user or args.tenant) and args.version is None:
         raise ConfigError("--user and --tenant need --version: a tenant's keys live under a namespace version")
     if args.all:
-        return f"{KEY_ROOT}:"
+        return [f"{KEY_ROOT}:"]
     if args.prefix is not None:
         if not args.prefix.startswith(f"{KEY_ROOT}:"):
             raise ConfigError(f"cache keys start with '{KEY_ROOT}:'; {args.prefix!r} would clear nothing")
-        return args.prefix
-    scope = tenant_scope(user_id=args.user, tenant=args.tenant) if (args.user or args.tenant) else None
-    return key_prefix(args.version, scope)
+        return [args.prefix]
+    if args.user or args.tenant:
+        return list(clear_prefixes(args.version, tenant=args.tenant, user_id=args.user))
+    return [key_prefix(args.version)]
 
 
 def clear_command(args: argparse.Namespace, settings: Settings) -> int:
-    prefix = clear_prefix(args)
-    redis_deleted = asyncio.run(_clear(settings, prefix))
-    print(json.dumps({"cleared": prefix, "redis_deleted": redis_deleted,
+    prefixes = clear_prefix_list(args)
+    deleted = [asyncio.run(_clear(settings, prefix)) for prefix in prefixes]
+    redis_deleted = None if None in deleted else sum(deleted)
+    print(json.dumps({"cleared": prefixes, "redis_deleted": redis_deleted,
                       "note": "every worker applies the clear as soon as it reads llm.router.cache"}))
     return 0
 

@@ -51,7 +51,8 @@ class CacheSettings(Section):
     warm_top_k: int = Field(100, ge=0, description="the most popular keys warmed into L1 each pass (0: off)")
     warm_interval_s: float = Field(30.0, gt=0, description="seconds between warming passes (and at start)")
     refresh_ahead_s: float = Field(300.0, ge=0, description="a popular entry expiring within this is asked "
-                                   "again, at low priority, before anyone misses it (0: never)")
+                                   "again, at low priority, of the provider that answered it and only if that "
+                                   "call is free, before anyone misses it (0: never)")
     semantic_enabled: bool = Field(False, description="after an exact miss, serve the answer of an earlier request "
                                    "worded differently (needs the `semantic` extra); see llmrouter/cache/semantic.py")
     semantic_threshold: float = Field(0.75, gt=0, le=1, description="least cosine similarity of a semantic hit "

@@ -105,8 +105,7 @@ class Delivery:
         """Keep a provider's good answer in the response cache, if the request's policy lets it be written."""
         if record["status"] != "ok" or record.get("route") not in CACHED_ROUTES or not self._cache.decide(request).write:
             return False
-        self._cache.store(request, record)
-        return True
+        return self._cache.store(request, record)  # False: a sampled answer its provider could not repeat
 
     async def last_resort(self, origin: Origin, request: Request | None, *, code: str, reason: str) -> None:
         """A request the handler failed on: its dead letter and (when its request_id is known) an ``error``

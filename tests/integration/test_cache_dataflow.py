@@ -6,6 +6,7 @@ request counter says how often it was paid."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -17,9 +18,12 @@ import pytest
 import redis
 
 from llmrouter.wire.client import RouterClient
+from llmrouter.wire.codec import Codec
 from llmrouter.infra.redis import ScratchRedis
 from llmrouter.simulator import SimProfile
-from tests.conftest import SimulatorThread, free_port, isolated_settings, sibling_settings, sim_provider, start_worker
+from llmrouter.topics import STREAM
+from tests.conftest import (SimulatorThread, free_port, isolated_settings, read_topic_to_end, sibling_settings,
+                            sim_provider, start_worker)
 
 pytestmark = pytest.mark.kafka
 
@@ -30,13 +34,18 @@ def sim() -> Iterator[SimulatorThread]:
         yield thread
 
 
-def calls(sim: SimulatorThread) -> int:
-    return sim.call(sim.sims[0].stats)["requests"]["openai"]
+def calls(sim: SimulatorThread, flavor: str = "openai", index: int = 0) -> int:
+    return sim.call(sim.sims[index].stats)["requests"][flavor]
 
 
 def settings_for(directory: Path, model_dir: Path, sim: SimulatorThread, **sections: dict):
+    """One provider in the chain, ``sim``; ``spare`` (OpenAI wire format) and ``claude`` (Anthropic's) on the same
+    simulator, asked only by requests whose allow-list names them (they follow sim in the chain)."""
+    claude = sim_provider(sim.sims[0], kind="anthropic", endpoint=sim.sims[0].base_urls()["anthropic"])
+    providers = {"sim": sim_provider(sim.sims[0]), "spare": sim_provider(sim.sims[0]), "claude": claude}
     return isolated_settings(directory, model_dir, local_config={"enabled": False},
-                             providers={"sim": sim_provider(sim.sims[0])}, fallback_chain=["sim"], **sections)
+                             providers=sections.pop("providers", providers),
+                             fallback_chain=sections.pop("fallback_chain", ["sim"]), **sections)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +83,8 @@ async def test_a_repeated_prompt_is_answered_from_l1_at_intake_without_a_provide
         assert (record["status"], record["route"], record["cache_level"]) == ("ok", "cache", "l1")
         assert record["text"] == first["text"] and record["provider"] == "sim" and record["cost_usd"] == 0.0
         assert record["attempts"] == []
-        assert record["route_reason"] == f"cache hit at l1: the answer sim gave to {first['request_id']}"
+        assert re.fullmatch(r"cache hit \(l1, stored \d+\.\d s ago\)", record["route_reason"])
+        assert first["request_id"] not in record["route_reason"]  # another user's request, in the anon scope
     hits = cached_worker.metric("llmrouter_cache_hits_total", level="l1")
     assert hits >= 3
     assert cached_worker.get_json("/cache/")[1]["hits"]["l1"] >= 3
@@ -94,6 +104,73 @@ async def test_what_may_not_be_read_from_the_cache_goes_to_the_provider(cached_w
     assert calls(sim) - before == 5
     hit = await ask(settings, {"prompt": prompt, "max_tokens": 8, "user_id": "alice"})
     assert hit["route"] == "cache" and calls(sim) - before == 5
+
+
+async def test_the_same_user_id_in_another_tenant_gets_a_miss(cached_worker, sim):
+    """User "42" of tenant A and user "42" of tenant B are two users: B's request is not answered with A's."""
+    settings = cached_worker.settings
+    a, b = f"tenant-a-{uuid.uuid4().hex[:8]}", f"tenant-b-{uuid.uuid4().hex[:8]}"
+    prompt = f"What is my balance? {uuid.uuid4()}"
+    before = calls(sim)
+    first = await ask(settings, {"prompt": prompt, "max_tokens": 8, "user_id": "42", "metadata": {"tenant": a}})
+    again = await ask(settings, {"prompt": prompt, "max_tokens": 8, "user_id": "42", "metadata": {"tenant": a}})
+    other = await ask(settings, {"prompt": prompt, "max_tokens": 8, "user_id": "42", "metadata": {"tenant": b}})
+    assert (first["route"], again["route"], other["route"]) == ("cloud", "cache", "cloud")
+    assert calls(sim) - before == 2
+
+
+async def test_prompts_that_differ_only_in_indentation_do_not_share_an_answer(cached_worker, sim):
+    """YAML whose nesting differs by two spaces is another question; the same text with CRLF is not."""
+    settings = cached_worker.settings
+    tag = uuid.uuid4().hex
+    flat, nested = f"Fix this YAML {tag}:\na:\nb: 1", f"Fix this YAML {tag}:\na:\n  b: 1"
+    before = calls(sim)
+    records = [await ask(settings, {"prompt": prompt, "max_tokens": 8})
+               for prompt in (flat, nested, nested.replace("\n", "\r\n"))]
+    assert [r["route"] for r in records] == ["cloud", "cloud", "cache"]
+    assert calls(sim) - before == 2
+
+
+async def test_a_sampled_seeded_answer_is_cached_only_from_a_provider_that_sends_the_seed(cached_worker, sim):
+    """temperature 0.7 with a seed: the OpenAI-format provider sends the seed, so its answer is cached; the
+    Anthropic-format one sends none, so its sampled answer is asked again every time."""
+    settings = cached_worker.settings
+    prompt = f"Tell me a story {uuid.uuid4()}"
+    sampled = {"prompt": prompt, "max_tokens": 8, "temperature": 0.7, "seed": 7}
+    anthropic_before = calls(sim, "anthropic")
+    claude = [await ask(settings, {**sampled, "providers": ["claude"]}) for _ in range(2)]
+    assert [(r["route"], r["provider"]) for r in claude] == [("cloud", "claude")] * 2
+    assert calls(sim, "anthropic") - anthropic_before == 2
+    spare = [await ask(settings, {**sampled, "providers": ["spare"]}) for _ in range(2)]
+    assert [(r["route"], r["provider"]) for r in spare] == [("cloud", "spare"), ("cache", "spare")]
+
+
+async def test_a_provider_disabled_by_an_override_has_its_cached_answers_not_served(cached_worker, cached_setup, sim):
+    """`override disable spare`: a request only spare may answer is refused rather than served spare's cached
+    answer; once the override is cleared the entry serves again."""
+    settings, path = cached_setup
+    request = {"prompt": f"Only spare {uuid.uuid4()}", "max_tokens": 8, "providers": ["spare"]}
+    await ask(settings, request)
+    assert (await ask(settings, request))["route"] == "cache"
+
+    def override(action: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "llmrouter", "--settings", str(path), "override", action,
+                               "spare"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    override("disable")
+    try:
+        deadline = time.monotonic() + 20
+        while (record := await ask(settings, request))["route"] == "cache":
+            assert time.monotonic() < deadline, "the disabled provider's cached answer is still served"
+            await asyncio.sleep(0.2)
+        assert record["status"] == "rejected" and record["provider"] is None
+    finally:
+        override("clear")
+    deadline = time.monotonic() + 20
+    while (await ask(settings, request))["route"] != "cache":
+        assert time.monotonic() < deadline, "the entry never served again after the override was cleared"
+        await asyncio.sleep(0.2)
 
 
 async def test_refresh_pays_again_and_replaces_the_entry(cached_worker, sim):
@@ -135,6 +212,42 @@ async def test_cache_clear_reaches_the_worker(cached_worker, cached_setup, sim):
         assert time.monotonic() < deadline, "the clear never reached the worker"
         await asyncio.sleep(0.2)
     assert record["route"] == "cloud"
+
+
+async def test_cache_clear_by_tenant_clears_its_users_in_every_level_and_no_other_tenant(cached_worker, cached_setup,
+                                                                                          sim):
+    """`cache clear --version 1 --tenant T`: T's own entry and T's user 42's go (on the worker and in Redis);
+    user 42 of tenant TT, whose name starts with T's, keeps its entry."""
+    settings, path = cached_setup
+    tenant = f"T{uuid.uuid4().hex[:8]}"
+    prompt = f"Clear my tenant {uuid.uuid4()}"
+    askers = {"own": {"metadata": {"tenant": tenant}}, "user": {"user_id": "42", "metadata": {"tenant": tenant}},
+              "other": {"user_id": "42", "metadata": {"tenant": tenant + "T"}}}
+    for who in askers.values():
+        await ask(settings, {"prompt": prompt, "max_tokens": 8, **who})
+        assert (await ask(settings, {"prompt": prompt, "max_tokens": 8, **who}))["route"] == "cache"
+    client = redis.Redis.from_url(settings.redis.url)
+    namespace = f"{settings.worker.app_id}/llm:v1:"
+
+    def in_redis(pattern: str) -> list[bytes]:
+        return client.keys(namespace + pattern)
+
+    deadline = time.monotonic() + 10
+    while cached_worker.get_json("/cache/")[1]["l2"]["queued_writes"]:  # each hit above: its Redis write queued
+        assert time.monotonic() < deadline, "the answers never reached Redis"
+        await asyncio.sleep(0.05)
+    clear = subprocess.run([sys.executable, "-m", "llmrouter", "--settings", str(path), "cache", "clear",
+                            "--version", "1", "--tenant", tenant], capture_output=True, text=True, timeout=60)
+    assert clear.returncode == 0, clear.stderr
+    assert in_redis(f"t.{tenant}:*") == in_redis(f"t.{tenant}.u.*") == []
+    for who in ("own", "user"):
+        deadline = time.monotonic() + 20
+        while (record := await ask(settings, {"prompt": prompt, "max_tokens": 8, **askers[who]}))["route"] == "cache":
+            assert time.monotonic() < deadline, f"the clear never reached tenant {tenant}'s {who} entry"
+            await asyncio.sleep(0.2)
+        assert record["route"] == "cloud"
+    assert (await ask(settings, {"prompt": prompt, "max_tokens": 8, **askers["other"]}))["route"] == "cache"
+    assert in_redis(f"t.{tenant}T.u.42:*")  # and its Redis entry stays
 
 
 async def test_l3_fills_a_fresh_worker_from_the_cache_topic_and_redis_comes_back_without_a_restart(
@@ -246,5 +359,45 @@ async def test_a_popular_entry_is_refreshed_before_it_expires(kafka_and_redis, t
         assert (late["route"], late["text"]) == ("cache", first["text"])
         assert calls(sim) - before >= 2, "nothing was refreshed: the late hit cannot be the first entry"
         assert worker.get_json("/cache/")[1]["warming"]["refreshed"] >= 1
+    finally:
+        await asyncio.to_thread(worker.stop)
+
+
+@pytest.fixture
+def two_sims() -> Iterator[SimulatorThread]:
+    with SimulatorThread(SimProfile(latency_ms=5, token_delay_ms=0), SimProfile(latency_ms=5, token_delay_ms=0)) as t:
+        yield t
+
+
+async def test_a_refresh_asks_only_the_provider_that_answered_and_streams_nothing(
+        kafka_and_redis, tiny_model_dir, two_sims, tmp_path):
+    """Chain first, then second (each on a simulator of its own). first refuses the first call, so second's
+    answer is cached; the popular lookup that follows is streamed. The refresh ahead then asks second again,
+    never first (which answers fine by then), and publishes no chunk under the streamed request's id."""
+    first, second = two_sims.sims
+    settings, path = await asyncio.to_thread(
+        settings_for, tmp_path, tiny_model_dir, two_sims, cache_config={"ttl_default": 6},
+        cache={"warm_interval_s": 1, "refresh_ahead_s": 4, "l2_enabled": False},
+        providers={"first": sim_provider(first), "second": sim_provider(second)}, fallback_chain=["first", "second"])
+    worker = await asyncio.to_thread(start_worker, path, settings, tmp_path / "worker.log")
+    try:
+        two_sims.call(first.script, ["auth_error"], "openai")
+        prompt = f"Who answered? {uuid.uuid4()}"
+        answered = await ask(settings, {"prompt": prompt, "max_tokens": 8})
+        assert (answered["route"], answered["provider"]) == ("cloud", "second")
+        first_calls, second_calls = calls(two_sims, index=0), calls(two_sims, index=1)
+        async with RouterClient(settings) as client:
+            rid = await client.send({"prompt": prompt, "max_tokens": 8, "stream": True})
+            hit = (await client.wait_for([rid], timeout_s=30)).results[rid][0].record
+        assert (hit["route"], hit["provider"]) == ("cache", "second")
+        deadline = time.monotonic() + 20
+        while worker.get_json("/cache/")[1]["warming"]["refreshed"] < 1:
+            assert time.monotonic() < deadline, f"nothing was refreshed: {worker.get_json('/cache/')[1]['warming']}"
+            await asyncio.sleep(0.2)
+        assert calls(two_sims, index=1) > second_calls and calls(two_sims, index=0) == first_calls
+        late = await ask(settings, {"prompt": prompt, "max_tokens": 8})
+        assert (late["route"], late["provider"]) == ("cache", "second")
+        chunks = await read_topic_to_end(settings.topic(STREAM), settings.kafka.partitions, want={rid})
+        assert [Codec().decode("StreamChunk", m.value)["seq"] for m in chunks[rid]] == [0]  # the hit's, no more
     finally:
         await asyncio.to_thread(worker.stop)

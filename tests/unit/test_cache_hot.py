@@ -112,7 +112,8 @@ async def test_a_warming_pass_fills_l1_refreshes_what_expires_soon_and_snapshots
             hot.touch(key, key.encode())
         asked: list[bytes] = []
 
-        async def refresh(request: bytes) -> bool:
+        async def refresh(request: bytes, provider: str) -> bool:
+            assert provider == "p"  # the provider the entry names: only it is asked again
             asked.append(request)
             return True
 

@@ -69,11 +69,13 @@ def test_priority_and_arrival_time_leave_the_key_alone():
 
 
 def test_differences_normalisation_removes_leave_the_key_alone():
-    """Whitespace runs, surrounding space and Unicode composition, in the prompt and in messages."""
-    assert key(prompt="  What   is\n\tKafka? ") == key()
+    """Surrounding space, line endings and Unicode composition, in the prompt and in messages; whitespace inside
+    a text is kept (indentation can be meaning: tests/unit/test_cache_isolation.py)."""
+    assert key(prompt="  What is Kafka?\r\n\t") == key()
+    assert key(prompt="What   is Kafka?") != key()
     assert key(prompt="Cafe\u0301") == key(prompt="Caf\u00e9")
-    assert (key(messages=[{"role": "user", "content": "hi  there"}], prompt=None)
-            == key(messages=[{"role": "user", "content": " hi there\n"}], prompt=None))
+    assert (key(messages=[{"role": "user", "content": "hi\r\nthere"}], prompt=None)
+            == key(messages=[{"role": "user", "content": " hi\nthere\n"}], prompt=None))
 
 
 def test_the_order_and_repeats_of_the_allow_list_do_not_matter_but_its_presence_does():
@@ -105,9 +107,11 @@ def test_templates_let_prompts_that_differ_only_in_a_volatile_part_share_a_key()
     assert key(morning) != key(evening)
 
 
-def test_each_tenant_has_its_own_scope_and_user_id_comes_first():
-    """user_id, else metadata.tenant, else anon; a user and a tenant of the same name are different scopes."""
-    assert scope_of(request(user_id="alice", metadata={"tenant": "acme"}), shared_namespace=False) == "u.alice"
+def test_each_tenant_has_its_own_scope_and_each_user_one_within_it():
+    """tenant and user_id, else user_id, else metadata.tenant, else anon; a user and a tenant of the same name
+    are different scopes."""
+    assert scope_of(request(user_id="alice", metadata={"tenant": "acme"}), shared_namespace=False) == "t.acme.u.alice"
+    assert scope_of(request(user_id="alice"), shared_namespace=False) == "u.alice"
     assert scope_of(request(metadata={"tenant": "acme"}), shared_namespace=False) == "t.acme"
     assert scope_of(request(), shared_namespace=False) == "anon"
     assert key(user_id="x") != key(metadata={"tenant": "x"})
