@@ -21,6 +21,7 @@ by the broker too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 BATCH_HEADER_BYTES = 61  # aiokafka DefaultRecordBatchBuilder.HEADER_STRUCT.size
@@ -59,10 +60,10 @@ def over_by(key: bytes | None, value: bytes | None, headers: Headers, *, limit: 
     return record_bytes(key, value, headers) - limit
 
 
-def cut_to_fit(kept: int, overflow: int) -> int:
+def cut_to_fit(kept: int, overflow: int, *, growth: float = 1.0) -> int:
     """How many bytes of a copy of ``kept`` bytes to keep when the record holding it is ``overflow`` bytes
-    over its limit: each byte dropped takes at least one encoded byte with it (Avro bytes: one; a JSON
-    string of latin-1: one or two), so one cut always fits."""
+    over its limit. ``growth``: encoded bytes per byte of the copy (1 for Avro bytes; 1 to 6 for a JSON
+    string of latin-1, as measured); at 1 the cut always fits, above it the caller measures again."""
     if overflow <= 0:
         return kept
-    return max(0, kept - overflow)
+    return max(0, kept - math.ceil(overflow / max(growth, 1.0)))

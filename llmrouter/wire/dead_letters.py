@@ -49,7 +49,8 @@ def fit_letter(record: dict[str, Any], *, encode: Callable[[dict[str, Any]], byt
     marks: list[Header] = [(TRUNCATED_HEADER, b"original_value"), (ORIGINAL_SIZE_HEADER, str(len(original)).encode()),
                            (ORIGINAL_SHA256_HEADER, digest.encode())]
     kept = len(original)
-    for _ in range(8):  # one cut fits but for the note's own length: two passes in practice
+    growth = (len(data) - len(encode({**record, "original_value": b""}))) / kept if kept else 1.0
+    for _ in range(8):  # a cut at the copy's measured growth fits but for uneven bytes: two passes in practice
         note = f" [dead letter truncated: original_value keeps {kept} of {len(original)} bytes, sha256 {digest}]"
         cut = {**record, "original_value": original[:kept], "reason": record["reason"] + note}
         data = encode(cut)
@@ -58,7 +59,7 @@ def fit_letter(record: dict[str, Any], *, encode: Callable[[dict[str, Any]], byt
             return data, marks
         if kept == 0:
             break
-        kept = cut_to_fit(kept, overflow)
+        kept = cut_to_fit(kept, overflow, growth=growth)
     marks[0] = (TRUNCATED_HEADER, b"original_value,original_key,headers,reason")
     note = (f" [dead letter truncated: original_value, original_key and headers dropped; original_value was "
             f"{len(original)} bytes, sha256 {digest}]")
