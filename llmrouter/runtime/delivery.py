@@ -34,6 +34,7 @@ from llmrouter.wire.envelope import Origin
 
 log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
+MAX_ERROR_CHARS = 4000  # a last-resort error result's message: whatever the failure said, the result fits a record
 CACHED_ROUTES = frozenset({"local", "cloud"})  # answers a provider gave (never a cached one stored again)
 
 
@@ -129,7 +130,7 @@ class Delivery:
                                                                 request_id=request_id), what="dead-letter")
         if request is not None:
             record = result_record(request, status="error", now_ms=self._now_ms(), error_code=code,
-                                   error_message=reason)
+                                   error_message=reason[:MAX_ERROR_CHARS])
             await until_written(lambda: self._publisher.result(record), what="send an error result")
             self._finish.result("answer", record, request_id=request_id)
 
@@ -140,7 +141,7 @@ class Delivery:
         await until_written(lambda: self._publisher.dead_letter(reason=reason, code=exc.code, origin=origin,
                                                                 request_id=request.request_id), what="dead-letter")
         record = result_record(request, status="error", now_ms=self._now_ms(), error_code=exc.code,
-                               error_message=reason)
+                               error_message=reason[:MAX_ERROR_CHARS])
         await until_written(lambda: self._publisher.result(record), what="send an error result")
         log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
         self._finish.result("answer", record)
