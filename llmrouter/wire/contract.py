@@ -29,6 +29,7 @@ PRIORITIES = ("critical", "high", "normal", "low")
 CACHE_POLICIES = ("use", "bypass", "refresh")
 STATUSES = ("ok", "error", "rejected", "timeout")
 MAX_REQUEST_ID_LEN = 200
+MAX_TOPIC_NAME_CHARS = 249  # Kafka's own limit on a topic name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +202,10 @@ def check_reply_to(reply_to: str | None, *, allowed: Sequence[str], exists: bool
     """
     if reply_to is None:
         return None
+    if len(reply_to) > MAX_TOPIC_NAME_CHARS:  # refused before it is echoed or looked up
+        return Refusal(status="rejected", code="reply_to_not_allowed",
+                       message=f"reply_to is {len(reply_to)} characters; a Kafka topic name is at most "
+                               f"{MAX_TOPIC_NAME_CHARS}")
     if not any(fnmatch.fnmatchcase(reply_to, pattern) for pattern in allowed):
         return Refusal(status="rejected", code="reply_to_not_allowed",
                        message=f"reply_to {reply_to!r} is not an allowed result topic; allowed: {list(allowed)}")

@@ -22,7 +22,7 @@ from llmrouter.runtime.delivery import too_large_record
 from llmrouter.runtime.writes import (CheckedProducerBuffer, check_record, is_permanent, until_written,
                                       with_retries, write_now)
 from llmrouter.wire.codec import Codec
-from llmrouter.wire.contract import FieldCaps, Request, check_fields, check_size
+from llmrouter.wire.contract import FieldCaps, Request, check_fields, check_reply_to, check_size
 from llmrouter.wire.dead_letters import (ORIGINAL_SHA256_HEADER, ORIGINAL_SIZE_HEADER, TRUNCATED_HEADER,
                                          fit_letter)
 
@@ -139,6 +139,12 @@ def test_fields_at_their_caps_pass_and_intake_checks_them_with_the_sizes():
     assert check_fields(at_caps, FieldCaps()) is None
     refusal = check_size(request(task_type="t" * 65), max_prompt_chars=100, max_tokens=100, caps=FieldCaps())
     assert refusal is not None and refusal.code == "field_too_large"
+
+
+def test_a_reply_to_longer_than_any_topic_name_is_refused_without_being_echoed():
+    refusal = check_reply_to("llm.replies." + "x" * 999_000, allowed=["llm.replies.*"], exists=True)
+    assert refusal is not None and refusal.code == "reply_to_not_allowed"
+    assert "999012 characters" in refusal.message and len(refusal.message) < 200
 
 
 def test_the_shipped_settings_give_the_caps_their_defaults():
