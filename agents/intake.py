@@ -36,7 +36,8 @@ from llmrouter.wire.envelope import Origin, normalize_headers
 from llmrouter.wire.reading import read_request
 from llmrouter.observability.finish import Finisher
 from llmrouter.runtime.clock import wall_ms
-from llmrouter.runtime.publisher import Publisher
+from llmrouter.core.sizes import record_bytes
+from llmrouter.runtime.publisher import Publisher, forward_record
 from llmrouter.runtime.inflight import InFlight, Job
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.runtime.writes import until_written, with_retries
@@ -174,7 +175,20 @@ class Intake:
             return Refusal(status="rejected", code="message_too_large",
                            message=f"the request is {size} bytes with its headers; the limit is "
                                    f"{limits.max_message_bytes}")
-        return check_size(request, max_prompt_chars=limits.max_prompt_chars, max_tokens=limits.max_tokens)
+        return self._check_forward(request, origin) or check_size(
+            request, max_prompt_chars=limits.max_prompt_chars, max_tokens=limits.max_tokens,
+            caps=limits.field_caps())
+
+    def _check_forward(self, request: Request, origin: Origin) -> Refusal | None:
+        """The refusal of a request whose forward, as it would be sent (key, upstream's and our headers, the
+        record overhead), is over the producer's record limit: refused here, not failed at the send."""
+        _topic, key, value, headers = forward_record(self._accepted[request.priority], origin, request.request_id)
+        size, limit = record_bytes(key, value, headers), self._settings.kafka.max_record_bytes
+        if size <= limit:
+            return None
+        return Refusal(status="rejected", code="message_too_large",
+                       message=f"the request is {size} bytes as forwarded, with its key, headers and record "
+                               f"overhead; the limit is {limit} (kafka.max_record_bytes)")
 
     async def _check_reply_to(self, reply_to: str | None) -> Refusal | None:
         allowed = self._settings.reply_to_patterns()

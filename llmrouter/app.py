@@ -72,6 +72,7 @@ def build_router(settings: Settings, secrets: Secrets | None = None) -> Router:
         producer_acks=-1,
         producer_request_timeout=worker.producer_timeout_s,
         producer_linger=worker.producer_linger_ms / 1000.0,
+        producer_max_request_size=settings.kafka.max_record_bytes,  # the one limit: every size check reads it
         broker_commit_interval=1.0,
         broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
         broker_session_timeout=worker.session_timeout_s,

@@ -21,6 +21,8 @@
     │                               over or the worker is stopping        next owner handles it)
     ├── WriteFailed                 a Kafka write failed every try  yes  (the caller's tries
     │                               (delivery_failed)                     are spent: DLQ path)
+    ├── RecordTooLarge              a record over the producer's    no   (never tried: a smaller
+    │                               limit (record_too_large)              record or a refusal)
     ├── GenerationCancelled         the local model's caller        no
     │                               cancelled (deadline, went away)
     ├── InfraError                  a local Kafka or Redis cannot   no
@@ -120,6 +122,18 @@ class WriteFailed(RouterError):
 
     code = "delivery_failed"
     retriable = True
+
+
+class RecordTooLarge(RouterError):
+    """A Kafka record (key, value, headers and overhead) over the producer's ``kafka.max_record_bytes``:
+    no retry can send it, so the caller writes a smaller one (a truncated dead letter, a refusal)."""
+
+    code = "record_too_large"
+
+    def __init__(self, message: str, *, size: int = 0, limit: int = 0) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
 
 
 class GenerationCancelled(RouterError):

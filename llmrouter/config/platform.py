@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from llmrouter.config.types import Section
+from llmrouter.core.sizes import BROKER_MESSAGE_MAX_BYTES
+from llmrouter.wire.contract import FieldCaps
 
 REBALANCE_TIMEOUT_S = 60.0  # how long the group waits for a member to rejoin a rebalance
 
@@ -40,6 +42,11 @@ class KafkaSettings(Section):
         None, ge=1, description="min.insync.replicas of the router's topics; None: 1 for replication factor 1, "
                                 "else replication_factor - 1 capped at 2")
     retention: TopicRetention = TopicRetention()
+    max_record_bytes: int = Field(
+        1_000_000, ge=65_536, le=BROKER_MESSAGE_MAX_BYTES,
+        description="the largest record the router writes (key, value, headers and an 82-byte record overhead, "
+                    "llmrouter/core/sizes.py): the producer's max_request_size and every size check read it; at "
+                    "most the broker's message.max.bytes (1,048,588 by default)")
     new_group_lookback_s: float = Field(
         600, ge=0, description="a consumer group with no committed offset starts at the requests produced this "
                                "recently, not at the start of the retained week")
@@ -95,8 +102,27 @@ class LimitsSettings(Section):
     max_tokens: int = Field(4096, ge=1)
     default_timeout_s: float = Field(60.0, gt=0)
     max_message_bytes: int = Field(1_000_000, ge=1024, description="the largest request value (and headers) "
-                                                                   "intake forwards; keep it under the topics' "
-                                                                   "max.message.bytes")
+                                                                   "intake forwards; the forward must also fit "
+                                                                   "kafka.max_record_bytes with its key and headers")
+    # Every request field that is echoed into a result, a stored answer or a table key has a cap, checked at
+    # intake before any provider is paid: an echo can never push an answer over the record limit.
+    max_task_type_chars: int = Field(64, ge=1, description="task_type (echoed into route_reason)")
+    max_providers: int = Field(16, ge=1, description="names in a request's providers allow-list")
+    max_provider_name_chars: int = Field(63, ge=1, description="each name in providers (a provider name is "
+                                                               "at most 63 characters)")
+    max_user_id_chars: int = Field(256, ge=1, description="user_id (part of ledger and cache keys)")
+    max_metadata_entries: int = Field(32, ge=0, description="entries in metadata")
+    max_metadata_key_chars: int = Field(64, ge=1, description="each metadata key")
+    max_metadata_value_chars: int = Field(1024, ge=1, description="each metadata value")
+    max_metadata_chars: int = Field(8192, ge=1, description="all metadata keys and values together")
+
+    def field_caps(self) -> FieldCaps:
+        """The caps of the echoed fields as the plain values intake's check takes."""
+        return FieldCaps(
+            task_type_chars=self.max_task_type_chars, providers=self.max_providers,
+            provider_name_chars=self.max_provider_name_chars, user_id_chars=self.max_user_id_chars,
+            metadata_entries=self.max_metadata_entries, metadata_key_chars=self.max_metadata_key_chars,
+            metadata_value_chars=self.max_metadata_value_chars, metadata_chars=self.max_metadata_chars)
 
 
 class TablesSettings(Section):

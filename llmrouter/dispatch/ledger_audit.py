@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from llmrouter.core.ledger_replay import BOOKED, BUDGET_EXCEEDED, Booking, booking_entity
+from llmrouter.errors import RecordTooLarge
 from llmrouter.runtime.writes import WriteFailed, with_retries
 
 log = structlog.get_logger("llmrouter.ledger")
@@ -45,5 +46,5 @@ class LedgerEvents:
         try:
             await with_retries(lambda: self._send(entity, kind, data), what=f"write the {kind} event",
                                attempts=self._attempts)
-        except WriteFailed as exc:
+        except (WriteFailed, RecordTooLarge) as exc:  # lost, logged: never the request's failure
             log.error("ledger_event_lost", entity=entity, kind=kind, error=str(exc), **data)

@@ -9,6 +9,11 @@ from the DLQ. A failed write is retried (``write_attempts``); a result that
 cannot be delivered goes to the DLQ with an ``error`` result on
 ``llm.results``. The mark is best effort: losing it costs one more copy
 without the replay header after a crash, never a lost or twice-paid request.
+
+An answer whose result or stored copy would be over the producer's record
+limit (a provider's huge text) is not sent as it is: it becomes an ``error``
+result ``result_too_large`` (:func:`too_large_record`), stored like a final
+answer, so a redelivery re-emits that instead of paying the provider again.
 """
 
 from __future__ import annotations
@@ -22,13 +27,14 @@ from llmrouter.cache.service import ResponseCache
 from llmrouter.core.stored import StoredAnswer
 from llmrouter.errors import RequestError
 from llmrouter.observability.finish import Finisher
-from llmrouter.runtime.publisher import Publisher
+from llmrouter.runtime.publisher import REPLAY_HEADER, Publisher
 from llmrouter.runtime.writes import WriteFailed, put_durably, put_soon, until_written, with_retries
 from llmrouter.wire.contract import Request, result_record
 from llmrouter.wire.envelope import Origin
 
 log = structlog.get_logger("llmrouter.answer")
 STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
+MAX_ERROR_CHARS = 4000  # a last-resort error result's message: whatever the failure said, the result fits a record
 CACHED_ROUTES = frozenset({"local", "cloud"})  # answers a provider gave (never a cached one stored again)
 
 
@@ -82,7 +88,15 @@ class Delivery:
         rid = request.request_id
         data = self._publisher.encode_result(record)
         stored = StoredAnswer(result=data, status=record["status"], stored_at_ms=self._now_ms())
-        if stored.status in STORED_STATUSES:
+        store = stored.status in STORED_STATUSES
+        if not self._fits(rid, stored):
+            record = too_large_record(request, record, size=len(data), limit=self._publisher.max_record_bytes,
+                                      now_ms=self._now_ms())
+            log.error("result_too_large", request_id=rid, provider=record.get("provider"), size=len(data))
+            data = self._publisher.encode_result(record)
+            stored = StoredAnswer(result=data, status=record["status"], stored_at_ms=self._now_ms())
+            store, dead_letter = True, None  # paid for: stored so a redelivery never pays again; no replay
+        if store:
             await with_retries(lambda: put_durably(self._answered, rid.encode(), stored.to_bytes()),
                                what="store the answer", attempts=self._attempts)
         if dead_letter is not None:
@@ -96,7 +110,7 @@ class Delivery:
         except WriteFailed as exc:
             await self._undeliverable(request, origin, exc)
             return
-        if stored.status in STORED_STATUSES:
+        if store:
             self._mark_delivered(rid, stored)
         self.cache_answer(request, record)
         self._finish.result("answer", record)
@@ -115,7 +129,7 @@ class Delivery:
                                                                 request_id=request_id), what="dead-letter")
         if request is not None:
             record = result_record(request, status="error", now_ms=self._now_ms(), error_code=code,
-                                   error_message=reason)
+                                   error_message=reason[:MAX_ERROR_CHARS])
             await until_written(lambda: self._publisher.result(record), what="send an error result")
             self._finish.result("answer", record, request_id=request_id)
 
@@ -126,10 +140,17 @@ class Delivery:
         await until_written(lambda: self._publisher.dead_letter(reason=reason, code=exc.code, origin=origin,
                                                                 request_id=request.request_id), what="dead-letter")
         record = result_record(request, status="error", now_ms=self._now_ms(), error_code=exc.code,
-                               error_message=reason)
+                               error_message=reason[:MAX_ERROR_CHARS])
         await until_written(lambda: self._publisher.result(record), what="send an error result")
         log.error("result_undeliverable", request_id=request.request_id, reply_to=request.reply_to, error=str(exc))
         self._finish.result("answer", record)
+
+    def _fits(self, request_id: str, stored: StoredAnswer) -> bool:
+        """Whether the result fits a record, re-emitted with the replay header too, and its stored copy a
+        table write (both within the producer's limit)."""
+        key = request_id.encode()
+        return (self._publisher.fits(key, stored.result, [(REPLAY_HEADER, b"1")])
+                and self._publisher.fits(key, stored.as_delivered().to_bytes()))
 
     def _mark_delivered(self, request_id: str, stored: StoredAnswer) -> None:
         """Best effort, not awaited: the result is out already, so losing the mark (a crash before
@@ -144,3 +165,15 @@ class Delivery:
         except RequestError as exc:
             log.warning("stored_result_unreadable", error=str(exc))
             return None
+
+
+def too_large_record(request: Request, record: dict[str, Any], *, size: int, limit: int,
+                     now_ms: int) -> dict[str, Any]:
+    """The ``error`` result of an answer too large to send: who answered and what it cost, not the text."""
+    who = record.get("provider") or "the provider"
+    message = (f"the answer of {who} makes a result of {size} bytes, over the record limit of {limit} bytes "
+               f"(kafka.max_record_bytes); it was not delivered and is not tried again")
+    kept = {name: record[name] for name in ("provider", "model", "route", "prompt_tokens", "completion_tokens",
+                                            "cost_usd") if record.get(name) is not None}
+    return result_record(request, status="error", now_ms=now_ms, error_code="result_too_large",
+                         error_message=message, **kept)

@@ -33,6 +33,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 from llmrouter.core.offsets import PartitionLedger
+from llmrouter.runtime.writes import CheckedProducerBuffer
 
 ALL_HELD_WAIT_S = 0.1  # when every partition faust would fetch is held, look again this soon
 
@@ -175,7 +176,13 @@ class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class IdempotentProducer(faust_aiokafka.Producer):
-    """faust's aiokafka producer with Kafka's idempotence on (and so acks=all)."""
+    """faust's aiokafka producer with Kafka's idempotence on (and so acks=all), whose buffer hands a failed
+    send to its future instead of crashing (:class:`~llmrouter.runtime.writes.CheckedProducerBuffer`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer = CheckedProducerBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.app = self.app
 
     def _settings_extra(self) -> Mapping[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}

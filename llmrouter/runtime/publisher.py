@@ -10,6 +10,13 @@ Every record written while a span is current carries its W3C ``traceparent``
 (:mod:`llmrouter.observability.tracing`): a requester finds its result's place in the trace
 it started. The forward to the accepted topic carries the router's own copy
 instead (``llmrouter-traceparent``), leaving upstream's header as it came.
+
+Every record is size-checked before it is sent, key, headers and record
+overhead counted (:mod:`llmrouter.core.sizes`), against the producer's own
+``max_request_size`` (``kafka.max_record_bytes``): one over it raises
+:class:`~llmrouter.errors.RecordTooLarge` at once, never retried. A dead
+letter is the exception: it is cut to fit, its copy of the original bytes
+truncated and the cut said in the letter (:func:`~llmrouter.wire.dead_letters.fit_letter`).
 """
 
 from __future__ import annotations
@@ -18,12 +25,18 @@ from typing import Any
 
 import faust
 
+from llmrouter.errors import RecordTooLarge
+
 from llmrouter.wire.codec import Codec
+from llmrouter.wire.dead_letters import fit_letter
 from llmrouter.wire.envelope import Origin
 from llmrouter.observability.metrics import Metrics
 from llmrouter.topics import Topics
 from llmrouter.observability.tracing import forward_headers, trace_headers
 from llmrouter.runtime.clock import wall_ms
+from llmrouter.runtime.writes import check_record, producer_limit
+
+Header = tuple[str, bytes | None]
 
 REPLAY_HEADER = "llmrouter-replay"
 
@@ -35,6 +48,7 @@ class Publisher:
         self._codec = codec
         self._metrics = metrics
         self.results_topic = topics.results.get_topic_name()
+        self.max_record_bytes = producer_limit(app)
 
     def encode_result(self, record: dict[str, Any]) -> bytes:
         """An LLMResult in the configured output encoding."""
@@ -75,13 +89,15 @@ class Publisher:
                 headers=[{"key": k, "value": v} for k, v in origin.headers],
             )
         key = request_id.encode() if request_id else None
-        await self._send(self._topics.dlq.get_topic_name(), key, self._codec.encode("DeadLetter", record))
+        headers = trace_headers()
+        data, marks = fit_letter(record, encode=lambda r: self._codec.encode("DeadLetter", r), key=key,
+                                 headers=headers, limit=self.max_record_bytes)
+        await self._send(self._topics.dlq.get_topic_name(), key, data, headers + marks, traced=False)
         self._metrics.dlq_total.labels(code).inc()
 
     async def forward(self, topic: str, origin: Origin, request_id: str) -> None:
         """Hand a validated request to the answer stage: upstream's bytes, keyed by request_id."""
-        await self._send(topic, request_id.encode(), origin.value, origin.forward_headers() + forward_headers(),
-                         traced=False)
+        await self._send(*forward_record(topic, origin, request_id), traced=False)
 
     async def event(self, entity: str, kind: str, data: dict[str, str]) -> None:
         """An audit-trail entry on llm.events, keyed by entity."""
@@ -93,10 +109,25 @@ class Publisher:
         await self._send(self._topics.alerts.get_topic_name(), record["rule"].encode(),
                          self._codec.encode("Alert", record))
 
+    def fits(self, key: bytes | None, value: bytes, headers: list[Header] | None = None) -> bool:
+        """Whether a record sent now (the current span's trace headers added) is within the producer's limit."""
+        try:
+            check_record(key, value, (headers or []) + trace_headers(), limit=self.max_record_bytes, what="")
+        except RecordTooLarge:
+            return False
+        return True
+
     async def _send(self, topic: str, key: bytes | None, value: bytes,
-                    headers: list[tuple[str, bytes | None]] | None = None, *, traced: bool = True) -> None:
+                    headers: list[Header] | None = None, *, traced: bool = True) -> None:
         if traced:
             headers = (headers or []) + trace_headers()
+        check_record(key, value, headers or [], limit=self.max_record_bytes, what=f"a record for {topic}")
         await self._app.producer.send_and_wait(topic, key, value, None, None, headers or None)
+
+
+def forward_record(topic: str, origin: Origin, request_id: str) -> tuple[str, bytes, bytes, list[Header]]:
+    """(topic, key, value, headers) of the forward of ``origin`` to the answer stage, as
+    :meth:`Publisher.forward` sends it now (intake measures it with these before forwarding)."""
+    return topic, request_id.encode(), origin.value, origin.forward_headers() + forward_headers()
 
 

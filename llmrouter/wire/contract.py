@@ -17,7 +17,7 @@ Two kinds of bad request are told apart:
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ PRIORITIES = ("critical", "high", "normal", "low")
 CACHE_POLICIES = ("use", "bypass", "refresh")
 STATUSES = ("ok", "error", "rejected", "timeout")
 MAX_REQUEST_ID_LEN = 200
+MAX_TOPIC_NAME_CHARS = 249  # Kafka's own limit on a topic name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,8 +134,56 @@ def parse_request(raw: dict[str, Any], *, priority: str, received_at_ms: int) ->
     )
 
 
-def check_size(request: Request, *, max_prompt_chars: int, max_tokens: int) -> Refusal | None:
+@dataclass(frozen=True, kw_only=True)
+class FieldCaps:
+    """The caps of the request fields that are echoed into a result, a stored answer or a table key
+    (``limits.max_*``): each in characters, or in entries for the lists and maps."""
+
+    task_type_chars: int = 64
+    providers: int = 16
+    provider_name_chars: int = 63
+    user_id_chars: int = 256
+    metadata_entries: int = 32
+    metadata_key_chars: int = 64
+    metadata_value_chars: int = 1024
+    metadata_chars: int = 8192
+
+
+def check_fields(request: Request, caps: FieldCaps) -> Refusal | None:
+    """The first echoed field of ``request`` over its cap, or None; the refusal names the field, the cap
+    and the setting that holds it."""
+    for name, size, cap, unit, setting in _measures(request, caps):
+        if size > cap:
+            return Refusal(status="rejected", code="field_too_large",
+                           message=f"{name} is {size} {unit}; the limit is {cap} (limits.max_{setting})")
+    return None
+
+
+def _measures(request: Request, caps: FieldCaps) -> Iterator[tuple[str, int, int, str, str]]:
+    """(field, size, cap, unit, setting) of each capped field of ``request``, in the order they are checked
+    (counts before the entries they count, so a huge map is refused without walking it)."""
+    chars = "characters"
+    yield "task_type", len(request.task_type), caps.task_type_chars, chars, "task_type_chars"
+    if request.user_id is not None:
+        yield "user_id", len(request.user_id), caps.user_id_chars, chars, "user_id_chars"
+    if request.providers is not None:
+        yield "providers", len(request.providers), caps.providers, "names", "providers"
+        for i, name in enumerate(request.providers):
+            yield f"providers[{i}]", len(name), caps.provider_name_chars, chars, "provider_name_chars"
+    metadata = request.metadata
+    yield "metadata", len(metadata), caps.metadata_entries, "entries", "metadata_entries"
+    for key, value in metadata.items():
+        yield f"a metadata key ({key[:40]!r})", len(key), caps.metadata_key_chars, chars, "metadata_key_chars"
+        yield f"metadata[{key[:40]!r}]", len(value), caps.metadata_value_chars, chars, "metadata_value_chars"
+    total = sum(len(key) + len(value) for key, value in metadata.items())
+    yield "metadata (keys and values together)", total, caps.metadata_chars, chars, "metadata_chars"
+
+
+def check_size(request: Request, *, max_prompt_chars: int, max_tokens: int,
+               caps: FieldCaps | None = None) -> Refusal | None:
     """The first size limit ``request`` is over, or None (checked at intake, before forwarding)."""
+    if caps is not None and (refusal := check_fields(request, caps)) is not None:
+        return refusal
     prompt_chars = len(request.prompt or "") + sum(len(content) for _, content in request.messages)
     if prompt_chars > max_prompt_chars:
         return Refusal(status="rejected", code="prompt_too_long",
@@ -153,6 +202,10 @@ def check_reply_to(reply_to: str | None, *, allowed: Sequence[str], exists: bool
     """
     if reply_to is None:
         return None
+    if len(reply_to) > MAX_TOPIC_NAME_CHARS:  # refused before it is echoed or looked up
+        return Refusal(status="rejected", code="reply_to_not_allowed",
+                       message=f"reply_to is {len(reply_to)} characters; a Kafka topic name is at most "
+                               f"{MAX_TOPIC_NAME_CHARS}")
     if not any(fnmatch.fnmatchcase(reply_to, pattern) for pattern in allowed):
         return Refusal(status="rejected", code="reply_to_not_allowed",
                        message=f"reply_to {reply_to!r} is not an allowed result topic; allowed: {list(allowed)}")
