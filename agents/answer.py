@@ -9,7 +9,9 @@ yet acked (:mod:`llmrouter.runtime.kafka`), so a crash at any moment loses
 nothing: unanswered requests are delivered again, answered ones re-emit the
 stored result.
 
-Per request, :class:`Answer` decides: a stored answer is re-emitted, a user
+Per request, :class:`Answer` decides: a stored answer (every final outcome is
+stored, errors and timeouts too) is re-emitted, unless the delivery is a DLQ
+replay asking for a new try of a stored error (:func:`llmrouter.core.stored.re_emits`); a user
 over its quota is refused, anything else is served
 (:class:`~llmrouter.dispatch.serving.Serving`: route, dispatch, result record);
 then :class:`~llmrouter.runtime.delivery.Delivery` writes it, each write awaited
@@ -32,6 +34,8 @@ from dataclasses import replace
 import faust
 
 from llmrouter.cache.policy import refresh_request
+from llmrouter.core.dlq import REPLAY_HEADER as DLQ_REPLAY_HEADER
+from llmrouter.core.stored import re_emits
 from llmrouter.dispatch.budgets import FreeOnly, Ledger
 from llmrouter.dispatch.serving import QuotaGate, Serving
 from llmrouter.errors import RequestError
@@ -86,7 +90,8 @@ class Answer:
         while rid in self._in_flight:  # the same request delivered again while the first is still running
             await asyncio.shield(self._in_flight[rid])
         stored = self._delivery.stored(rid)
-        if stored is not None:
+        if stored is not None and re_emits(stored, dlq_replay=is_dlq_replay(origin),
+                                           received_at_ms=origin.received_at_ms):
             job.start_delivery()
             await self._delivery.re_emit(request, stored)
             return
@@ -139,3 +144,8 @@ class Answer:
             return self._parse(origin, priority=priority)
         except RequestError:
             return None
+
+
+def is_dlq_replay(origin: Origin) -> bool:
+    """Whether the upstream message was produced by ``llmrouter dlq replay`` (its header says so)."""
+    return any(key == DLQ_REPLAY_HEADER for key, _ in origin.headers)

@@ -6,7 +6,9 @@ Layout (version 1)::
     0x01 | flags (1 byte, bit 0 = delivered) | stored_at_ms (8 bytes, big-endian) | status (1 byte) | result bytes
 
 ``result bytes`` are the encoded LLMResult exactly as they were (or are to be)
-sent. ``delivered`` is set once the result was durably sent: a re-emitted copy
+sent: every final outcome (``ok``, ``rejected``, ``error``, ``timeout``), so a
+request delivered again never pays a provider again nor gets a different
+result (:func:`re_emits`). ``delivered`` is set once the result was durably sent: a re-emitted copy
 carries the replay header only then, so a consumer that drops replays never
 drops the only copy of an answer whose first send was cut short by a crash.
 """
@@ -19,6 +21,8 @@ from dataclasses import dataclass, replace
 VERSION = 1
 _HEADER = struct.Struct(">BBqB")
 _STATUSES = ("ok", "rejected", "error", "timeout")
+STATUSES = frozenset(_STATUSES)  # every final outcome is stored
+RETRIED_BY_DLQ_REPLAY = frozenset({"error", "timeout"})  # a DLQ replay asks for a new try of these
 _DELIVERED = 0x01
 
 
@@ -47,3 +51,16 @@ class StoredAnswer:
     def expired(self, *, now_ms: int, window_s: float) -> bool:
         """Older than the idempotency window: treated as never answered."""
         return now_ms - self.stored_at_ms > window_s * 1000.0
+
+
+def re_emits(stored: StoredAnswer, *, dlq_replay: bool, received_at_ms: int) -> bool:
+    """Whether a delivery of a request with ``stored`` gets it again (rather than being served anew).
+
+    Always, except for a replay of its dead letter (``llmrouter dlq replay``) when the stored outcome is
+    an ``error`` or ``timeout`` stored before that replay was received: the operator asks for a new try
+    on purpose. The replay's own outcome is stored after it was received, so the replay delivered again
+    (a crash, a reseek) gets that outcome back and pays nothing more.
+    """
+    if not dlq_replay or stored.status not in RETRIED_BY_DLQ_REPLAY:
+        return True
+    return stored.stored_at_ms >= received_at_ms

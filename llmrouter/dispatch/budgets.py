@@ -21,10 +21,14 @@ budget. The cost of that exactness: a request is refused when its own
 partition's share is spent, even if another partition's is not (request ids
 spread evenly, so the shares run out together, within a few calls).
 
-Reservations carry their time: one whose call never ended (its worker was
-killed) is settled when the request is delivered again (same id, same
-partition), or dropped after ``RESERVATION_TTL_S`` if the request went to
-another provider meanwhile.
+Reservations carry their time: one whose call never ended here (a drain
+cancelled it after ``worker.revoke_grace_s``, its worker was killed) is
+booked at its estimate when the request is delivered again (same id, same
+partition) and reserves that provider again: the provider may have billed
+it. One left while the request went to another provider meanwhile is
+dropped after ``RESERVATION_TTL_S``. Calls to a provider no budget covers are
+reserved in the provider's own account (never refused), so they are booked
+the same way.
 
 Each booking, and the first refusal of a budget's share in a period, is an
 event on llm.events (:mod:`llmrouter.dispatch.ledger_audit`), from which
@@ -45,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import structlog
 
 from llmrouter.core.ledger import Account, BudgetExceeded
 from llmrouter.core.ledger_replay import Booking
@@ -53,6 +58,7 @@ from llmrouter.providers.spec import ProviderSpec
 from llmrouter.registry.reader import read_whole
 from llmrouter.runtime.writes import WriteFailed, put_durably, with_retries, write_now
 
+log = structlog.get_logger("llmrouter.ledger")
 RESERVATION_TTL_S = 3600.0  # far longer than any request's deadline
 _MONEY = re.compile(r"^\s*\$(\d+(?:\.\d+)?)\s*/\s*(day|month)\s*$")
 _PERIOD_FORMAT = {"month": "%Y-%m", "day": "%Y-%m-%d"}
@@ -183,15 +189,28 @@ class Ledger:
 
 class LedgerSpend:
     """One request's bookings. Each read-change-write of an account runs without an await in between (one
-    event loop), so two requests of a partition never book from the same stale account."""
+    event loop), so two requests of a partition never book from the same stale account.
+
+    A paid call's estimate is reserved before it: in its budget's account if a budget covers the provider,
+    else in the provider's own account (which never refuses). A reservation still held when the request
+    reserves the same provider again is an earlier delivery's call that never ended here (a drain cancelled
+    it after the grace period, its worker died): the provider may have billed it, so it is booked at its
+    estimate first, and the new call reserves anew. Every call the provider may have billed is booked.
+    """
 
     def __init__(self, ledger: Ledger, request_id: str, user_id: str | None, partition: int) -> None:
         self._ledger, self._request_id, self._user_id, self._partition = ledger, request_id, user_id, partition
 
     async def reserve(self, provider: str, estimate_usd: float) -> str | None:
+        await self._book_unsettled(provider)
         budget = self._ledger.budget_of(provider)
         if budget is None:
-            return None  # nothing to refuse: the call is booked when it is settled
+            if estimate_usd > 0:  # nothing to refuse, but the call must be booked even if it never ends here
+                key, account = self._held_account(provider)
+                account.expire(self._ledger.now_s() - RESERVATION_TTL_S)
+                account.reserve(self._rid(provider), estimate_usd, at_s=self._ledger.now_s())
+                await self._ledger.confirm(key, self._ledger.write(key, account))
+            return None
         key, account = self._budget_account(budget)
         now = self._ledger.now_s()
         account.expire(now - RESERVATION_TTL_S)
@@ -214,25 +233,44 @@ class LedgerSpend:
             key, account = self._budget_account(budget)
             account.settle(rid, cost_usd)
             sent[key], seqs[key.decode()] = self._ledger.write(key, account), account.calls
-        if cost_usd > 0:
-            scopes = [("provider", provider)] + ([("user", self._user_id)] if self._user_id else [])
-            for scope, name in scopes:
-                key = self._ledger.key(scope, name, "month", self._partition)
-                account = self._ledger.load(key)
+        scopes = [("provider", provider)] + ([("user", self._user_id)] if self._user_id and cost_usd > 0 else [])
+        for scope, name in scopes:
+            key = self._ledger.key(scope, name, "month", self._partition)
+            account = self._ledger.load(key)
+            if cost_usd > 0:
                 account.settle(rid, cost_usd)
                 sent[key], seqs[key.decode()] = self._ledger.write(key, account), account.calls
+            elif rid in account.reserved:  # a call that cost nothing: its reservation goes, unbooked
+                account.release(rid)
+                sent[key] = self._ledger.write(key, account)
         booked = (self._ledger.booked(self._partition, Booking(self._request_id, provider, cost_usd, seqs))
                   if seqs else asyncio.sleep(0))  # the audit event goes with the table writes, not after them
         await asyncio.gather(booked, *(self._ledger.confirm(key, future) for key, future in sent.items()))
 
     async def release(self, provider: str) -> None:
-        budget = self._ledger.budget_of(provider)
-        if budget is None:
-            return
-        key, account = self._budget_account(budget)
+        key, account = self._held_account(provider)
         if self._rid(provider) in account.reserved:
             account.release(self._rid(provider))
             await self._ledger.confirm(key, self._ledger.write(key, account))
+
+    async def _book_unsettled(self, provider: str) -> None:
+        """Book at its estimate a reservation of this request's call to ``provider`` that an earlier delivery
+        left (see the class docstring)."""
+        _key, account = self._held_account(provider)
+        estimate = account.reserved.get(self._rid(provider))
+        if estimate is None:
+            return
+        log.warning("unsettled_reservation_booked", request_id=self._request_id, provider=provider,
+                    estimate_usd=estimate, reason="an earlier delivery's call never ended here: it may be paid")
+        await self.settle(provider, estimate)
+
+    def _held_account(self, provider: str) -> tuple[bytes, Account]:
+        """The account that holds this request's reservations for ``provider``: its budget's, else its own."""
+        budget = self._ledger.budget_of(provider)
+        if budget is not None:
+            return self._budget_account(budget)
+        key = self._ledger.key("provider", provider, "month", self._partition)
+        return key, self._ledger.load(key)
 
     def _budget_account(self, budget: Budget) -> tuple[bytes, Account]:
         key = self._ledger.key("budget", budget.name, budget.period, self._partition)

@@ -296,8 +296,8 @@ class Dispatcher:
             except ProviderError as exc:
                 error = exc
             except BaseException:  # cancelled (a drain), fenced: the call says nothing of the provider
-                # and its reservation stays booked: the request is delivered again, reserves under the
-                # same id (a no-op) and settles it then; nothing is written to a table while fenced
+                # and its reservation stays: the request is delivered again and its reserve books that
+                # one at its estimate first (it may be paid); nothing is written to a table while fenced
                 self._report(name, None, admission)
                 raise
             else:

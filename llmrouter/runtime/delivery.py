@@ -3,9 +3,9 @@
     store the answer (delivered=no) ─► dead letter, if the chain was exhausted
         ─► send the result ─► mark delivered (not awaited) ─► cache the answer ─► finish (count and log)
 
-and re-emitting a stored answer for a request delivered again. Only ``ok`` and
-``rejected`` answers are stored; ``error``/``timeout`` ones may be replayed
-from the DLQ. A failed write is retried (``write_attempts``); a result that
+and re-emitting a stored answer for a request delivered again. Every final
+outcome is stored, errors and timeouts too (a DLQ replay may still ask for a
+new try: :func:`llmrouter.core.stored.re_emits`). A failed write is retried (``write_attempts``); a result that
 cannot be delivered goes to the DLQ with an ``error`` result on
 ``llm.results``. The mark is best effort: losing it costs one more copy
 without the replay header after a crash, never a lost or twice-paid request.
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import structlog
 
 from llmrouter.cache.service import ResponseCache
-from llmrouter.core.stored import StoredAnswer
+from llmrouter.core.stored import STATUSES, StoredAnswer
 from llmrouter.errors import RequestError
 from llmrouter.observability.finish import Finisher
 from llmrouter.runtime.publisher import REPLAY_HEADER, Publisher
@@ -33,7 +33,7 @@ from llmrouter.wire.contract import Request, result_record
 from llmrouter.wire.envelope import Origin
 
 log = structlog.get_logger("llmrouter.answer")
-STORED_STATUSES = frozenset({"ok", "rejected"})  # final answers; errors and timeouts may be replayed from the DLQ
+STORED_STATUSES = STATUSES  # every final outcome: a redelivery re-emits it, never pays again
 MAX_ERROR_CHARS = 4000  # a last-resort error result's message: whatever the failure said, the result fits a record
 CACHED_ROUTES = frozenset({"local", "cloud"})  # answers a provider gave (never a cached one stored again)
 

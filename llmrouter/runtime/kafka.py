@@ -12,7 +12,9 @@
   backpressure, :mod:`llmrouter.runtime.backpressure`) in a way faust's own
   rebalances, recoveries and buffer flow control cannot undo.
 * :class:`ShortFetchWaitThread` lets the broker hold a fetch for ``worker.fetch_max_wait_ms``
-  instead of faust's fixed 1.5 s, which could delay every record by up to that much.
+  instead of faust's fixed 1.5 s, which could delay every record by up to that much, and reads
+  ``read_committed`` (faust reads ``read_uncommitted`` outside its exactly-once mode): a request an
+  upstream transaction aborted is never answered nor paid for.
 * :class:`IdempotentProducer` turns on Kafka's idempotent producer (acks=all),
   which faust enables only in its experimental exactly-once mode, so a send
   retried by the client never writes a record twice.
@@ -35,6 +37,7 @@ from faust.types import TP, Message
 from llmrouter.core.offsets import PartitionLedger
 from llmrouter.runtime.writes import CheckedProducerBuffer
 
+ISOLATION_LEVEL = "read_committed"  # faust reads read_uncommitted unless in exactly-once mode
 ALL_HELD_WAIT_S = 0.1  # when every partition faust would fetch is held, look again this soon
 
 
@@ -87,7 +90,7 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
         return records
 
     async def seek_to_committed(self) -> Mapping[TP, int | None]:
-        """Seek every partition to its committed offset, 0 and none included.
+        """Seek every source partition to its committed offset, 0 and none included.
 
         aiokafka's ``seek_to_committed`` seeks only to a committed offset above 0: a partition
         committed at 0 (every partition of a new group that was empty when it was seeded) or not at
@@ -95,12 +98,34 @@ class SafeCommitConsumer(faust_aiokafka.Consumer):
         when a seek raced its fetcher, so there the batch was never fetched again, and the ledger,
         told the position was the committed offset, took the next fetched offset for proof that the
         dropped ones did not exist: the commit passed them, and they were lost.
+
+        Changelog partitions are left as aiokafka leaves them: the group never commits them (faust
+        keeps a table's offsets itself), so "nothing committed" would send a standby's partitions to
+        their earliest offset at every reseek, days of changelog read again.
         """
         committed = await super().seek_to_committed()
-        targets = reseek_targets(committed, await self._earliest_of(committed))
+        sources = {tp: offset for tp, offset in committed.items() if not self._is_changelog_tp(tp)}
+        targets = reseek_targets(sources, await self._earliest_of(sources))
         for tp, offset in targets.items():
             await self._seek(tp, offset)
         return committed
+
+    async def seek_to_committed_only(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """Seek just ``tps`` back to the group's committed offsets (the earliest where none is): the
+        stall watch's move, which leaves every other partition at its fetch position (a seek of all
+        would deliver again everything read there since its last commit)."""
+        committed = await self._thread.committed_offsets(set(tps))
+        targets = {tp: offset for tp, offset in committed.items() if offset is not None}
+        targets.update(await self._earliest_of(committed))
+        for tp, offset in targets.items():
+            await self.seek(tp, offset)
+        return targets
+
+    def stable_end(self, tp: TP) -> int | None:
+        """Where ``tp`` can be read up to: the last stable offset (read_committed reads nothing past an
+        open transaction), or the high watermark where the broker gave none."""
+        lso = self._thread.last_stable_offset(tp)
+        return lso if lso is not None and lso >= 0 else self.highwater(tp)
 
     async def _earliest_of(self, committed: Mapping[TP, int | None]) -> Mapping[TP, int]:
         uncommitted = [tp for tp, offset in committed.items() if offset is None]
@@ -156,7 +181,8 @@ def reseek_targets(committed: Mapping[TP, int | None], earliest: Mapping[TP, int
 
 
 class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """faust's consumer thread with the broker's fetch wait set by the app (``RouterApp.fetch_max_wait_ms``).
+    """faust's consumer thread with the broker's fetch wait set by the app (``RouterApp.fetch_max_wait_ms``),
+    reading committed transactions only (``ISOLATION_LEVEL``).
 
     faust builds the worker's aiokafka consumer with ``fetch_max_wait_ms=1500``, and aiokafka sends one
     fetch at a time per broker, leaving out the partitions whose last fetched records are not consumed
@@ -167,8 +193,18 @@ class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
     worker under half a core.
     """
 
+    async def committed_offsets(self, tps: set[TP]) -> dict[TP, int | None]:
+        """The group's committed offset of each of ``tps`` (None: nothing committed), asked of the broker."""
+        consumer = self._ensure_consumer()
+        return {tp: await self.call_thread(consumer.committed, tp) for tp in tps}
+
+    def last_stable_offset(self, tp: TP) -> int | None:
+        """aiokafka's last stable offset of ``tp`` (-1 under read_uncommitted, None before any fetch)."""
+        return self._ensure_consumer().last_stable_offset(tp)
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = ISOLATION_LEVEL  # read when the consumer starts and builds its fetcher
         wait_ms = getattr(self.app, "fetch_max_wait_ms", None)
         if wait_ms is not None:
             consumer._fetch_max_wait_ms = int(wait_ms)  # read when the consumer starts and builds its fetcher

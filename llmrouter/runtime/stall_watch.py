@@ -13,10 +13,12 @@ after a SIGKILL (``tests/integration/test_crash.py``), one start in six.
 The watch looks every ``interval_s`` at each partition the agents read: when
 the group's committed offset is behind the partition's end, nothing of it is
 in flight, its queue is empty and nothing new was delivered since the last
-look, for ``confirm`` looks in a row, it stops the fetcher, seeks every
-partition back to its committed offset (faust's own recovery move) and
-resumes. Work already done is then delivered again and re-emitted from the
-``answered`` table, never paid for twice.
+look, for ``confirm`` looks in a row, it stops the fetcher, seeks that
+partition alone back to its committed offset (faust's own recovery move, for
+the one partition: the others keep their positions) and resumes. Work already
+done there is then delivered again and re-emitted from the ``answered`` table,
+never paid for twice. The partition's end is its last stable offset: the
+consumer reads committed transactions only, and nothing past an open one.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class StallWatch(Service):
                 continue
             read = consumer._read_offset.get(tp)
             read_before, looks_before = self._seen.get(tp, (None, 0))
-            looks = stalled_looks(committed=consumer._committed_offset.get(tp), end=consumer.highwater(tp),
+            looks = stalled_looks(committed=consumer._committed_offset.get(tp), end=consumer.stable_end(tp),
                                   busy=tp in busy, queued=self._queued(tp), read=read,
                                   read_before=read_before, looks_before=looks_before)
             self._seen[tp] = (read, looks)
@@ -83,7 +85,7 @@ class StallWatch(Service):
         busy = self._busy()
         active = consumer._active_partitions or set()
         return [{"topic": tp.topic, "partition": tp.partition, "committed": consumer._committed_offset.get(tp),
-                 "end": consumer.highwater(tp), "read": consumer._read_offset.get(tp), "busy": tp in busy,
+                 "end": consumer.stable_end(tp), "read": consumer._read_offset.get(tp), "busy": tp in busy,
                  "queued": self._queued(tp), "stalled_looks": self._seen.get(tp, (None, 0))[1],
                  "fetching": tp in active, **_fetch_state(consumer, tp)}
                 for tp in sorted(consumer.assignment()) if tp.topic in watched]
@@ -94,11 +96,11 @@ class StallWatch(Service):
     async def _reseek(self, stalled: list[TP]) -> None:
         consumer = self._app.consumer
         log.warning("partitions_stalled", partitions=[f"{tp.topic}[{tp.partition}]" for tp in stalled],
-                    action="seek back to the committed offsets")
+                    action="seek them back to their committed offsets")
         consumer.stop_flow()
         try:
             await consumer.wait_for_stopped_flow()
-            await consumer.perform_seek()
+            await consumer.seek_to_committed_only(stalled)
         finally:
             consumer.resume_flow()
         self._seen.clear()

@@ -4,6 +4,7 @@ the cache, the serving step, the delivery) stand at the seam; the integration te
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -206,3 +207,14 @@ async def test_answer_serves_anything_else_and_delivers_what_serving_returned(se
     assert serving.asked == 1 and job.marks == ["delivery"]
     assert delivery.done == [("deliver", served.record["status"], served.record.get("error_code"),
                               served.dead_letter)]
+
+
+async def test_answer_serves_a_dlq_replay_of_a_stored_error_again():
+    """A stored error re-emitted to a duplicate, but served anew for ``llmrouter dlq replay`` (its header)."""
+    error = StoredAnswer(result=b"{}", status="error", stored_at_ms=NOW_MS - 1)
+    serving, delivery = Serving(OK), Delivery(error)
+    await answer(serving, delivery).handle(REQUEST, upstream(), Job(), partition=0)
+    assert delivery.done == [("re_emit", "error")] and serving.asked == 0
+    replayed = replace(upstream(), headers=(("llmrouter-dlq-replay", b"0:12"),))
+    await answer(serving, delivery).handle(REQUEST, replayed, Job(), partition=0)
+    assert delivery.done[1][:2] == ("deliver", "ok") and serving.asked == 1
