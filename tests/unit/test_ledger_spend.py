@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 from llmrouter.dispatch.budgets import Budget, Ledger
+from llmrouter.providers.spec import ProviderSpec
 
 NOW_MS = 1_800_000_000_000
 
 
 class Table:
     """The part of a faust table the ledger writes through: RocksDB (``data``) and a changelog acked at once."""
+
+    name = "ledger"
+    app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))  # what the size check reads
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
@@ -30,8 +35,13 @@ class Table:
         return sent
 
 
+def spec_of(name: str) -> ProviderSpec:
+    """Each provider of these tests is of the kind it is named after."""
+    return ProviderSpec(name=name, kind=name, models=("m",), price_input_per_1k_usd=1, price_output_per_1k_usd=1)
+
+
 def ledger(table: Table, *budgets: Budget) -> Ledger:
-    return Ledger(table, budgets, partitions=2, write_attempts=1, now_ms=lambda: NOW_MS)
+    return Ledger(table, budgets, spec_of=spec_of, partitions=2, write_attempts=1, now_ms=lambda: NOW_MS)
 
 
 def account(table: Table, prefix: str) -> dict[str, Any]:
