@@ -41,7 +41,8 @@ def calls(sim: SimulatorThread, flavor: str = "openai", index: int = 0) -> int:
 def settings_for(directory: Path, model_dir: Path, sim: SimulatorThread, **sections: dict):
     """One provider in the chain, ``sim``; ``spare`` (OpenAI wire format) and ``claude`` (Anthropic's) on the same
     simulator, asked only by requests whose allow-list names them (they follow sim in the chain)."""
-    claude = sim_provider(sim.sims[0], kind="anthropic", endpoint=sim.sims[0].base_urls()["anthropic"])
+    claude = sim_provider(sim.sims[0], kind="anthropic", endpoint=sim.sims[0].base_urls()["anthropic"],
+                          price_input_per_1k_usd=0.001, price_output_per_1k_usd=0.002)  # premium kinds are priced
     providers = {"sim": sim_provider(sim.sims[0]), "spare": sim_provider(sim.sims[0]), "claude": claude}
     return isolated_settings(directory, model_dir, local_config={"enabled": False},
                              providers=sections.pop("providers", providers),
