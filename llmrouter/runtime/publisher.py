@@ -26,7 +26,6 @@ from typing import Any
 import faust
 
 from llmrouter.errors import RecordTooLarge
-
 from llmrouter.wire.codec import Codec
 from llmrouter.wire.dead_letters import fit_letter
 from llmrouter.wire.envelope import Origin
@@ -129,5 +128,3 @@ def forward_record(topic: str, origin: Origin, request_id: str) -> tuple[str, by
     """(topic, key, value, headers) of the forward of ``origin`` to the answer stage, as
     :meth:`Publisher.forward` sends it now (intake measures it with these before forwarding)."""
     return topic, request_id.encode(), origin.value, origin.forward_headers() + forward_headers()
-
-
