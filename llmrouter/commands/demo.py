@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import time
 import uuid
@@ -33,7 +34,8 @@ from llmrouter.testing.worker_process import WorkerProcess
 TINY_DIR = Path("var/models/tiny-llama")
 WORKER_LOG = Path("var/logs/demo-worker.log")
 SIM_LOG = Path("var/logs/demo-simulator.log")
-SIM_KEY_ENV = "LLMROUTER_DEMO_SIM_KEY"  # a throwaway key the simulator demands and the worker sends
+SIM_KEY_ENV = "DEMO_SIMULATOR_KEY"  # a throwaway key the simulator demands and the worker sends (a registered
+# provider may never take an LLMROUTER_* variable)
 PAID_KEY_ENVS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "LLMROUTER_SECRETS_FILE")
 DEMO_HF_RATE_LIMIT = "600/minute"
 PROMPTS = (
@@ -66,7 +68,10 @@ def run_demo(settings: Settings, *, requests: int, keep_worker: bool) -> int:
         "LLMROUTER__TOGETHER_CONFIG__ENDPOINT": sim.base_urls()["openai"],
         # Hugging Face's own limit (50/hour) would let one call of the demo through: the simulator takes more
         "LLMROUTER__LLM_CONFIG__HUGGINGFACE__RATE_LIMIT": DEMO_HF_RATE_LIMIT,
-        "HF_TOKEN": key, "TOGETHER_API_KEY": key, SIM_KEY_ENV: key}
+        "HF_TOKEN": key, "TOGETHER_API_KEY": key, SIM_KEY_ENV: key,
+        # the run-time registration of the cloud scene: its key variable and the simulator's address allowed
+        "LLMROUTER__REGISTRY__REGISTERED_KEY_ENVS": json.dumps([SIM_KEY_ENV]),
+        "LLMROUTER__REGISTRY__REGISTERED_ENDPOINTS": json.dumps([sim.base_urls()["openai"]])}
     worker = WorkerProcess(settings, log_path=WORKER_LOG, env=env).start()
     try:
         worker.wait_ready(timeout_s=120)
