@@ -343,5 +343,7 @@ async def test_a_worker_killed_mid_load_leaves_the_breakers_and_the_ledger_to_th
     budget = [a for k, a in ledger.items() if k.startswith("budget:premium:")]
     provider = [a for k, a in ledger.items() if k.startswith("provider:openai:")]
     assert all(not a["reserved"] for a in budget), "a reservation of the dead worker was never settled"
-    assert calls - 2 * 4 <= sum(a["calls"] for a in provider) <= calls
+    # a call cut off by the kill is booked at its estimate when its request comes back (issue 19, item 6),
+    # whether or not it had reached the provider: the ledger may count up to the calls in flight more
+    assert calls - 2 * 4 <= sum(a["calls"] for a in provider) <= calls + 2 * 4
     assert sum(a["spent_usd"] for a in budget) == pytest.approx(sum(a["spent_usd"] for a in provider))
