@@ -69,9 +69,13 @@ def observed(kafka_and_redis, tiny_model_dir, tmp_path_factory) -> Iterator[Obse
             "steady": sim_provider(sims.sims[1], **PRICES),
             "keyless": {**sim_provider(sims.sims[1]), "api_key_env": "OBSERVABILITY_TEST_KEY_NOT_SET"},
         }
+        # The local model waits up to 150 ms for a batch of 4 to fill, so its calls are caught in flight by a
+        # scrape every 0.2 s as flaky's are (unbatched, the tiny model answers in a few ms and a load can pass
+        # between two scrapes).
+        local = {"batch_size": 4, "batching": "throughput", "max_batch_wait_ms": 150}
         settings, path = isolated_settings(directory, tiny_model_dir, providers=providers,
                                            fallback_chain=["local", "flaky", "steady", "keyless"],
-                                           rate_limits={"enabled": True})
+                                           rate_limits={"enabled": True}, local_config=local)
         worker = start_worker(path, settings, directory / "worker.log")
         try:
             yield Observed(worker, path)
