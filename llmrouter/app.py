@@ -41,6 +41,7 @@ from llmrouter.runtime.faust_app import RouterApp
 from llmrouter.runtime.delivery import Delivery
 from llmrouter.runtime.inflight import InFlight
 from llmrouter.runtime.stall_watch import StallWatch
+from llmrouter.runtime.stream_marks import StreamMarks
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.config.secrets import Secrets
 from llmrouter.providers.spec import PREMIUM_KINDS
@@ -175,8 +176,8 @@ def _answer_stage(settings: Settings, topics: Topics, tables: Tables, codec: Cod
                   cache: ResponseCache, ledger: Ledger, quotas: UserQuotas | None, metrics: Metrics,
                   tracing: Tracing) -> answer.Answer:
     """The answer stage: its decisions (Answer), the serving step (route, dispatch, record) and the delivery."""
-    serving = Serving(dispatcher=dispatcher, providers=providers, flags=flags, finish=finish, chunk=publisher.chunk,
-                      rules=routing_rules(settings.routing), default_timeout_s=settings.limits.default_timeout_s)
+    serving = Serving(dispatcher=dispatcher, providers=providers, flags=flags, finish=finish,
+                      stream=StreamMarks(tables.streamed, publisher.chunk).sender, rules=routing_rules(settings.routing), default_timeout_s=settings.limits.default_timeout_s)
     delivery = Delivery(answered=tables.answered, publisher=publisher, cache=cache, finish=finish, codec=codec,
                         write_attempts=settings.worker.write_attempts,
                         window_s=settings.tables.idempotency_window_s, now_ms=wall_ms)

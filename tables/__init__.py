@@ -9,6 +9,10 @@ the internal accepted topics. Entries live for ``tables.idempotency_window_s``:
 the changelog is ``compact,delete`` with that retention, RocksDB drops them
 by TTL at compaction, and a reader ignores an older entry it still finds.
 
+``streamed``: request_id -> a mark that a delivery of the request sent stream
+chunks (llmrouter/runtime/stream_marks.py): a later delivery's first chunk then
+says ``restart``. Partitioned, kept and expired like ``answered``.
+
 ``provider_state``: provider -> its breaker and 429 wait as the group sees them
 (JSON), written by its owner only (agents/provider_state.py); every worker
 follows the changelog (llmrouter/dispatch/fleet.py).
@@ -50,6 +54,7 @@ class Tables:
     answered: faust.Table
     provider_state: faust.Table
     ledger: faust.Table
+    streamed: faust.Table
     windows: faust.Table | None = None  # only when settings.windows.enabled
     alert_state: faust.Table | None = None
 
@@ -77,6 +82,12 @@ def declare_tables(app: faust.App, settings: Settings) -> Tables:
         if windows_on else None,
         provider_state=state("provider_state", "provider -> its breaker and 429 wait, as the group sees them"),
         ledger=state("ledger", "scope:name:period:partition -> spent and reserved (cost ledger, budgets)"),
+        streamed=app.Table(
+            "streamed", key_type=bytes, value_type=bytes, partitions=settings.kafka.partitions,
+            options={**small, "ttl": window_s},
+            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(window_s * 1000),
+                                 "min.insync.replicas": min_isr},
+            help="request_id -> a delivery of it sent stream chunks (a later one restarts the stream)"),
         answered=app.Table(
             "answered",
             # key_type=bytes makes faust keep keys raw (str keys are encoded as

@@ -148,6 +148,14 @@ class SimulatorThread:
         return self.run(call())
 
 
+async def wait_for_log(path: Path, line: str, timeout_s: float = 60.0) -> None:
+    """Wait until the log file at ``path`` holds ``line``."""
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and line in path.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"{path.name} never said {line!r}"
+        await asyncio.sleep(0.05)
+
+
 async def read_topic_to_end(topic: str, partition_count: int, *, want: set[str], timeout_s: float = 60.0) -> dict[str, list]:
     """Read ``topic`` from the beginning until every key in ``want`` was seen, then to its end."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest")

@@ -38,6 +38,7 @@ OUTCOMES = "llm.router.outcomes"  # each worker's counts per subject, keyed by s
 # and creates it itself (configs from tables/); the router checks its partition
 # count and its configs, and sets them with `topics create --apply-configs`.
 ANSWERED_CHANGELOG = "{app_id}-answered-changelog"
+STREAMED_CHANGELOG = "{app_id}-streamed-changelog"
 # Created by the router before faust starts: every worker reads this one whole from the start (llmrouter.dispatch.fleet).
 PROVIDER_STATE_CHANGELOG = "{app_id}-provider_state-changelog"
 LEDGER_CHANGELOG = "{app_id}-ledger-changelog"
@@ -111,9 +112,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                            compacted=True, retention_ms=max(1, settings.cache_config.ttl_default) * 1000))
     specs.append(TopicSpec(settings.topic(HEALTH), kafka.partitions, "kafka.partitions",
                            retention_ms=_ms(HEALTH_RETENTION_HOURS)))
-    specs.append(TopicSpec(ANSWERED_CHANGELOG.format(app_id=settings.worker.app_id), kafka.partitions,
-                           "kafka.partitions", compacted=True, managed=False,
-                           retention_ms=round(settings.tables.idempotency_window_s * 1000)))
+    for changelog in (ANSWERED_CHANGELOG, STREAMED_CHANGELOG):  # created by faust, kept as long as each other
+        specs.append(TopicSpec(changelog.format(app_id=settings.worker.app_id), kafka.partitions,
+                               "kafka.partitions", compacted=True, managed=False,
+                               retention_ms=round(settings.tables.idempotency_window_s * 1000)))
     for changelog in (PROVIDER_STATE_CHANGELOG, LEDGER_CHANGELOG, ALERT_STATE_CHANGELOG):
         specs.append(TopicSpec(changelog.format(app_id=settings.worker.app_id), kafka.partitions,
                                "kafka.partitions", compacted=True))

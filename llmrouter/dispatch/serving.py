@@ -13,7 +13,6 @@ before any of it.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -72,12 +71,12 @@ class Serving:
     """Routes and dispatches one request into its result record (five collaborators, the settings as values)."""
 
     def __init__(self, *, dispatcher: Dispatcher, providers: Providers, flags: Flags, finish: Finisher,
-                 chunk: Callable[..., Awaitable[None]], rules: RoutingRules, default_timeout_s: float) -> None:
+                 stream: Callable[[str], OnDelta] | None, rules: RoutingRules, default_timeout_s: float) -> None:
         self._dispatcher = dispatcher
         self._providers = providers
         self._flags = flags
         self._finish = finish  # counts the attempts (the results are counted once delivered)
-        self._chunk = chunk  # a stream's deltas: the publisher's chunk(request_id, seq, delta, final, provider, restart)
+        self._stream = stream  # request_id -> the sender of its stream's deltas (runtime/stream_marks.py)
         self._rules = rules
         self._default_timeout_s = default_timeout_s
         self._turns = itertools.count()  # requests routed: round-robin's turn
@@ -123,7 +122,7 @@ class Serving:
 
     async def _dispatch(self, request: Request, route: Route, before_call: Callable[[], None], spend: Spend,
                         wait: Wait | None) -> Dispatched:
-        on_delta: OnDelta | None = functools.partial(self._chunk, request.request_id) if request.stream else None
+        on_delta = self._stream(request.request_id) if request.stream and self._stream is not None else None
         return await self._dispatcher.dispatch(
             request.to_prompt(), route.chain, deadline_s=request.deadline_at_ms(self._default_timeout_s) / 1000.0,
             priority=PRIORITIES.index(request.priority), before_call=before_call, spend=spend, wait=wait,

@@ -127,9 +127,10 @@ def _partition_problem(spec: TopicSpec, actual: int) -> Problem:
     what += f" ({spec.partitions_setting})"
     match = f"set {spec.partitions_setting}: {actual} if every topic it sizes has {actual}"
     if not spec.managed:
-        return Problem(spec.name, what, f"The answered table's changelog must have as many partitions as the "
-                                        f"accepted topics: {match}, or delete {spec.name} (the stored results "
-                                        f"go with it; requests already answered may be answered again)")
+        return Problem(spec.name, what, f"A table's changelog must have as many partitions as the accepted "
+                                        f"topics: {match}, or delete {spec.name} (what the table holds goes "
+                                        f"with it: for the answered table, requests already answered may be "
+                                        f"answered again)")
     if actual > expected:
         return Problem(spec.name, what, f"Kafka cannot remove partitions: {match}, or delete {spec.name} once it is "
                                         f"drained and let the worker create it again")

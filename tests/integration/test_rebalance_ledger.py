@@ -19,7 +19,7 @@ from llmrouter.simulator import SimProfile
 from llmrouter.topics import LEDGER_CHANGELOG
 from llmrouter.wire.client import RouterClient
 from tests.conftest import (SimulatorThread, isolated_settings, sibling_settings, sim_provider, start_worker,
-                            worker_process)
+                            wait_for_log, worker_process)
 
 pytestmark = pytest.mark.kafka
 REQUESTS = 8
@@ -35,13 +35,6 @@ def slow_sim():
 
 def calls_received(sim: SimulatorThread) -> int:
     return sim.call(sim.sims[0].stats)["requests"]["openai"]
-
-
-async def wait_for_log(path, line: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not (path.exists() and line in path.read_text(errors="replace")):
-        assert time.monotonic() < deadline, f"{path.name} never said {line!r}"
-        await asyncio.sleep(0.05)
 
 
 async def provider_accounts(settings) -> dict[str, dict]:

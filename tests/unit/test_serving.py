@@ -47,7 +47,7 @@ class Providers:
 def serving(providers: Providers, flags: FlagState = FlagState()) -> Serving:
     dispatcher = Dispatcher(providers.entries, clock=lambda: NOW_S)
     return Serving(dispatcher=dispatcher, providers=providers, flags=type("F", (), {"current": flags})(),
-                   finish=Finisher(Metrics()), chunk=None, rules=RoutingRules(), default_timeout_s=30)
+                   finish=Finisher(Metrics()), stream=None, rules=RoutingRules(), default_timeout_s=30)
 
 
 def request(**fields: Any) -> Request:
