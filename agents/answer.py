@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 import faust
+import structlog
 
 from llmrouter.cache.policy import refresh_request
 from llmrouter.core.dlq import REPLAY_HEADER as DLQ_REPLAY_HEADER
@@ -48,6 +49,8 @@ from llmrouter.topics import Topics
 from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import PRIORITIES, Request, parse_request, refusal_record
 from llmrouter.wire.envelope import TRACE_PREFIX, Origin, normalize_headers, origin_of_forwarded
+
+log = structlog.get_logger("llmrouter.answer")
 
 
 def register(app: faust.App, topics: Topics, in_flight: InFlight, answer: Answer,
@@ -121,19 +124,32 @@ class Answer:
 
     async def fail(self, event: faust.EventT, exc: BaseException) -> None:
         """The last resort for a request the handler failed on: a dead letter and an ``error``
-        result (when its request_id is known), written until they are."""
-        with self._tracing.consuming("answer.failed", event.message, prefix=TRACE_PREFIX):
-            headers = normalize_headers(event.headers)
-            try:
-                origin = origin_of_forwarded(event.value, headers)
-            except ValueError:  # not written by intake (an older version's internal form): keep it as it is
-                message = event.message
-                origin = Origin(topic=message.topic, partition=message.partition, offset=message.offset,
-                                key=message.key, value=event.value, headers=headers, received_at_ms=self._now_ms())
-            request = self._request_or_none(origin, priority=self._priority_of.get(event.message.topic, "normal"))
-            code = exc.code if isinstance(exc, (WriteFailed, RequestError)) else "internal_error"
-            await self._delivery.last_resort(origin, request, code=code,
-                                             reason=f"the router failed while answering: {exc}")
+        result (when its request_id is known), written until they are (:meth:`Delivery.last_resort`).
+        It never raises (but for cancellation): if reading the message fails too, the message is kept
+        as it is on the accepted topic in a bare dead letter, and the lane acks."""
+        code = exc.code if isinstance(exc, (WriteFailed, RequestError)) else "internal_error"
+        reason = f"the router failed while answering: {exc}"
+        message = event.message
+        try:
+            with self._tracing.consuming("answer.failed", message, prefix=TRACE_PREFIX):
+                headers = normalize_headers(event.headers)
+                try:
+                    origin = origin_of_forwarded(event.value, headers)
+                except ValueError:  # not written by intake (an older version's internal form): keep it as it is
+                    origin = self._as_received(message, headers)
+                request = self._request_or_none(origin, priority=self._priority_of.get(message.topic, "normal"))
+        except Exception as failed:
+            log.exception("answer_failure_path_failed", topic=message.topic, partition=message.partition,
+                          offset=message.offset)
+            await self._delivery.bare_dead_letter(self._as_received(message, ()), code=code,
+                                                  reason=f"{reason}; reading it for its dead letter failed: {failed!r}")
+            return
+        await self._delivery.last_resort(origin, request, code=code, reason=reason)
+
+    def _as_received(self, message: faust.types.Message, headers: tuple | list) -> Origin:
+        """The internal message as it is on the accepted topic (no upstream coordinates read from it)."""
+        return Origin(topic=message.topic, partition=message.partition, offset=message.offset, key=message.key,
+                      value=message.value, headers=headers, received_at_ms=self._now_ms())
 
     def _parse(self, origin: Origin, *, priority: str) -> Request:
         return parse_request(self._codec.decode("LLMRequest", origin.value), priority=priority,

@@ -18,13 +18,11 @@ acked only once its outcome is durable; the stream never stops on bad input.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import structlog
-from aiokafka.errors import BrokerResponseError
 
 from llmrouter.cache.recent import RecentAnswers
 from llmrouter.cache.service import ResponseCache
@@ -38,6 +36,7 @@ from llmrouter.observability.finish import Finisher
 from llmrouter.runtime.clock import wall_ms
 from llmrouter.core.sizes import record_bytes
 from llmrouter.runtime.publisher import Publisher, forward_record
+from llmrouter.runtime.delivery import write_bare_dead_letter
 from llmrouter.runtime.inflight import InFlight, Job
 from llmrouter.runtime.topic_directory import TopicDirectory
 from llmrouter.runtime.writes import until_written, with_retries
@@ -137,7 +136,7 @@ class Intake:
         """The last resort for a message intake failed on: dead letter (and error result) until written.
 
         It never raises (but for cancellation: the message is then delivered again): if its own path
-        fails, a bare dead letter is written instead (:meth:`_bare_dead_letter`), and the lane acks."""
+        fails, a bare dead letter is written instead (:func:`write_bare_dead_letter`), and the lane acks."""
         origin = origin_of(event.message)
         code = getattr(exc, "code", "internal_error")
         try:
@@ -150,23 +149,8 @@ class Intake:
         except Exception as failed:  # the failure path failed: no decoding, no result, only the bytes kept
             log.exception("dead_letter_path_failed", topic=origin.topic, partition=origin.partition,
                           offset=origin.offset)
-            await self._bare_dead_letter(origin, code=code,
+            await write_bare_dead_letter(self._publisher, origin, code=code,
                                          reason=f"intake failed: {exc!r}; its dead-letter path failed: {failed!r}")
-
-    async def _bare_dead_letter(self, origin: Origin, *, code: str, reason: str) -> None:
-        """A dead letter that needs nothing decoded: the original key, bytes and coordinates and the reason
-        (no request_id, no headers, no error result). Tried until written while its failures are
-        retriable; one no retry can help is logged as ``dead_letter_lost`` and given up (the caller acks)."""
-        bare = dataclasses.replace(origin, headers=())
-        safe_reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
-        try:
-            await _written_unless_refused(lambda: self._publisher.dead_letter(reason=safe_reason, code=code,
-                                                                              origin=bare),
-                                          what="write a bare dead letter")
-        except Exception as refused:
-            log.error("dead_letter_lost", topic=origin.topic, partition=origin.partition, offset=origin.offset,
-                      value_bytes=len(origin.value or b""), reason=safe_reason, error=repr(refused),
-                      kept="the message stays at this offset of its source topic until the topic's retention")
 
     def _check_size(self, request: Request, origin: Origin) -> Refusal | None:
         limits = self._settings.limits
@@ -212,7 +196,7 @@ class Intake:
         (the letter, written first, is what must not be lost, and a second one must not follow it)."""
         def persist(write: Callable[[], Awaitable[None]], what: str) -> Awaitable[None]:
             if last_resort:
-                return _written_unless_refused(write, what=what)
+                return until_written(write, what=what)
             return with_retries(write, what=what, attempts=self._attempts)
 
         request_id = _usable_request_id(decoded)
@@ -258,33 +242,3 @@ def _usable_request_id(decoded: dict[str, Any]) -> str | None:
     except UnicodeEncodeError:
         return None
     return request_id
-
-
-async def _written_unless_refused(write: Callable[[], Awaitable[None]], *, what: str) -> None:
-    """:func:`until_written`, except that a failure no retry can help (:func:`_retriable`) is raised at
-    once instead of tried for ever (which would hold the message, and its partition's commit, for good)."""
-    async def attempt() -> BaseException | None:
-        try:
-            await write()
-        except Exception as exc:
-            if _retriable(exc):
-                raise
-            return exc
-        return None
-
-    refused = await until_written(attempt, what=what)
-    if refused is not None:
-        raise refused
-
-
-def _retriable(exc: BaseException) -> bool:
-    """Whether writing the same record again could succeed. Not when the record itself is at fault: it
-    cannot be encoded (ValueError, TypeError, OverflowError) or the broker refused it for good (a
-    non-retriable broker response, e.g. too large). Anything else (a timeout, no broker, the producer
-    stopping) is tried again: a letter is not given up on while the broker may come back."""
-    if isinstance(exc, ValueError | TypeError | OverflowError):
-        return False
-    if isinstance(exc, BrokerResponseError):
-        return bool(exc.retriable)
-    return True
-

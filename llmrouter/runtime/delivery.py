@@ -18,6 +18,7 @@ answer, so a redelivery re-emits that instead of paying the provider again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -123,15 +124,32 @@ class Delivery:
 
     async def last_resort(self, origin: Origin, request: Request | None, *, code: str, reason: str) -> None:
         """A request the handler failed on: its dead letter and (when its request_id is known) an ``error``
-        result, each written until it is."""
+        result, each written until it is. It never raises (but for cancellation): a letter that no retry can
+        write is written bare (:func:`write_bare_dead_letter`); an error result that no retry can send is
+        logged, the letter written before it being what must not be lost."""
         request_id = request.request_id if request else None
-        await until_written(lambda: self._publisher.dead_letter(reason=reason, code=code, origin=origin,
-                                                                request_id=request_id), what="dead-letter")
-        if request is not None:
+        try:
+            await until_written(lambda: self._publisher.dead_letter(reason=reason, code=code, origin=origin,
+                                                                    request_id=request_id), what="dead-letter")
+        except Exception as refused:
+            await write_bare_dead_letter(self._publisher, origin, code=code,
+                                         reason=f"{reason}; its dead letter was refused: {refused!r}")
+            return
+        if request is None:
+            return
+        try:
             record = result_record(request, status="error", now_ms=self._now_ms(), error_code=code,
                                    error_message=reason[:MAX_ERROR_CHARS])
             await until_written(lambda: self._publisher.result(record), what="send an error result")
-            self._finish.result("answer", record, request_id=request_id)
+        except Exception as refused:
+            log.error("error_result_lost", request_id=request_id, code=code, error=repr(refused),
+                      kept="the dead letter, written before it")
+            return
+        self._finish.result("answer", record, request_id=request_id)
+
+    async def bare_dead_letter(self, origin: Origin, *, code: str, reason: str) -> None:
+        """:func:`write_bare_dead_letter`, for a message that could not even be read for its dead letter."""
+        await write_bare_dead_letter(self._publisher, origin, code=code, reason=reason)
 
     async def _undeliverable(self, request: Request, origin: Origin, exc: WriteFailed) -> None:
         """The result could not be sent: keep the request for a replay (its answer stays stored and is
@@ -177,3 +195,19 @@ def too_large_record(request: Request, record: dict[str, Any], *, size: int, lim
                                             "cost_usd") if record.get(name) is not None}
     return result_record(request, status="error", now_ms=now_ms, error_code="result_too_large",
                          error_message=message, **kept)
+
+
+async def write_bare_dead_letter(publisher: Publisher, origin: Origin, *, code: str, reason: str) -> None:
+    """A dead letter that needs nothing decoded: the original key, bytes and coordinates and the reason (no
+    request_id, no headers, no result), for a message whose failure path failed too. Tried until written
+    while its failures are retriable; one no retry can help is logged as ``dead_letter_lost`` and given up
+    (the caller acks: the message stays at its offset of the source topic until the topic's retention)."""
+    bare = dataclasses.replace(origin, headers=())
+    safe_reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")
+    try:
+        await until_written(lambda: publisher.dead_letter(reason=safe_reason, code=code, origin=bare),
+                            what="write a bare dead letter")
+    except Exception as refused:
+        log.error("dead_letter_lost", topic=origin.topic, partition=origin.partition, offset=origin.offset,
+                  value_bytes=len(origin.value or b""), reason=safe_reason, error=repr(refused),
+                  kept="the message stays at this offset of its source topic until the topic's retention")

@@ -252,7 +252,15 @@ class Lane:
             message = job.event.message
             log.exception("handler_failed", lane=self.name, topic=message.topic, partition=message.partition,
                           offset=message.offset)
-            await self._on_failure(job.event, exc)
+            try:
+                await self._on_failure(job.event, exc)
+            except (Fenced, asyncio.CancelledError):
+                raise
+            except Exception:  # a failure path must not raise; if it does, holding the message would hold
+                # its partition's commit for good (every restart re-emitting all behind it): it is acked
+                log.exception("failure_path_failed", lane=self.name, topic=message.topic,
+                              partition=message.partition, offset=message.offset,
+                              kept="acked: the message stays at this offset of its topic until the topic's retention")
 
 
 def _cancel(job: Job) -> None:

@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 import faust
 import structlog
-from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
+from aiokafka.errors import (BrokerResponseError, MessageSizeTooLargeError, RecordListTooLargeError,
+                             RecordTooLargeError)
 from faust.transport.producer import ProducerBuffer
 from faust.types import FutureMessage
 
@@ -40,12 +41,16 @@ TOO_LARGE = (RecordTooLarge, MessageSizeTooLargeError, RecordTooLargeError, Reco
 
 
 def is_permanent(exc: BaseException) -> bool:
-    """Whether trying the write again cannot help: the record is too large (ours or the client's or the
-    broker's refusal), or one of our own errors that says it is not retriable (a fence). A timeout, a lost
-    connection or a broker error that passes is not: those are retried."""
-    if isinstance(exc, TOO_LARGE):
+    """Whether trying the same write again cannot help: the record is too large (ours or the client's or
+    the broker's refusal), it cannot be encoded (ValueError, TypeError, OverflowError), the broker refused
+    it with a non-retriable error, or one of our own errors says it is not retriable (a fence). A timeout,
+    a lost connection, no broker, the producer stopping or a broker error that passes is not: those are
+    retried (a dead letter is not given up on while the broker may come back)."""
+    if isinstance(exc, RouterError):
+        return isinstance(exc, RecordTooLarge) or (not exc.retriable and not isinstance(exc, WriteFailed))
+    if isinstance(exc, TOO_LARGE) or isinstance(exc, ValueError | TypeError | OverflowError):
         return True
-    return isinstance(exc, RouterError) and not exc.retriable and not isinstance(exc, WriteFailed)
+    return isinstance(exc, BrokerResponseError) and not exc.retriable
 
 
 def check_record(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]], *, limit: int,

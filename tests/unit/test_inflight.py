@@ -10,6 +10,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from structlog.testing import capture_logs
 from faust.types import TP
 
 from llmrouter.runtime.inflight import Fenced, InFlight, Job, Phase
@@ -153,6 +154,25 @@ async def test_a_handler_that_raises_is_settled_by_its_failure_path_and_acked(bo
     job = run(board, broken, offset=3, stream=stream, on_failure=on_failure)
     await job.task
     assert failures == ["KeyError('a bug')"] and stream.acked == [3]
+
+
+async def test_a_failure_path_that_raises_is_logged_and_the_event_acked(board):
+    """A failure path must never raise; if it does, the lane still acks (an unacked event would hold its
+    partition's commit for good) and says so in its log, with the message's coordinates."""
+    stream = AckedStream()
+
+    async def broken(ev, job):
+        raise KeyError("a bug")
+
+    async def failing_failure(ev, exc):
+        raise RuntimeError("its dead letter failed too")
+
+    job = run(board, broken, offset=4, stream=stream, on_failure=failing_failure)
+    with capture_logs() as logs:
+        await job.task
+    assert stream.acked == [4] and board.jobs == 0
+    failed = [entry for entry in logs if entry["event"] == "failure_path_failed"]
+    assert len(failed) == 1 and failed[0]["offset"] == 4, logs
 
 
 async def test_a_fenced_handler_is_neither_settled_nor_acked(board):

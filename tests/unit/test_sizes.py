@@ -11,7 +11,8 @@ from typing import Any
 
 import faust
 import pytest
-from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.errors import (KafkaConnectionError, MessageSizeTooLargeError, NotLeaderForPartitionError,
+                             TopicAuthorizationFailedError)
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faust.types import FutureMessage
 
@@ -158,6 +159,12 @@ def test_a_record_over_the_limit_is_refused_with_its_size_and_the_setting():
     # 82 overhead + key 1+1 + value 3+1,000,000 + 1 header count + header "h" 1+1 and b"" 1
     with pytest.raises(RecordTooLarge, match=r"a result is 1000091 bytes .*kafka.max_record_bytes\) is 1000000"):
         check_record(b"k", b"v" * 1_000_000, [("h", b"")], limit=LIMIT, what="a result")
+
+
+def test_a_record_that_cannot_be_encoded_or_is_refused_for_good_is_permanent():
+    assert is_permanent(ValueError("x")) and is_permanent(TypeError()) and is_permanent(OverflowError())
+    assert is_permanent(UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogate"))
+    assert is_permanent(TopicAuthorizationFailedError()) and not is_permanent(NotLeaderForPartitionError())
 
 
 def test_too_large_and_fenced_are_permanent_timeouts_and_lost_connections_are_not():
