@@ -156,6 +156,39 @@ async def wait_for_log(path: Path, line: str, timeout_s: float = 60.0) -> None:
         await asyncio.sleep(0.05)
 
 
+async def joining_sibling(settings: Settings, path: Path, directory: Path) -> WorkerProcess:
+    """A second worker of the same group (:func:`sibling_settings` in ``directory``), its process started, once
+    its log says faust is starting: it joins the group a few seconds later (the import takes longer)."""
+    sibling, sibling_path = sibling_settings(settings, path, directory)
+    worker = worker_process(sibling_path, sibling, directory / "worker.log").start()
+    await wait_for_log(directory / "worker.log", "[^Worker]: Starting...")
+    return worker
+
+
+async def stop_all(*workers: WorkerProcess | None) -> None:
+    """Stop each worker that was started, in the order given."""
+    for worker in workers:
+        if worker is not None:
+            await asyncio.to_thread(worker.stop)
+
+
+async def committed_offsets(group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """The group's committed offset of each partition (-1: none), as Kafka's admin API gives them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        return {tp: meta.offset for tp, meta in
+                (await admin.list_consumer_group_offsets(group, partitions=partitions)).items()}
+    finally:
+        await admin.close()
+
+
+async def committed_offset(group: str, topic: str, partition: int = 0) -> int:
+    """The group's committed offset of one partition (-1: none)."""
+    tp = TopicPartition(topic, partition)
+    return (await committed_offsets(group, [tp])).get(tp, -1)
+
+
 async def read_topic_to_end(topic: str, partition_count: int, *, want: set[str], timeout_s: float = 60.0) -> dict[str, list]:
     """Read ``topic`` from the beginning until every key in ``want`` was seen, then to its end."""
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="earliest")

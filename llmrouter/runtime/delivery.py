@@ -124,9 +124,11 @@ class Delivery:
 
     async def last_resort(self, origin: Origin, request: Request | None, *, code: str, reason: str) -> None:
         """A request the handler failed on: its dead letter and (when its request_id is known) an ``error``
-        result, each written until it is. It never raises (but for cancellation): a letter that no retry can
-        write is written bare (:func:`write_bare_dead_letter`); an error result that no retry can send is
-        logged, the letter written before it being what must not be lost."""
+        result, each written until it is; the result is stored first, like every final outcome, unless an
+        answer was stored before the failure (a redelivery then re-emits that one). It never raises (but for
+        cancellation): a letter that no retry can write is written bare (:func:`write_bare_dead_letter`); an
+        error result that no retry can send is logged, the letter written before it being what must not be
+        lost."""
         request_id = request.request_id if request else None
         try:
             await until_written(lambda: self._publisher.dead_letter(reason=reason, code=code, origin=origin,
@@ -137,15 +139,32 @@ class Delivery:
             return
         if request is None:
             return
+        rid = request.request_id
         try:
             record = result_record(request, status="error", now_ms=self._now_ms(), error_code=code,
                                    error_message=reason[:MAX_ERROR_CHARS])
-            await until_written(lambda: self._publisher.result(record), what="send an error result")
+            data = self._publisher.encode_result(record)
+            await self._store_unless_answered(rid, StoredAnswer(result=data, status="error",
+                                                                stored_at_ms=self._now_ms()))
+            await until_written(lambda: self._publisher.send_result(rid, data, reply_to=request.reply_to),
+                                what="send an error result")
         except Exception as refused:
             log.error("error_result_lost", request_id=request_id, code=code, error=repr(refused),
                       kept="the dead letter, written before it")
             return
         self._finish.result("answer", record, request_id=request_id)
+
+    async def _store_unless_answered(self, request_id: str, stored: StoredAnswer) -> None:
+        """Store a last-resort outcome, unless an answer is stored already; best effort: the table write may be
+        what failed, and the letter is out, so a failure here is logged, not raised."""
+        if self.stored(request_id) is not None:
+            return
+        try:
+            await with_retries(lambda: put_durably(self._answered, request_id.encode(), stored.to_bytes()),
+                               what="store the error result", attempts=self._attempts)
+        except Exception as exc:
+            log.warning("error_result_not_stored", request_id=request_id, error=repr(exc),
+                        kept="the dead letter; a redelivery is served again")
 
     async def bare_dead_letter(self, origin: Origin, *, code: str, reason: str) -> None:
         """:func:`write_bare_dead_letter`, for a message that could not even be read for its dead letter."""

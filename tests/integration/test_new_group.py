@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from llmrouter.wire.client import Collected, RouterClient
 from llmrouter.runtime.new_group import seed_new_group
 from llmrouter.config.settings import Settings
 from llmrouter.topics import group_source_topics
-from tests.conftest import BOOTSTRAP, isolated_settings, start_worker
+from tests.conftest import BOOTSTRAP, committed_offsets, isolated_settings, start_worker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio(loop_scope="session")]
 TWO_HOURS_S = 7200
@@ -30,17 +29,6 @@ TWO_HOURS_S = 7200
 async def own_settings(directory: Path, model_dir: Path, **sections: dict) -> tuple[Settings, Path]:
     """:func:`isolated_settings` (it runs a loop of its own) from inside a test's loop."""
     return await asyncio.to_thread(isolated_settings, directory, model_dir, **sections)
-
-
-async def committed_offsets(group: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """The group's committed offset of each partition (-1: none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        return {tp: meta.offset for tp, meta in
-                (await admin.list_consumer_group_offsets(group, partitions=partitions)).items()}
-    finally:
-        await admin.close()
 
 
 async def commit_as_group(group: str, offsets: dict[TopicPartition, int]) -> None:

@@ -21,12 +21,12 @@ import uuid
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from llmrouter.simulator import SimProfile
 from llmrouter.testing.ports import free_port
 from llmrouter.wire.client import RouterClient
-from tests.conftest import BOOTSTRAP, SimulatorThread, isolated_settings, sim_provider, start_worker
+from tests.conftest import (BOOTSTRAP, SimulatorThread, committed_offset, isolated_settings, sim_provider,
+                            start_worker)
 
 pytestmark = pytest.mark.kafka
 HUGE_ANSWER_CHARS = 1_100_000  # a provider's answer over the 1,000,000-byte record limit
@@ -138,17 +138,6 @@ async def end_offset(topic: str) -> int:
         return (await consumer.end_offsets([tp]))[tp]
     finally:
         await consumer.stop()
-
-
-async def committed_offset(group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[TopicPartition(topic, 0)])
-    finally:
-        await admin.close()
-    meta = offsets.get(TopicPartition(topic, 0))
-    return meta.offset if meta is not None else -1
 
 
 async def wait_committed(group: str, topic: str, end: int, timeout_s: float = 30.0) -> int:

@@ -18,8 +18,7 @@ from llmrouter.dispatch.budgets import read_all_accounts
 from llmrouter.simulator import SimProfile
 from llmrouter.topics import LEDGER_CHANGELOG
 from llmrouter.wire.client import RouterClient
-from tests.conftest import (SimulatorThread, isolated_settings, sibling_settings, sim_provider, start_worker,
-                            wait_for_log, worker_process)
+from tests.conftest import SimulatorThread, isolated_settings, joining_sibling, sim_provider, start_worker, stop_all
 
 pytestmark = pytest.mark.kafka
 REQUESTS = 8
@@ -59,9 +58,7 @@ async def test_calls_a_rebalance_cut_off_are_booked_and_each_request_is_answered
             # The second worker's process is started first: it joins the group some 4 s after its log
             # says "Starting..." (the import takes longer), so the requests are sent then and it joins a few
             # seconds into their calls; the drain's grace (8 s) ends before the 15 s calls do.
-            second_settings, second_path = sibling_settings(settings, path, tmp_path / "second")
-            second = worker_process(second_path, second_settings, tmp_path / "worker-2.log").start()
-            await wait_for_log(tmp_path / "worker-2.log", "[^Worker]: Starting...")
+            second = await joining_sibling(settings, path, tmp_path / "second")
             ids = [await client.send({"prompt": f"slow {i}", "max_tokens": 4}) for i in range(REQUESTS)]
             deadline = time.monotonic() + 30
             while calls_received(slow_sim) < 4:  # max_in_flight calls under way, the rest queued
@@ -70,9 +67,7 @@ async def test_calls_a_rebalance_cut_off_are_booked_and_each_request_is_answered
             await asyncio.to_thread(second.wait_ready, consuming_only=True)
             await client.wait_for(ids, timeout_s=180)
         finally:
-            for worker in (second, first):
-                if worker is not None:
-                    await asyncio.to_thread(worker.stop)
+            await stop_all(second, first)
         await client.read_to_end()
     for rid in ids:
         firsts = [r for r in client.collected.results[rid] if not r.replay]

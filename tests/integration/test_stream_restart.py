@@ -17,8 +17,7 @@ import pytest
 
 from llmrouter.simulator import SimProfile
 from llmrouter.wire.client import RouterClient
-from tests.conftest import (SimulatorThread, isolated_settings, sibling_settings, sim_provider, start_worker,
-                            wait_for_log, worker_process)
+from tests.conftest import SimulatorThread, isolated_settings, joining_sibling, sim_provider, start_worker, stop_all
 
 pytestmark = pytest.mark.kafka
 REQUESTS = 4
@@ -47,9 +46,7 @@ async def test_a_stream_cut_off_by_a_rebalance_restarts_with_the_restart_flag(ka
         second = None
         async with RouterClient(settings) as client:
             try:
-                second_settings, second_path = sibling_settings(settings, path, tmp_path / "second")
-                second = worker_process(second_path, second_settings, tmp_path / "worker-2.log").start()
-                await wait_for_log(tmp_path / "worker-2.log", "[^Worker]: Starting...")
+                second = await joining_sibling(settings, path, tmp_path / "second")
                 ids = [await client.send({"prompt": f"stream {i}", "max_tokens": TOKENS, "stream": True})
                        for i in range(REQUESTS)]
                 deadline = time.monotonic() + 30
@@ -59,9 +56,7 @@ async def test_a_stream_cut_off_by_a_rebalance_restarts_with_the_restart_flag(ka
                 await asyncio.to_thread(second.wait_ready, consuming_only=True)
                 await client.wait_for(ids, timeout_s=180)
             finally:
-                for worker in (second, first):
-                    if worker is not None:
-                        await asyncio.to_thread(worker.stop)
+                await stop_all(second, first)
             await client.read_to_end()
 
     restarted = 0

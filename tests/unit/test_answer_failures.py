@@ -5,12 +5,15 @@ cannot even be read for its letter is kept as it is on the accepted topic. Fakes
 
 from __future__ import annotations
 
+import asyncio
+import json
 from types import SimpleNamespace
 from typing import Any
 
 from aiokafka.errors import NotLeaderForPartitionError, TopicAuthorizationFailedError
 from structlog.testing import capture_logs
 
+from llmrouter.core.stored import StoredAnswer
 from llmrouter.observability.finish import Finisher
 from llmrouter.observability.metrics import Metrics
 from llmrouter.runtime import writes
@@ -20,7 +23,7 @@ from llmrouter.wire.contract import Request
 from llmrouter.wire.envelope import Origin
 from tests.unit.test_stage_decisions import NOW_MS, Cache, OK, Serving, answer
 
-REQUEST = Request(request_id="r1", prompt="hi", received_at_ms=NOW_MS)
+REQUEST = Request(request_id="r1", prompt="hi", received_at_ms=NOW_MS, reply_to="team.replies")
 ORIGIN = Origin(topic="llm.requests.normal", partition=1, offset=9, key=b"k", value=b'{"prompt": "hi"}',
                 headers=(("traceparent", b"00-abc"),), received_at_ms=NOW_MS)
 
@@ -40,15 +43,40 @@ class Failing:
             raise self.letter_failures.pop(0)
         self.letters.append(fields)
 
-    async def result(self, record: dict[str, Any], *, reply_to: str | None = None) -> None:
+    def encode_result(self, record: dict[str, Any]) -> bytes:
+        return json.dumps(record).encode()
+
+    async def send_result(self, request_id: str, data: bytes, *, reply_to: str | None = None,
+                          replay: bool = False) -> None:
         if self.result_failures:
             raise self.result_failures.pop(0)
-        self.results.append(record)
+        self.results.append({**json.loads(data), "sent_to": reply_to})
 
 
-def delivery(publisher: Failing) -> Delivery:
-    return Delivery(answered={}, publisher=publisher, cache=Cache(), finish=Finisher(Metrics()), codec=Codec(),
-                    write_attempts=1, window_s=60.0, now_ms=lambda: NOW_MS)
+class Table:
+    """The answered table's edge that write_now uses: RocksDB's dict and a changelog send acked at once."""
+
+    name = "answered"
+    app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))
+
+    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
+        self.data = dict(data or {})
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def partition_for_key(self, key: bytes) -> int:
+        return 0
+
+    def send_changelog(self, partition: int, key: bytes, value: bytes) -> asyncio.Future:
+        sent = asyncio.get_running_loop().create_future()
+        sent.set_result(None)
+        return sent
+
+
+def delivery(publisher: Failing, table: Table | None = None) -> Delivery:
+    return Delivery(answered=table if table is not None else Table(), publisher=publisher, cache=Cache(),
+                    finish=Finisher(Metrics()), codec=Codec(), write_attempts=1, window_s=60.0, now_ms=lambda: NOW_MS)
 
 
 async def test_a_letter_the_broker_refuses_for_good_is_written_bare_and_nothing_raises():
@@ -69,6 +97,24 @@ async def test_a_retriable_letter_failure_is_tried_again_and_the_error_result_fo
     [letter] = publisher.letters
     assert letter["request_id"] == "r1" and letter["origin"] == ORIGIN
     assert [r["status"] for r in publisher.results] == ["error"] and publisher.results[0]["request_id"] == "r1"
+
+
+async def test_the_error_result_is_stored_and_sent_to_the_requests_reply_to():
+    """Every final outcome is stored (item 7): a redelivery re-emits the last resort's error, it is not served
+    again; the result goes where the request asked."""
+    publisher, table = Failing(), Table()
+    await delivery(publisher, table).last_resort(ORIGIN, REQUEST, code="internal_error", reason="a bug")
+    [sent] = publisher.results
+    stored = StoredAnswer.from_bytes(table.data[b"r1"])
+    assert stored.status == "error" and json.loads(stored.result)["error_message"] == "a bug"
+    assert sent["sent_to"] == "team.replies" and sent["error_code"] == "internal_error"
+
+
+async def test_an_answer_stored_before_the_failure_is_never_overwritten_by_the_error():
+    answered = StoredAnswer(result=b'{"status": "ok"}', status="ok", stored_at_ms=NOW_MS).to_bytes()
+    publisher, table = Failing(), Table({b"r1": answered})
+    await delivery(publisher, table).last_resort(ORIGIN, REQUEST, code="internal_error", reason="a bug")
+    assert table.data[b"r1"] == answered and len(publisher.results) == 1
 
 
 async def test_an_error_result_refused_for_good_is_logged_after_its_letter():

@@ -9,17 +9,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import structlog.testing
 
-from llmrouter.config.secrets import Secrets
-from llmrouter.config.settings import load_settings
 from llmrouter.core.endpoints import EndpointPrefix, allowed, is_internal_host
-from llmrouter.errors import ConfigError
-from llmrouter.observability.metrics import Metrics
 from llmrouter.providers.spec import ProviderSpec
-from llmrouter.registry import ProviderRegistry
 from llmrouter.registry.admission import AdmissionRules, admission_problems, removal_problem
 from llmrouter.registry.signing import SIGNATURE_HEADER, sign, signature_problem
+from tests.unit.registry_harness import registry_for, start, stop
 
 SECRET = "a-registry-key-of-some-length"
 RULES = AdmissionRules.build(settings_providers={"local", "huggingface", "together", "openai", "anthropic",
@@ -143,12 +138,6 @@ def test_a_signature_binds_key_and_value_and_a_tombstone_is_signed_too():
 
 # ---- the registry applying them ---------------------------------------------------------------------------------
 
-def registry_for(env: dict[str, str], secrets: dict[str, str]) -> ProviderRegistry:
-    settings = load_settings(env={"LLMROUTER__LOCAL_CONFIG__ENABLED": "false", **env})
-    return ProviderRegistry(settings, Secrets.load(secrets), Metrics(), providers_topic="llm.providers",
-                            worker_id="w1")
-
-
 @pytest.fixture
 async def registry():
     registry = registry_for({"LLMROUTER__REGISTRY__REGISTERED_KEY_ENVS": "[PROXY_KEY]",
@@ -158,24 +147,6 @@ async def registry():
     yield registry
     await stop(registry)
 
-
-async def start(registry: ProviderRegistry) -> None:
-    for s in registry._settings.provider_specs().values():
-        await registry._install(s)  # what on_start does before it reads the topic
-    registry.live = True
-
-
-async def stop(registry: ProviderRegistry) -> None:
-    for entry in registry.entries.values():
-        if hasattr(entry.provider, "stop"):
-            await entry.provider.stop()
-
-
-def drain(registry: ProviderRegistry) -> list[tuple[str, str, dict]]:
-    out = []
-    while not registry.events.empty():
-        out.append(registry.events.get_nowait())
-    return out
 
 
 async def test_an_allowed_registration_is_applied_and_clears_an_earlier_refusal(registry):

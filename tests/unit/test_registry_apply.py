@@ -11,10 +11,7 @@ import json
 import pytest
 
 from llmrouter.wire.codec import Codec
-from llmrouter.observability.metrics import Metrics
-from llmrouter.registry import ProviderRegistry
-from llmrouter.config.secrets import Secrets
-from llmrouter.config.settings import load_settings
+from tests.unit.registry_harness import drain, running
 
 VLLM = {"name": "vllm", "kind": "openai_compatible", "endpoint": "http://127.0.0.1:9/v1", "api_key_env": "",
         "models": ["llama"]}
@@ -22,25 +19,10 @@ VLLM = {"name": "vllm", "kind": "openai_compatible", "endpoint": "http://127.0.0
 
 @pytest.fixture
 async def registry():
-    settings = load_settings(env={"LLMROUTER__LOCAL_CONFIG__ENABLED": "false",  # MY_KEY may go to 127.0.0.1:9
-                                  "LLMROUTER__REGISTRY__REGISTERED_KEY_ENVS": "[MY_KEY]",
-                                  "LLMROUTER__REGISTRY__REGISTERED_ENDPOINTS": "['http://127.0.0.1:9/v1']"})
-    registry = ProviderRegistry(settings, Secrets.load({"TOGETHER_API_KEY": "tk", "MY_KEY": "mk"}), Metrics(),
-                                providers_topic="llm.providers", worker_id="w1")
-    for spec in settings.provider_specs().values():
-        await registry._install(spec)  # what on_start does before it reads the topic
-    registry.live = True
-    yield registry
-    for entry in registry.entries.values():
-        if hasattr(entry.provider, "stop"):
-            await entry.provider.stop()
-
-
-def events(registry: ProviderRegistry) -> list[tuple[str, str, dict]]:
-    out = []
-    while not registry.events.empty():
-        out.append(registry.events.get_nowait())
-    return out
+    env = {"LLMROUTER__REGISTRY__REGISTERED_KEY_ENVS": "[MY_KEY]",  # MY_KEY may go to 127.0.0.1:9
+           "LLMROUTER__REGISTRY__REGISTERED_ENDPOINTS": "['http://127.0.0.1:9/v1']"}
+    async with running(env, {"TOGETHER_API_KEY": "tk", "MY_KEY": "mk"}) as registry:
+        yield registry
 
 
 async def test_settings_providers_are_available_only_with_their_key(registry):
@@ -58,7 +40,7 @@ async def test_a_registration_joins_the_chain_before_the_emergency_providers(reg
     assert registry.status()["vllm"] == {"available": True}
     assert registry.chain() == ["local", "huggingface", "together", "openai", "anthropic", "vllm"]
     assert registry.emergency() == {"openai", "anthropic"}
-    assert events(registry) == [("provider:vllm", "provider_registered",
+    assert drain(registry) == [("provider:vllm", "provider_registered",
                                  {"offset": "7", "worker": "w1", "kind": "openai_compatible",
                                   "endpoint": "http://127.0.0.1:9/v1", "available": "true"})]
 
@@ -72,7 +54,7 @@ async def test_registering_a_name_again_updates_it_and_a_null_value_removes_it(r
     assert registry.specs["vllm"].models == ("b",) and registry.status()["vllm"]["available"]
     await registry.apply(b"vllm", None, 3)
     assert "vllm" not in registry.chain() and "vllm" not in registry.names()
-    assert [kind for _, kind, _ in events(registry)] == ["provider_registered", "provider_updated",
+    assert [kind for _, kind, _ in drain(registry)] == ["provider_registered", "provider_updated",
                                                          "provider_removed"]
 
 
@@ -87,13 +69,13 @@ async def test_a_bad_record_is_refused_with_its_reason_and_never_applied(registr
     """Undecodable, misnamed, unkeyed, invalid or local: an event provider_refused, nothing changes."""
     before = registry.chain()
     await registry.apply(key, value, 5)
-    ((entity, kind, data),) = events(registry)
+    ((entity, kind, data),) = drain(registry)
     assert kind == "provider_refused" and reason in data["reason"] and data["offset"] == "5"
     assert registry.chain() == before
 
 
-async def test_records_replayed_at_start_up_are_applied_without_events(registry):
+async def test_records_replayed_at_start_up_are_applied_without_drain(registry):
     """Reading the topic to its end at start restores state; it is not a change, so no event."""
     registry.live = False
     await registry.apply(b"vllm", json.dumps(VLLM).encode(), 0)
-    assert "vllm" in registry.names() and events(registry) == []
+    assert "vllm" in registry.names() and drain(registry) == []

@@ -11,14 +11,12 @@ import json
 
 import pytest
 
-from llmrouter.config.secrets import Secrets
 from llmrouter.config.settings import load_settings
 from llmrouter.errors import ConfigError
 from llmrouter.localmodel.tiny_tokenizer import build_tiny_tokenizer
-from llmrouter.observability.metrics import Metrics
 from llmrouter.providers.cloud import build_cloud_provider
 from llmrouter.providers.spec import ProviderSpec
-from llmrouter.registry import ProviderRegistry
+from tests.unit.registry_harness import drain, running
 
 KEYS = {"OPENAI_API_KEY": "sk-ours", "LLMROUTER_ADMIN_KEY": "admin-ours", "PROXY_KEY": "pk"}
 HOSTILE = [
@@ -40,23 +38,8 @@ HOSTILE = [
 
 @pytest.fixture
 async def registry():
-    settings = load_settings(env={"LLMROUTER__LOCAL_CONFIG__ENABLED": "false"})
-    registry = ProviderRegistry(settings, Secrets.load(KEYS), Metrics(), providers_topic="llm.providers",
-                                worker_id="w1")
-    for spec in settings.provider_specs().values():
-        await registry._install(spec)  # what on_start does before it reads the topic
-    registry.live = True
-    yield registry
-    for entry in registry.entries.values():
-        if hasattr(entry.provider, "stop"):
-            await entry.provider.stop()
-
-
-def drain(registry: ProviderRegistry) -> list[tuple[str, str, dict]]:
-    out = []
-    while not registry.events.empty():
-        out.append(registry.events.get_nowait())
-    return out
+    async with running({}, KEYS) as registry:
+        yield registry
 
 
 @pytest.mark.parametrize("name, record, reason", HOSTILE, ids=[h[0] for h in HOSTILE])
