@@ -23,7 +23,7 @@ import faust
 from faust.web import Request, Response, View
 
 from llmrouter.alerting.owner import WindowOwner
-from llmrouter.core.alerts import Policy, Rule, describe_states
+from llmrouter.core.alerts import AlertState, Policy, Rule, describe_states
 from llmrouter.core.windows import Aggregate, Row, merge_all, parse_row_key, span_starts
 from llmrouter.registry.reader import read_whole
 from llmrouter.runtime.clock import wall_ms
@@ -51,11 +51,23 @@ def register(app: faust.App, *, windows: faust.Table, states: faust.Table, owner
             if every:
                 raw = await read_whole(bootstrap_servers, states.changelog_topic.get_topic_name())
             else:  # the partitions owned now, as last judged here (the table has the figures as last written)
-                raw = {key: owner.latest[key].to_bytes() if key in owner.latest else value
-                       for key, value in states.data.items()}
+                raw = {key: as_last_judged(value, owner.latest.get(key)) for key, value in states.data.items()}
             described = describe_states(raw)
             return self.json({"worker": worker, "every_partition": every, "enabled": policy is not None,
                               "firing": [s for s in described if s["status"] == "firing"], "states": described})
+
+
+def as_last_judged(stored: bytes, judged: AlertState | None) -> bytes:
+    """The state of an alert as the view shows it: the one last judged here, unless the table's is newer.
+    A worker that owned the subject once (and judged it then) and owns it again after a takeover must show
+    what the owner in between wrote (firing, say), not its own judgement from before."""
+    if judged is None:
+        return stored
+    try:
+        written = AlertState.from_bytes(stored)
+    except ValueError:
+        return judged.to_bytes()
+    return judged.to_bytes() if judged.judged_ms >= written.judged_ms else stored
 
 
 def _every(request: Request) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiokafka.partitioner import DefaultPartitioner
 
 from llmrouter.alerting.owner import _moved, partition_of
-from llmrouter.views.alerts import windows_view
+from llmrouter.views.alerts import as_last_judged, windows_view
 from llmrouter.core.alerts import FIRING, AlertState, Policy, Rule
 from llmrouter.core.windows import Aggregate, Row, row_key
 
@@ -47,3 +47,16 @@ def test_the_windows_view_shows_the_latest_windows_each_rule_span_and_the_sum_re
     assert (span["window_s"], span["count"], span["errors"]) == (3, 30, 1 + 2 + 3)
     assert subject["retained"]["count"] == 40 and subject["retained"]["windows"] == 4
     assert windows_view(rows, None, size_s=1, now_ms=0, limit=1, subject="all") == {"subjects": {}}
+
+
+def test_the_alerts_view_shows_the_tables_state_when_it_is_newer_than_the_last_judged_here():
+    """A worker that judged an alert 'ok' while it owned the subject, then lost it, and owns it again after
+    the owner in between fired it: the view shows 'firing' from the table, not the old 'ok' (CI saw the old
+    one right after a SIGKILL takeover); once judged here again, the new judgement."""
+    old_here = AlertState(value=0.27, threshold=0.1, judged_ms=1_000)
+    fired = AlertState(status=FIRING, since_ms=5_000, value=0.4, threshold=0.1, judged_ms=9_000)
+    assert AlertState.from_bytes(as_last_judged(fired.to_bytes(), old_here)).status == FIRING
+    judged_again = AlertState(status=FIRING, since_ms=5_000, value=0.35, threshold=0.1, judged_ms=12_000)
+    assert AlertState.from_bytes(as_last_judged(fired.to_bytes(), judged_again)).value == 0.35
+    assert as_last_judged(fired.to_bytes(), None) == fired.to_bytes()
+    assert AlertState.from_bytes(as_last_judged(b"junk", judged_again)).judged_ms == 12_000
