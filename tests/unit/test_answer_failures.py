@@ -5,7 +5,6 @@ cannot even be read for its letter is kept as it is on the accepted topic. Fakes
 
 from __future__ import annotations
 
-import asyncio
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -21,6 +20,7 @@ from llmrouter.runtime.delivery import Delivery
 from llmrouter.wire.codec import Codec
 from llmrouter.wire.contract import Request
 from llmrouter.wire.envelope import Origin
+from tests.unit.test_ledger_spend import Table
 from tests.unit.test_stage_decisions import NOW_MS, Cache, OK, Serving, answer
 
 REQUEST = Request(request_id="r1", prompt="hi", received_at_ms=NOW_MS, reply_to="team.replies")
@@ -53,29 +53,8 @@ class Failing:
         self.results.append({**json.loads(data), "sent_to": reply_to})
 
 
-class Table:
-    """The answered table's edge that write_now uses: RocksDB's dict and a changelog send acked at once."""
-
-    name = "answered"
-    app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))
-
-    def __init__(self, data: dict[bytes, bytes] | None = None) -> None:
-        self.data = dict(data or {})
-
-    def get(self, key: bytes) -> bytes | None:
-        return self.data.get(key)
-
-    def partition_for_key(self, key: bytes) -> int:
-        return 0
-
-    def send_changelog(self, partition: int, key: bytes, value: bytes) -> asyncio.Future:
-        sent = asyncio.get_running_loop().create_future()
-        sent.set_result(None)
-        return sent
-
-
 def delivery(publisher: Failing, table: Table | None = None) -> Delivery:
-    return Delivery(answered=table if table is not None else Table(), publisher=publisher, cache=Cache(),
+    return Delivery(answered=table if table is not None else Table(name="answered"), publisher=publisher, cache=Cache(),
                     finish=Finisher(Metrics()), codec=Codec(), write_attempts=1, window_s=60.0, now_ms=lambda: NOW_MS)
 
 
@@ -102,7 +81,7 @@ async def test_a_retriable_letter_failure_is_tried_again_and_the_error_result_fo
 async def test_the_error_result_is_stored_and_sent_to_the_requests_reply_to():
     """Every final outcome is stored (item 7): a redelivery re-emits the last resort's error, it is not served
     again; the result goes where the request asked."""
-    publisher, table = Failing(), Table()
+    publisher, table = Failing(), Table(name="answered")
     await delivery(publisher, table).last_resort(ORIGIN, REQUEST, code="internal_error", reason="a bug")
     [sent] = publisher.results
     stored = StoredAnswer.from_bytes(table.data[b"r1"])
@@ -112,7 +91,7 @@ async def test_the_error_result_is_stored_and_sent_to_the_requests_reply_to():
 
 async def test_an_answer_stored_before_the_failure_is_never_overwritten_by_the_error():
     answered = StoredAnswer(result=b'{"status": "ok"}', status="ok", stored_at_ms=NOW_MS).to_bytes()
-    publisher, table = Failing(), Table({b"r1": answered})
+    publisher, table = Failing(), Table({b"r1": answered}, name="answered")
     await delivery(publisher, table).last_resort(ORIGIN, REQUEST, code="internal_error", reason="a bug")
     assert table.data[b"r1"] == answered and len(publisher.results) == 1
 

@@ -17,11 +17,11 @@ NOW_MS = 1_800_000_000_000
 class Table:
     """The part of a faust table the ledger writes through: RocksDB (``data``) and a changelog acked at once."""
 
-    name = "ledger"
     app = SimpleNamespace(conf=SimpleNamespace(producer_max_request_size=1_000_000))  # what the size check reads
 
-    def __init__(self) -> None:
-        self.data: dict[bytes, bytes] = {}
+    def __init__(self, data: dict[bytes, bytes] | None = None, *, name: str = "ledger") -> None:
+        self.data: dict[bytes, bytes] = dict(data or {})
+        self.name = name
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
